@@ -1,0 +1,25 @@
+"""HARP explorer: find which regions of a finetuning pool help or hurt each evaluation domain.
+
+The public surface: :func:`select` (greedy selection under HARP-C / HARP-E), :class:`Store` (the DuckDB store of
+every stage's results) and the CSV export helpers. Everything else lives in submodules.
+"""
+
+__version__ = "0.1.0"
+
+from harp.export import selection_csv, selection_manifest, write_selection
+from harp.select import Selection, select
+from harp.store import SelectionInputs, Store, StoreError, export_parquet, import_parquet
+
+__all__ = [
+    "Selection",
+    "SelectionInputs",
+    "Store",
+    "StoreError",
+    "__version__",
+    "export_parquet",
+    "import_parquet",
+    "select",
+    "selection_csv",
+    "selection_manifest",
+    "write_selection",
+]

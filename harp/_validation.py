@@ -1,0 +1,139 @@
+"""Input checks shared by the public functions.
+
+Each helper takes the argument's public name so that a message says which argument is wrong and why, for example
+``budget must be >= 0, got -3``. Public functions validate once, here, and then call private cores that assume
+valid input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+Envelope = Literal["C", "E"]
+
+_ENVELOPES = {"c": "C", "harp-c": "C", "e": "E", "harp-e": "E"}
+
+
+def check_envelope(envelope: Any) -> Envelope:
+    """Return ``"C"`` or ``"E"`` for any accepted spelling of an envelope."""
+    if isinstance(envelope, str) and envelope.strip().lower() in _ENVELOPES:
+        return _ENVELOPES[envelope.strip().lower()]  # type: ignore[return-value]
+    raise ValueError(f"envelope must be one of 'C', 'E', 'harp-c', 'harp-e' (any case), got {envelope!r}")
+
+
+def check_matrix(value: Any, name: str) -> np.ndarray:
+    """A finite 2-D float64 array, C-contiguous."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a 2-D array of numbers: {error}") from None
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (leaves x domains), got shape {array.shape}")
+    _check_finite(array, name)
+    return np.ascontiguousarray(array)
+
+
+def check_vector(value: Any, name: str, length: int, *, what: str = "domains") -> np.ndarray:
+    """A finite 1-D float64 array of the given length."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a 1-D array of numbers: {error}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.shape[0] != length:
+        raise ValueError(f"{name} has {array.shape[0]} entries but there are {length} {what}")
+    _check_finite(array, name)
+    return np.ascontiguousarray(array)
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, found {array[where]} at index {where}")
+
+
+def check_base(value: Any, n_domains: int) -> np.ndarray:
+    base = check_vector(value, "base", n_domains)
+    outside = (base < 0) | (base > 1)
+    if outside.any():
+        d = int(np.argmax(outside))
+        raise ValueError(f"base must lie in [0, 1], got {base[d]} for domain {d}")
+    return base
+
+
+def check_weights(value: Any, n_domains: int) -> np.ndarray:
+    if value is None:
+        return np.ones(n_domains, dtype=np.float64)
+    weights = check_vector(value, "weights", n_domains)
+    if (weights < 0).any():
+        d = int(np.argmax(weights < 0))
+        raise ValueError(f"weights must be >= 0, got {weights[d]} for domain {d}")
+    if not (weights > 0).any():
+        raise ValueError("weights must not be all zero: give at least one domain a positive weight")
+    return weights
+
+
+def check_budget(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"budget must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"budget must be >= 0, got {value}")
+    return int(value)
+
+
+def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
+    """Point indices of each leaf, as int64 arrays; no point may belong to two leaves."""
+    if value is None:
+        return [np.array([g], dtype=np.int64) for g in range(n_leaves)]
+    if isinstance(value, np.ndarray) and value.ndim != 2:
+        raise ValueError("members must be a sequence with one array of point indices per leaf")
+    if not isinstance(value, Sequence | np.ndarray):
+        raise ValueError(f"members must be a sequence of arrays of point indices, got {type(value).__name__}")
+    if len(value) != n_leaves:
+        raise ValueError(f"phi has {n_leaves} rows but members has {len(value)} leaves")
+    members = []
+    for g, points in enumerate(value):
+        array = np.asarray(points)
+        if array.size == 0:
+            members.append(np.zeros(0, dtype=np.int64))
+            continue
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(
+                f"members[{g}] must be a 1-D array of integer point indices, got {array.dtype} {array.shape}"
+            )
+        if (array < 0).any():
+            raise ValueError(f"members[{g}] holds a negative point index {int(array.min())}")
+        members.append(array.astype(np.int64, copy=False))
+    flat = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+    if flat.size:
+        unique, counts = np.unique(flat, return_counts=True)
+        if (counts > 1).any():
+            point = int(unique[np.argmax(counts > 1)])
+            leaves = [g for g, m in enumerate(members) if (m == point).any()]
+            raise ValueError(f"members: point {point} is in more than one leaf (leaves {leaves[:5]})")
+    return members
+
+
+def check_leaf_ids(value: Any, name: str, n_leaves: int) -> np.ndarray:
+    """Distinct leaf ids in [0, n_leaves), in the order given."""
+    if value is None:
+        return np.zeros(0, dtype=np.int64)
+    array = np.asarray(value)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be a 1-D sequence of integer leaf ids, got {value!r}")
+    outside = (array < 0) | (array >= n_leaves)
+    if outside.any():
+        raise ValueError(f"{name} holds leaf {int(array[np.argmax(outside)])}, outside 0..{n_leaves - 1}")
+    unique, counts = np.unique(array, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name} lists leaf {int(unique[np.argmax(counts > 1)])} more than once")
+    return array.astype(np.int64)

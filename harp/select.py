@@ -1,0 +1,764 @@
+"""Greedy selection of leaves under the HARP-C and HARP-E envelopes.
+
+Notation: leaf g, domain d, ``phi[g, d]`` the effect of finetuning on leaf g on domain d, ``b_d`` the base score,
+``w_d`` the domain weights (``W = sum_d w_d``), S the selected set of leaves, ``clip`` the clip to [0, 1],
+``pos = max(phi, 0)`` and ``neg = max(-phi, 0)``.
+
+- HARP-C: ``yhat_d(S) = clip(b_d + max_{g in S} pos[g, d] - sum_{g in S} neg[g, d])``
+- HARP-E: ``yhat_d(S) = clip(b_d + sum_{g in S} phi[g, d])``
+- utility ``U(S) = sum_d w_d yhat_d(S) / W``.
+
+Greedy adds, at each step, the remaining leaf with the largest marginal gain ``U(S + g) - U(S)`` (exact ties: the
+smaller leaf id) until every leaf is ranked; the best-prefix cut is the smallest k maximising the running sum of
+gains (k = 0 allowed); points are the members of the first ``cut`` leaves, capped at ``budget``.
+
+How it is fast and still exact
+------------------------------
+The naive greedy recomputes every remaining leaf's gain at every step: O(L^2 D). Here each leaf keeps an
+*approximate* gain, updated incrementally. A leaf's contribution on domain d, ``clip(t_d + phi[g, d]) -
+clip(t_d)`` (t_d the unclipped current score), does not depend on t_d while neither side of the clip binds, so
+when a step moves t_d only the leaves whose ``phi[g, d]`` lies in a few intervals (found by binary search in
+``phi[:, d]`` sorted once) can change; only those are updated. HARP-C adds one more case: when the running max of
+``pos`` rises, the leaves above the old max are updated. A max-tree over the approximate gains gives the best
+leaf; every leaf within ``_TOLERANCE`` of it is then scored with the same floating-point expression as the naive
+definition, and the true best (ties to the smaller id) is taken. Leaves whose every weighted domain score is
+bitwise unchanged by adding them have a gain of exactly 0.0; they are kept in a second tree ordered by id, so
+long plateaus of zero gains cost O(log L) a step instead of O(L D).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from harp._validation import (
+    check_base,
+    check_budget,
+    check_envelope,
+    check_leaf_ids,
+    check_matrix,
+    check_members,
+    check_weights,
+)
+
+# Approximate gains drift from the exact ones by at most a few ulps per update; candidates within this of the best
+# approximate gain are rescored exactly. Gains lie in [-1, 1], so an absolute tolerance is right.
+_TOLERANCE = 1e-9
+# Interval ends are widened by this times the magnitude of the scores involved, so rounding never hides a change.
+_WIDEN = 1e-12
+# Adding phi with |phi| below this times the magnitude can leave a float score bitwise unchanged.
+_TINY = 1e-15
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of :func:`select`.
+
+    Attributes
+    ----------
+    order : ndarray of shape (n_ranked,)
+        Leaf ids in greedy order: pinned leaves first (in the order given), excluded leaves omitted.
+    gains : ndarray of shape (n_ranked,)
+        Marginal gain ``U(S + g) - U(S)`` of each leaf of ``order`` when it was added.
+    cut : int
+        Length of the best prefix of ``order`` (never shorter than the pinned leaves).
+    leaves : ndarray of shape (n_selected,)
+        Leaves of ``order[:cut]`` that still contribute a point after the budget.
+    points : ndarray of shape (n_points,)
+        Chosen point indices, in selection order.
+    point_leaves : ndarray of shape (n_points,)
+        The leaf of each chosen point.
+    predicted : ndarray of shape (n_domains,)
+        ``yhat(leaves)`` for each domain.
+    utility : float
+        ``U(leaves)``.
+    base_utility : float
+        ``U`` of the empty set, the weighted mean base score.
+    """
+
+    order: np.ndarray
+    gains: np.ndarray
+    cut: int
+    leaves: np.ndarray
+    points: np.ndarray
+    point_leaves: np.ndarray
+    predicted: np.ndarray
+    utility: float
+    base_utility: float
+
+
+def select(
+    phi: Any,
+    base: Any,
+    *,
+    envelope: str,
+    weights: Any = None,
+    members: Any = None,
+    budget: int | None = None,
+    pinned: Any = None,
+    excluded: Any = None,
+) -> Selection:
+    """Rank leaves greedily under an envelope, cut at the best prefix and cap at a point budget.
+
+    Parameters
+    ----------
+    phi : array-like of shape (n_leaves, n_domains)
+        Effect of each leaf on each domain (posterior means).
+    base : array-like of shape (n_domains,)
+        Base model score of each domain, in [0, 1].
+    envelope : {"C", "E", "harp-c", "harp-e"}
+        HARP-C (conservative: the best positive effect per domain, all negative ones) or HARP-E (expansive:
+        effects add up). Any case.
+    weights : array-like of shape (n_domains,), optional
+        Non-negative domain weights, not all zero. Default: all ones.
+    members : sequence of n_leaves integer arrays, optional
+        Point indices of each leaf in the order they are taken. Default: leaf g holds the single point g.
+    budget : int, optional
+        Maximum number of points; None means no cap.
+    pinned : sequence of int, optional
+        Leaves always selected, first, in the order given.
+    excluded : sequence of int, optional
+        Leaves never selected; they are left out of ``order``.
+
+    Returns
+    -------
+    Selection
+
+    Raises
+    ------
+    ValueError
+        For any malformed input; the message names the argument.
+    """
+    envelope_code = check_envelope(envelope)
+    phi = check_matrix(phi, "phi")
+    n_leaves, n_domains = phi.shape
+    if n_domains == 0:
+        raise ValueError("phi must have at least one domain (column), got shape (n, 0)")
+    base = check_base(base, n_domains)
+    weights = check_weights(weights, n_domains)
+    members_list = check_members(members, n_leaves)
+    budget = check_budget(budget)
+    pinned_ids = check_leaf_ids(pinned, "pinned", n_leaves)
+    excluded_ids = check_leaf_ids(excluded, "excluded", n_leaves)
+    both = np.intersect1d(pinned_ids, excluded_ids)
+    if both.size:
+        raise ValueError(f"pinned and excluded both list leaf {int(both[0])}")
+
+    order, gains = greedy_order(phi, base, weights, envelope_code, pinned_ids, excluded_ids)
+    cut = best_prefix_cut(gains, n_pinned=pinned_ids.size)
+    points, point_leaves = _take_points(members_list, order[:cut], budget)
+    kept = np.isin(order[:cut], np.unique(point_leaves))
+    leaves = order[:cut][kept]
+    predicted = predicted_scores(phi, base, leaves, envelope_code)
+    return Selection(
+        order=order,
+        gains=gains,
+        cut=cut,
+        leaves=leaves,
+        points=points,
+        point_leaves=point_leaves,
+        predicted=predicted,
+        utility=float(np.dot(weights, predicted) / weights.sum()),
+        base_utility=float(np.dot(weights, base) / weights.sum()),
+    )
+
+
+def best_prefix_cut(gains: np.ndarray, *, n_pinned: int = 0) -> int:
+    """Smallest k >= n_pinned maximising ``R_k = gains[0] + ... + gains[k-1]`` (``R_0 = 0``)."""
+    running = np.concatenate(([0.0], np.cumsum(gains)))
+    return n_pinned + int(np.argmax(running[n_pinned:]))
+
+
+def predicted_scores(phi: np.ndarray, base: np.ndarray, leaves: np.ndarray, envelope: str) -> np.ndarray:
+    """``yhat_d(leaves)`` for every domain, accumulated in the order of ``leaves``."""
+    if envelope == "E":
+        total = base.copy()
+        for g in leaves:
+            total = total + phi[g]
+        return np.clip(total, 0.0, 1.0)
+    best = np.zeros_like(base)
+    harm = np.zeros_like(base)
+    for g in leaves:
+        best = np.maximum(best, np.maximum(phi[g], 0.0))
+        harm = harm + np.maximum(-phi[g], 0.0)
+    return np.clip((base + best) - harm, 0.0, 1.0)
+
+
+def _take_points(
+    members: list[np.ndarray], leaves: np.ndarray, budget: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if leaves.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    chosen = [members[g] for g in leaves]
+    points = np.concatenate(chosen)
+    point_leaves = np.repeat(leaves, [m.size for m in chosen])
+    if budget is not None:
+        points, point_leaves = points[:budget], point_leaves[:budget]
+    return points, point_leaves
+
+
+def greedy_order(
+    phi: np.ndarray,
+    base: np.ndarray,
+    weights: np.ndarray,
+    envelope: str,
+    pinned: np.ndarray,
+    excluded: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy order and gains; assumes validated inputs (see :func:`select`)."""
+    n_leaves = phi.shape[0]
+    eligible = np.ones(n_leaves, dtype=np.bool_)
+    eligible[excluded] = False
+    eligible[pinned] = False
+    free = np.flatnonzero(eligible).astype(np.int64)
+    # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs.
+    sorted_leaf = np.ascontiguousarray(np.argsort(phi, axis=0, kind="stable").T).astype(np.int64)
+    sorted_phi = np.ascontiguousarray(np.take_along_axis(phi, sorted_leaf.T, axis=0).T)
+    kernel = _greedy_e if envelope == "E" else _greedy_c
+    return kernel(
+        phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free, sorted_phi, sorted_leaf
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiled core. Everything below assumes validated input.
+
+
+@numba.njit(cache=True, inline="always")
+def _clip(value: float) -> float:
+    if value < 0.0:
+        return 0.0
+    if value > 1.0:
+        return 1.0
+    return value
+
+
+@numba.njit(cache=True)
+def _tree_size(n: int) -> int:
+    size = 1
+    while size < max(n, 1):
+        size *= 2
+    return size
+
+
+@numba.njit(cache=True)
+def _tree_set(tree: np.ndarray, size: int, index: int, value: float) -> None:
+    node = size + index
+    tree[node] = value
+    node //= 2
+    while node >= 1:
+        left = tree[2 * node]
+        right = tree[2 * node + 1]
+        tree[node] = left if left >= right else right
+        node //= 2
+
+
+@numba.njit(cache=True)
+def _tree_build(tree: np.ndarray, size: int) -> None:
+    for node in range(size - 1, 0, -1):
+        left = tree[2 * node]
+        right = tree[2 * node + 1]
+        tree[node] = left if left >= right else right
+
+
+@numba.njit(cache=True)
+def _tree_collect(tree: np.ndarray, size: int, threshold: float, out: np.ndarray) -> int:
+    """Write into ``out`` every index whose value is >= threshold; return how many."""
+    count = 0
+    stack = np.empty(64, dtype=np.int64)
+    top = 0
+    stack[top] = 1
+    top += 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        if tree[node] < threshold or tree[node] == -np.inf:
+            continue
+        if node >= size:
+            out[count] = node - size
+            count += 1
+        else:
+            stack[top] = 2 * node
+            stack[top + 1] = 2 * node + 1
+            top += 2
+    return count
+
+
+@numba.njit(cache=True)
+def _tree_top(tree: np.ndarray, size: int) -> int:
+    """Index of a largest value (the tree must hold one that is not -inf)."""
+    node = 1
+    while node < size:
+        node = 2 * node if tree[2 * node] >= tree[2 * node + 1] else 2 * node + 1
+    return node - size
+
+
+@numba.njit(cache=True)
+def _add_run(
+    runs: np.ndarray, n_runs: int, sorted_row: np.ndarray, low: float, high: float, sign: int
+) -> int:
+    """Append the index run of sorted_row with values in [low, high], restricted to one sign (zeros excluded)."""
+    if sign < 0:
+        if low >= 0.0:
+            return n_runs
+        start = np.searchsorted(sorted_row, low, side="left")
+        stop = (
+            np.searchsorted(sorted_row, high, side="right")
+            if high < 0.0
+            else np.searchsorted(sorted_row, 0.0, side="left")
+        )
+    else:
+        if high <= 0.0:
+            return n_runs
+        start = (
+            np.searchsorted(sorted_row, low, side="left")
+            if low > 0.0
+            else np.searchsorted(sorted_row, 0.0, side="right")
+        )
+        stop = np.searchsorted(sorted_row, high, side="right")
+    if stop > start:
+        runs[n_runs, 0] = start
+        runs[n_runs, 1] = stop
+        n_runs += 1
+    return n_runs
+
+
+@numba.njit(cache=True)
+def _add_moved_runs(
+    runs: np.ndarray,
+    n_runs: int,
+    sorted_row: np.ndarray,
+    old: float,
+    new: float,
+    shift: float,
+    sign: int,
+    magnitude: float,
+) -> int:
+    """Runs of effects x whose term ``clip(t + x - shift) - clip(t)`` can differ between t = old and t = new.
+
+    With a <= b the two values of t, the change is ``o(x - shift) - o(0)`` where ``o(z)`` is the length of
+    ``[a + z, b + z]`` inside [0, 1]. ``o`` is 0 outside ``(-b, 1 - a)``, rises, stays flat on
+    ``[min(-a, 1 - b), max(-a, 1 - b)]`` and falls. So if ``o(0) = 0`` only ``(-b, 1 - a)`` can change; if 0 lies
+    inside the flat part, everything but the flat part can; otherwise everything can. Ends are widened for
+    rounding, and a band of tiny ``|x - shift|`` is added because a float sum can absorb a tiny effect.
+    ``magnitude`` bounds the other terms of the float expression, which set the size of its rounding.
+    """
+    a = min(old, new)
+    b = max(old, new)
+    scale = 1.0 + abs(a) + abs(b) + abs(shift) + magnitude
+    widen = _WIDEN * scale
+    tiny = _TINY * scale
+    flat_low = min(-a, 1.0 - b)
+    flat_high = max(-a, 1.0 - b)
+    if b <= 0.0 or a >= 1.0:
+        return _add_run(runs, n_runs, sorted_row, -b - widen + shift, 1.0 - a + widen + shift, sign)
+    if flat_low + widen < 0.0 < flat_high - widen:
+        n_runs = _add_run(runs, n_runs, sorted_row, -np.inf, flat_low + widen + shift, sign)
+        n_runs = _add_run(runs, n_runs, sorted_row, flat_high - widen + shift, np.inf, sign)
+        return _add_run(runs, n_runs, sorted_row, -tiny + shift, tiny + shift, sign)
+    return _add_run(runs, n_runs, sorted_row, -np.inf, np.inf, sign)
+
+
+@numba.njit(cache=True)
+def _merge_runs(runs: np.ndarray, n_runs: int) -> int:
+    """Sort runs by start and merge overlaps in place, so no leaf is visited twice."""
+    for i in range(1, n_runs):
+        j = i
+        while j > 0 and runs[j - 1, 0] > runs[j, 0]:
+            s0, s1 = runs[j - 1, 0], runs[j - 1, 1]
+            runs[j - 1, 0], runs[j - 1, 1] = runs[j, 0], runs[j, 1]
+            runs[j, 0], runs[j, 1] = s0, s1
+            j -= 1
+    merged = 0
+    for i in range(n_runs):
+        if merged > 0 and runs[i, 0] <= runs[merged - 1, 1]:
+            if runs[i, 1] > runs[merged - 1, 1]:
+                runs[merged - 1, 1] = runs[i, 1]
+        else:
+            runs[merged, 0] = runs[i, 0]
+            runs[merged, 1] = runs[i, 1]
+            merged += 1
+    return merged
+
+
+# Leaves live in one of three max-trees (rows of ``trees``):
+_EXACT = 0  # the approximate gain is the whole gain
+_CAPPED = 1  # the approximate gain leaves out saturated domains, where this leaf's terms are < 0
+_ZERO = 2  # no weighted domain score would change: the gain is exactly 0.0; keyed by -id
+
+
+@numba.njit(cache=True)
+def _tree_of(g: int, changed: np.ndarray, capped: np.ndarray) -> int:
+    if changed[g] == 0:
+        return _ZERO
+    if capped[g] > 0:
+        return _CAPPED
+    return _EXACT
+
+
+@numba.njit(cache=True)
+def _finish_step(
+    dirty: np.ndarray,
+    n_dirty: int,
+    is_dirty: np.ndarray,
+    approx: np.ndarray,
+    changed: np.ndarray,
+    capped: np.ndarray,
+    remaining: np.ndarray,
+    trees: np.ndarray,
+    size: int,
+) -> None:
+    """Move every dirty leaf to its tree with its new key."""
+    rebuild = n_dirty * 8 > size
+    for i in range(n_dirty):
+        g = dirty[i]
+        is_dirty[g] = False
+        if not remaining[g]:
+            continue
+        home = _tree_of(g, changed, capped)
+        for k in range(3):
+            value = -np.inf
+            if k == home:
+                value = -float(g) if k == _ZERO else approx[g]
+            if rebuild:
+                trees[k, size + g] = value
+            elif trees[k, size + g] != value:
+                _tree_set(trees[k], size, g, value)
+    if rebuild:
+        for k in range(3):
+            _tree_build(trees[k], size)
+
+
+@numba.njit(cache=True)
+def _exact_gain(g: int, state: Any) -> float:
+    """``U(S + g) - U(S)``, as the naive definition computes it (domains summed in order)."""
+    envelope_e, phi, base, total, best, harm, weights, weight_sum, current = state
+    acc = 0.0
+    for d in range(base.size):
+        if envelope_e:
+            acc += weights[d] * _clip(total[d] + phi[g, d])
+        else:
+            acc += weights[d] * _score_c(base[d], best[d], harm[d], phi[g, d])
+    return acc / weight_sum - current[0]
+
+
+@numba.njit(cache=True)
+def _pick(trees: np.ndarray, size: int, cap: float, candidates: np.ndarray, state: Any) -> tuple[int, float]:
+    """The remaining leaf with the largest exact gain (ties: smaller id).
+
+    ``cap`` bounds the gain of every leaf in the capped tree above its key. With ``low`` a gain some leaf is
+    known to reach, any leaf whose bound is below ``low - _TOLERANCE`` cannot win; the rest are scored exactly.
+    """
+    best = -1
+    best_gain = -np.inf
+    if trees[_ZERO, 1] > -np.inf:
+        best = int(-trees[_ZERO, 1])
+        best_gain = 0.0
+    if trees[_EXACT, 1] > -np.inf:
+        low = max(best_gain, trees[_EXACT, 1])
+    elif trees[_CAPPED, 1] > -np.inf:
+        # Only bounds are known: score the most promising capped leaf to learn a gain that is reached.
+        g = _tree_top(trees[_CAPPED], size)
+        gain = _exact_gain(g, state)
+        if gain > best_gain or (gain == best_gain and g < best):
+            best = g
+            best_gain = gain
+        low = best_gain
+    else:
+        return best, best_gain
+    for k in range(2):
+        shift = 0.0 if k == _EXACT else cap
+        if trees[k, 1] + shift < low - _TOLERANCE:
+            continue
+        count = _tree_collect(trees[k], size, low - _TOLERANCE - shift, candidates)
+        for i in range(count):
+            g = candidates[i]
+            gain = _exact_gain(g, state)
+            if gain > best_gain or (gain == best_gain and g < best):
+                best = g
+                best_gain = gain
+    return best, best_gain
+
+
+@numba.njit(cache=True, inline="always")
+def _score_c(base_d: float, best_d: float, harm_d: float, x: float) -> float:
+    """``clip(b + max(best, pos) - (harm + neg))`` for one domain, written as the naive definition computes it."""
+    positive = x if x > 0.0 else 0.0
+    negative = -x if x < 0.0 else 0.0
+    top = best_d if best_d >= positive else positive
+    return _clip((base_d + top) - (harm_d + negative))
+
+
+# ---- HARP-E ------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _utility_e(total: np.ndarray, weights: np.ndarray, weight_sum: float) -> float:
+    acc = 0.0
+    for d in range(total.size):
+        acc += weights[d] * _clip(total[d])
+    return acc / weight_sum
+
+
+@numba.njit(cache=True, inline="always")
+def _term_e(t: float, saturated: bool, x: float) -> tuple[float, int, int]:
+    """Leaf term on one domain: (part kept in the approximate gain, score changes?, left out as capped?).
+
+    In a saturated domain (t >= 1) the term ``clip(t + x) - 1`` is never positive; it is left out of the
+    approximate gain and only counted, so the many leaves it moves at every step need no update.
+    """
+    after = _clip(t + x)
+    if saturated:
+        moved = int(after != 1.0)
+        return 0.0, moved, moved
+    before = _clip(t)
+    return after - before, int(after != before), 0
+
+
+@numba.njit(cache=True)
+def _saturated_cap(
+    total: np.ndarray, saturated: np.ndarray, weights: np.ndarray, weight_sum: float, sorted_phi: np.ndarray
+) -> float:
+    """Upper bound on the term, in any saturated domain, of a leaf whose score there would drop."""
+    cap = -np.inf
+    for d in range(total.size):
+        if not saturated[d]:
+            continue
+        t = total[d]
+        position = np.searchsorted(sorted_phi[d], 1.0 - t + _WIDEN * (1.0 + abs(t)), side="right") - 1
+        if position >= 0:
+            bound = weights[d] / weight_sum * (_clip(t + sorted_phi[d, position]) - 1.0)
+            cap = max(cap, bound)
+    return cap if cap > -np.inf else 0.0
+
+
+@numba.njit(cache=True)
+def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_leaf):  # type: ignore[no-untyped-def]
+    n_leaves, n_domains = phi.shape
+    n_order = pinned.size + free.size
+    order = np.empty(n_order, dtype=np.int64)
+    gains = np.empty(n_order, dtype=np.float64)
+    total = base.copy()
+    current = np.empty(1, dtype=np.float64)
+    current[0] = _utility_e(total, weights, weight_sum)
+    empty = np.zeros(0)
+    state = (True, phi, base, total, empty, empty, weights, weight_sum, current)
+    step = 0
+    for g in pinned:
+        gains[step] = _exact_gain(g, state)
+        order[step] = g
+        step += 1
+        for d in range(n_domains):
+            total[d] = total[d] + phi[g, d]
+        current[0] = _utility_e(total, weights, weight_sum)
+
+    saturated = np.zeros(n_domains, dtype=np.bool_)
+    for d in range(n_domains):
+        saturated[d] = weights[d] != 0.0 and total[d] >= 1.0
+    size = _tree_size(n_leaves)
+    trees = np.full((3, 2 * size), -np.inf)
+    approx = np.zeros(n_leaves)
+    changed = np.zeros(n_leaves, dtype=np.int64)
+    capped = np.zeros(n_leaves, dtype=np.int64)
+    remaining = np.zeros(n_leaves, dtype=np.bool_)
+    for g in free:
+        remaining[g] = True
+        acc = 0.0
+        for d in range(n_domains):
+            if weights[d] != 0.0:
+                part, moved, left_out = _term_e(total[d], saturated[d], phi[g, d])
+                acc += weights[d] * part
+                changed[g] += moved
+                capped[g] += left_out
+        approx[g] = acc / weight_sum
+        home = _tree_of(g, changed, capped)
+        trees[home, size + g] = -float(g) if home == _ZERO else approx[g]
+    for k in range(3):
+        _tree_build(trees[k], size)
+
+    candidates = np.empty(n_leaves, dtype=np.int64)
+    dirty = np.empty(n_leaves, dtype=np.int64)
+    is_dirty = np.zeros(n_leaves, dtype=np.bool_)
+    runs = np.empty((8, 2), dtype=np.int64)
+    for _ in range(free.size):
+        cap = _saturated_cap(total, saturated, weights, weight_sum, sorted_phi)
+        chosen, gain = _pick(trees, size, cap, candidates, state)
+        order[step] = chosen
+        gains[step] = gain
+        step += 1
+        remaining[chosen] = False
+        for k in range(3):
+            _tree_set(trees[k], size, chosen, -np.inf)
+        n_dirty = 0
+        for d in range(n_domains):
+            old = total[d]
+            new = old + phi[chosen, d]
+            total[d] = new
+            if weights[d] == 0.0 or new == old:
+                continue
+            was_saturated = saturated[d]
+            now_saturated = new >= 1.0
+            saturated[d] = now_saturated
+            row = sorted_phi[d]
+            if was_saturated and now_saturated:
+                # Only leaves whose t + x crosses 1 change status.
+                widen = _WIDEN * (1.0 + abs(old) + abs(new))
+                n_runs = _add_run(runs, 0, row, 1.0 - max(old, new) - widen, 1.0 - min(old, new) + widen, -1)
+            elif not was_saturated and not now_saturated:
+                n_runs = _add_moved_runs(runs, 0, row, old, new, 0.0, -1, 0.0)
+                n_runs = _add_moved_runs(runs, n_runs, row, old, new, 0.0, 1, 0.0)
+            else:
+                n_runs = _add_run(runs, 0, row, -np.inf, np.inf, -1)
+                n_runs = _add_run(runs, n_runs, row, -np.inf, np.inf, 1)
+            n_runs = _merge_runs(runs, n_runs)
+            scale = weights[d] / weight_sum
+            for r in range(n_runs):
+                for i in range(runs[r, 0], runs[r, 1]):
+                    g = sorted_leaf[d, i]
+                    if not remaining[g]:
+                        continue
+                    x = row[i]
+                    part_old, moved_old, out_old = _term_e(old, was_saturated, x)
+                    part_new, moved_new, out_new = _term_e(new, now_saturated, x)
+                    if part_new != part_old or moved_new != moved_old or out_new != out_old:
+                        approx[g] += scale * (part_new - part_old)
+                        changed[g] += moved_new - moved_old
+                        capped[g] += out_new - out_old
+                        if not is_dirty[g]:
+                            is_dirty[g] = True
+                            dirty[n_dirty] = g
+                            n_dirty += 1
+        current[0] = _utility_e(total, weights, weight_sum)
+        _finish_step(dirty, n_dirty, is_dirty, approx, changed, capped, remaining, trees, size)
+    return order, gains
+
+
+# ---- HARP-C ------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _utility_c(base, best, harm, weights, weight_sum):  # type: ignore[no-untyped-def]
+    acc = 0.0
+    for d in range(base.size):
+        acc += weights[d] * _clip((base[d] + best[d]) - harm[d])
+    return acc / weight_sum
+
+
+@numba.njit(cache=True)
+def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_leaf):  # type: ignore[no-untyped-def]
+    n_leaves, n_domains = phi.shape
+    n_order = pinned.size + free.size
+    order = np.empty(n_order, dtype=np.int64)
+    gains = np.empty(n_order, dtype=np.float64)
+    best = np.zeros(n_domains)
+    harm = np.zeros(n_domains)
+    current = np.empty(1, dtype=np.float64)
+    current[0] = _utility_c(base, best, harm, weights, weight_sum)
+    empty = np.zeros(0)
+    state = (False, phi, base, empty, best, harm, weights, weight_sum, current)
+    step = 0
+    for g in pinned:
+        gains[step] = _exact_gain(g, state)
+        order[step] = g
+        step += 1
+        for d in range(n_domains):
+            x = phi[g, d]
+            if x > best[d]:
+                best[d] = x
+            if x < 0.0:
+                harm[d] = harm[d] + (-x)
+        current[0] = _utility_c(base, best, harm, weights, weight_sum)
+
+    size = _tree_size(n_leaves)
+    trees = np.full((3, 2 * size), -np.inf)
+    approx = np.zeros(n_leaves)
+    changed = np.zeros(n_leaves, dtype=np.int64)
+    capped = np.zeros(n_leaves, dtype=np.int64)
+    remaining = np.zeros(n_leaves, dtype=np.bool_)
+    for g in free:
+        remaining[g] = True
+        acc = 0.0
+        count = 0
+        for d in range(n_domains):
+            if weights[d] != 0.0:
+                before = _score_c(base[d], best[d], harm[d], 0.0)
+                after = _score_c(base[d], best[d], harm[d], phi[g, d])
+                acc += weights[d] * (after - before)
+                if after != before:
+                    count += 1
+        approx[g] = acc / weight_sum
+        changed[g] = count
+        home = _tree_of(g, changed, capped)
+        trees[home, size + g] = -float(g) if home == _ZERO else approx[g]
+    for k in range(3):
+        _tree_build(trees[k], size)
+
+    candidates = np.empty(n_leaves, dtype=np.int64)
+    dirty = np.empty(n_leaves, dtype=np.int64)
+    is_dirty = np.zeros(n_leaves, dtype=np.bool_)
+    runs = np.empty((8, 2), dtype=np.int64)
+    for _ in range(free.size):
+        chosen, gain = _pick(trees, size, 0.0, candidates, state)
+        order[step] = chosen
+        gains[step] = gain
+        step += 1
+        remaining[chosen] = False
+        for k in range(3):
+            _tree_set(trees[k], size, chosen, -np.inf)
+        n_dirty = 0
+        for d in range(n_domains):
+            x_chosen = phi[chosen, d]
+            old_best = best[d]
+            old_harm = harm[d]
+            new_best = old_best
+            new_harm = old_harm
+            if x_chosen > old_best:
+                new_best = x_chosen
+            elif x_chosen < 0.0:
+                new_harm = old_harm + (-x_chosen)
+            else:
+                continue
+            best[d] = new_best
+            harm[d] = new_harm
+            if weights[d] == 0.0:
+                continue
+            old_t = (base[d] + old_best) - old_harm
+            new_t = (base[d] + new_best) - new_harm
+            row = sorted_phi[d]
+            magnitude = abs(base[d]) + new_best + new_harm
+            # Harmful leaves see the score move from old_t to new_t.
+            n_runs = _add_moved_runs(runs, 0, row, old_t, new_t, 0.0, -1, magnitude)
+            if new_best != old_best:
+                # Every leaf above the old max has its headroom cut.
+                n_runs = _add_run(runs, n_runs, row, old_best, np.inf, 1)
+            else:
+                # Leaves above the max add x - best to a score that moved.
+                n_runs = _add_moved_runs(runs, n_runs, row, old_t, new_t, old_best, 1, magnitude)
+            n_runs = _merge_runs(runs, n_runs)
+            scale = weights[d] / weight_sum
+            for r in range(n_runs):
+                for i in range(runs[r, 0], runs[r, 1]):
+                    g = sorted_leaf[d, i]
+                    if not remaining[g]:
+                        continue
+                    x = row[i]
+                    before_old = _score_c(base[d], old_best, old_harm, 0.0)
+                    after_old = _score_c(base[d], old_best, old_harm, x)
+                    before_new = _score_c(base[d], new_best, new_harm, 0.0)
+                    after_new = _score_c(base[d], new_best, new_harm, x)
+                    delta = (after_new - before_new) - (after_old - before_old)
+                    moved = int(after_new != before_new) - int(after_old != before_old)
+                    if delta != 0.0 or moved != 0:
+                        approx[g] += scale * delta
+                        changed[g] += moved
+                        if not is_dirty[g]:
+                            is_dirty[g] = True
+                            dirty[n_dirty] = g
+                            n_dirty += 1
+        current[0] = _utility_c(base, best, harm, weights, weight_sum)
+        _finish_step(dirty, n_dirty, is_dirty, approx, changed, capped, remaining, trees, size)
+    return order, gains
