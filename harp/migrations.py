@@ -1,0 +1,182 @@
+"""Schema migrations of the HARP store.
+
+Each migration is a function named ``mNNN_what_it_does`` that takes a DuckDB connection and changes the schema.
+Migrations are append-only: once released, a migration is never edited; a schema change is a new migration at the
+end of :data:`MIGRATIONS`. The schema version of a store is the number of migrations applied to it, recorded as
+``meta.schema_version``; the table ``migrations(name, applied_at)`` lists them with the time each was applied
+(UTC). Every migration runs in its own transaction together with its bookkeeping, so a failing migration leaves
+the store exactly as it was before it.
+
+:data:`TABLE_KEYS` is the whitelist of table names, each with the columns that order its rows canonically (its
+primary key). A migration that adds a table adds its entry there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLE_KEYS",
+    "Migration",
+    "MigrationError",
+    "apply_migrations",
+    "latest_version",
+]
+
+#: Every table a store may hold, mapped to the columns that order its rows canonically.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "meta": ("key",),
+    "migrations": ("name",),
+    "large_nodes": ("large_id",),
+    "parents": ("parent_id",),
+    "leaves": ("leaf_id",),
+    "points": ("point_id",),
+    "domains": ("domain_id",),
+    "measurements": ("leaf_id", "domain_id", "config_key"),
+    "effects": ("leaf_id", "domain_id"),
+    "layout": ("leaf_id",),
+    "runs": ("run_id",),
+    "selections": ("selection_id",),
+    "selection_points": ("selection_id", "rank"),
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named schema change; applying the first ``k`` migrations gives schema version ``k``."""
+
+    name: str
+    apply: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+class MigrationError(RuntimeError):
+    """A migration failed; its transaction was rolled back."""
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(
+    function: Callable[[duckdb.DuckDBPyConnection], None],
+) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    MIGRATIONS.append(Migration(function.__name__, function))
+    return function
+
+
+def _bootstrap(con: duckdb.DuckDBPyConnection) -> None:
+    """The two bookkeeping tables, created by the migrator itself (a v0 store may lack ``migrations``)."""
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+
+
+@_migration
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    """The tree, domains, measurements, effects, layout, runs and saved selections (schema version 1)."""
+    statements = [
+        "CREATE TABLE large_nodes (large_id INTEGER PRIMARY KEY, size BIGINT)",
+        "CREATE TABLE parents (parent_id INTEGER PRIMARY KEY, large_id INTEGER NOT NULL, size BIGINT)",
+        "CREATE TABLE leaves (leaf_id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, size BIGINT NOT NULL)",
+        """CREATE TABLE points (point_id BIGINT PRIMARY KEY, leaf_id INTEGER NOT NULL,
+               rank_in_leaf INTEGER NOT NULL, text VARCHAR, source VARCHAR)""",
+        """CREATE TABLE domains (domain_id INTEGER PRIMARY KEY, name VARCHAR UNIQUE NOT NULL,
+               base DOUBLE NOT NULL, eval_size INTEGER, active BOOLEAN NOT NULL)""",
+        """CREATE TABLE measurements (leaf_id INTEGER, domain_id INTEGER, phi DOUBLE, variance DOUBLE,
+               n_eval INTEGER, run_id VARCHAR, config_key VARCHAR, created_at TIMESTAMP,
+               PRIMARY KEY (leaf_id, domain_id, config_key))""",
+        """CREATE TABLE effects (leaf_id INTEGER, domain_id INTEGER, mean DOUBLE NOT NULL, sd DOUBLE NOT NULL,
+               measured BOOLEAN NOT NULL, PRIMARY KEY (leaf_id, domain_id))""",
+        "CREATE TABLE layout (leaf_id INTEGER PRIMARY KEY, x DOUBLE NOT NULL, y DOUBLE NOT NULL)",
+        """CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, kind VARCHAR, config VARCHAR, started_at TIMESTAMP,
+               finished_at TIMESTAMP, status VARCHAR, timings VARCHAR)""",
+        """CREATE TABLE selections (selection_id INTEGER PRIMARY KEY, name VARCHAR UNIQUE NOT NULL,
+               created_at TIMESTAMP, envelope VARCHAR, weights VARCHAR, budget BIGINT, pinned VARCHAR,
+               excluded VARCHAR, store_hash VARCHAR, n_points BIGINT)""",
+        """CREATE TABLE selection_points (selection_id INTEGER, rank BIGINT, point_id BIGINT, leaf_id INTEGER,
+               PRIMARY KEY (selection_id, rank))""",
+    ]
+    for statement in statements:
+        con.execute(statement)
+
+
+#: The schema version this harp-explorer writes (the number of migrations it knows).
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+
+def latest_version() -> int:
+    """The newest schema version known, read at call time so tests may append migrations."""
+    return len(MIGRATIONS)
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+def apply_migrations(
+    con: duckdb.DuckDBPyConnection,
+    start: int,
+    stop: int | None = None,
+    *,
+    record: bool = True,
+    harp_version: str = "",
+) -> list[str]:
+    """Apply ``MIGRATIONS[start:stop]`` in order, each in its own transaction.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A read-write connection with no transaction open.
+    start : int
+        The store's current schema version (the number of migrations already applied).
+    stop : int, optional
+        The schema version to reach; the latest by default.
+    record : bool, default True
+        Record each migration in ``migrations`` and set ``meta.schema_version``. Import turns this off while it
+        rebuilds the schema of an exported store whose own bookkeeping rows it then loads.
+    harp_version : str
+        Written to ``meta.harp_version`` with each recorded migration.
+
+    Returns
+    -------
+    list of str
+        The names of the migrations applied.
+
+    Raises
+    ------
+    MigrationError
+        When a migration fails; that migration's transaction is rolled back, earlier ones stay applied.
+    """
+    stop = latest_version() if stop is None else stop
+    applied = []
+    for version in range(start + 1, stop + 1):
+        migration = MIGRATIONS[version - 1]
+        con.begin()
+        try:
+            _bootstrap(con)
+            migration.apply(con)
+            if record:
+                now = _utc_now()
+                con.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", [migration.name, now])
+                values = {"schema_version": str(version), "harp_version": harp_version}
+                existing = {row[0] for row in con.execute("SELECT key FROM meta").fetchall()}
+                if "created_at" not in existing:
+                    values["created_at"] = now.isoformat(timespec="microseconds")
+                for key, value in values.items():
+                    con.execute("DELETE FROM meta WHERE key = ?", [key])
+                    con.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [key, value])
+            con.commit()
+        except Exception as error:
+            con.rollback()
+            raise MigrationError(
+                f"migration {migration.name} failed and was rolled back "
+                f"(the store stays at schema version {version - 1}): {error}"
+            ) from error
+        applied.append(migration.name)
+    return applied

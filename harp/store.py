@@ -1,0 +1,1580 @@
+"""The HARP store: one DuckDB file per project that holds every stage's results.
+
+A store holds the points of the pool and the three levels of the tree (large node -> parent -> leaf), the
+evaluation domains with their base scores ``b_d``, raw measurements ``phi[g, d]`` of measured leaves g, posterior
+effects (mean and sd for every leaf g and domain d, measured or inferred), the 2-D layout of the leaves, run
+records and saved selections. Leaf ids are contiguous ``0..L-1``, parent ids ``0..P-1``, large-node ids
+``0..K-1`` and domain ids ``0..D-1``; point ids are any distinct non-negative integers.
+
+Concurrency. DuckDB lets one process hold a read-write handle on a file, or any number of processes hold
+read-only handles, never both. So a :class:`Store` never keeps the file open: every operation opens a connection,
+does its work in one transaction and closes it. Opening retries on a lock conflict with backoff for up to
+``lock_timeout`` seconds, so the app keeps reading while ``harp measure`` writes in short transactions.
+
+Durability. Every write runs in one transaction; DuckDB's write-ahead log makes a committed transaction durable
+and an interrupted one (an exception, or the writing process killed) leaves no trace. Whole-file operations
+(:meth:`Store.create`, :func:`import_parquet`, :func:`harp.synth.synth_store`) build the file under a temporary
+name beside the target and rename it into place.
+
+Schema. ``meta.schema_version`` is the number of migrations applied (see :mod:`harp.migrations`). An older store
+is migrated when opened read-write; a newer one, or one that lists migrations this version does not know, is
+refused with a message that says to upgrade harp-explorer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import random
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from harp import migrations as _migrations
+
+__all__ = [
+    "HASHED_TABLES",
+    "SelectionInputs",
+    "Store",
+    "StoreError",
+    "export_parquet",
+    "import_parquet",
+    "points_from_members",
+]
+
+#: Tables whose canonical contents make up :meth:`Store.content_hash`.
+HASHED_TABLES: tuple[str, ...] = ("large_nodes", "parents", "leaves", "points", "domains", "effects")
+
+_SOURCE_VIEW = "_harp_source"  # name under which an Arrow table is registered for one INSERT
+_HASH_FORMAT = b"harp-content-hash-v1\n"
+
+
+class StoreError(Exception):
+    """A store file that cannot be used as asked: missing, corrupt, foreign, too new, locked, or exists."""
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """Everything :func:`harp.select` and the app need, read from a store in a few queries.
+
+    Attributes
+    ----------
+    phi : ndarray of shape (n_leaves, n_domains)
+        Posterior mean of the effect of leaf g on domain d.
+    sd : ndarray of shape (n_leaves, n_domains)
+        Posterior standard deviation.
+    measured : ndarray of shape (n_leaves, n_domains), bool
+        Whether ``phi[g, d]`` rests on a measurement of leaf g.
+    base : ndarray of shape (n_domains,)
+        Base-model score ``b_d`` of each domain, in [0, 1].
+    active : ndarray of shape (n_domains,), bool
+        Whether each domain is active.
+    domain_names : list of str
+        Name of each domain.
+    members : list of ndarray of int64
+        Point ids of each leaf, in rank order (most typical first).
+    leaf_parent : ndarray of shape (n_leaves,)
+        Parent id of each leaf.
+    parent_large : ndarray of shape (n_parents,)
+        Large-node id of each parent.
+    leaf_size : ndarray of shape (n_leaves,)
+        Number of points of each leaf.
+    """
+
+    phi: np.ndarray
+    sd: np.ndarray
+    measured: np.ndarray
+    base: np.ndarray
+    active: np.ndarray
+    domain_names: list[str]
+    members: list[np.ndarray]
+    leaf_parent: np.ndarray
+    parent_large: np.ndarray
+    leaf_size: np.ndarray
+
+    @property
+    def n_leaves(self) -> int:
+        return int(self.phi.shape[0])
+
+    @property
+    def n_domains(self) -> int:
+        return int(self.phi.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files and connections
+
+
+def _harp_version() -> str:
+    import harp
+
+    return str(getattr(harp, "__version__", "unknown"))
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before DuckDB sees it, a path that cannot be a store."""
+    if not path.exists():
+        raise StoreError(
+            f"no store at {path}: the file does not exist; create one with `harp synth`, `harp import` "
+            "or the pipeline"
+        )
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a store file; give the path of a .duckdb store")
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+    if not header:
+        raise StoreError(
+            f"{path} is empty (0 bytes), not a HARP store; delete it, or recreate the store there"
+        )
+    if len(header) < 12 or header[8:12] != b"DUCK":
+        raise StoreError(
+            f"{path} is not a DuckDB file (it is corrupt or some other kind of file), so not a HARP store"
+        )
+
+
+def _is_lock_error(error: Exception) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying with jittered exponential backoff while the file is held in a conflicting mode.
+
+    Two conflicts are waited out: another process holding a lock (one writer or several readers at a time), and,
+    inside this process, a connection of the other mode (read-only versus read-write) on another thread.
+    """
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.ConnectionException as error:
+            conflict: duckdb.Error = error
+            message = (
+                f"{path} stayed open {'read-write' if read_only else 'read-only'} in this process for "
+                f"{lock_timeout:g} s, so it cannot be opened {'read-only' if read_only else 'read-write'}; "
+                "close the other connection first"
+            )
+        except duckdb.Error as error:
+            if not _is_lock_error(error):
+                raise StoreError(
+                    f"cannot read {path}: the file is corrupt or not a usable DuckDB file ({error})"
+                ) from error
+            conflict = error
+            message = (
+                f"{path} is locked by another process (DuckDB allows one writer or several readers at a time; "
+                f"waited {lock_timeout:g} s): wait for it to finish, or raise lock_timeout"
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise StoreError(message) from conflict
+        time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
+        delay = min(delay * 2, 0.25)
+
+
+def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection, path: Path | str) -> int:
+    """The schema version of an open store; refuses foreign, inconsistent and too-new stores."""
+    tables = _table_names(con)
+    if "meta" not in tables:
+        held = f" (it holds {', '.join(sorted(tables)[:5])})" if tables else " (it holds no tables)"
+        raise StoreError(
+            f"{path} is a DuckDB database but not a HARP store{held}; give the path of a store made by "
+            "`harp synth`, `harp import` or the pipeline"
+        )
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    raw = meta.get("schema_version")
+    if raw is None:
+        raise StoreError(
+            f"{path} is a DuckDB database but not a HARP store: its meta table has no schema_version"
+        )
+    try:
+        version = int(raw)
+    except ValueError:
+        raise StoreError(
+            f"{path}: meta.schema_version is {raw!r}, not a number; the store is damaged"
+        ) from None
+    applied: list[str] = []
+    if "migrations" in tables:
+        applied = [row[0] for row in con.execute("SELECT name FROM migrations ORDER BY name").fetchall()]
+    known = [migration.name for migration in _migrations.MIGRATIONS]
+    unknown = [name for name in applied if name not in known]
+    latest = _migrations.latest_version()
+    if version > latest or unknown:
+        extra = f", with migrations this version does not know: {', '.join(unknown)}" if unknown else ""
+        raise StoreError(
+            f"{path} has schema version {version}{extra}; this harp-explorer ({_harp_version()}) reads schema "
+            f"version {latest} and older: upgrade harp-explorer (pip install -U harp-explorer) to open it"
+        )
+    if sorted(applied) != sorted(known[:version]):
+        raise StoreError(
+            f"{path}: meta says schema version {version} but the migrations table lists {applied}; the store is "
+            "damaged: re-create it, or import it again from a Parquet export"
+        )
+    return version
+
+
+def _publish(temporary: Path, target: Path, *, overwrite: bool) -> None:
+    """Move a finished store file into place: never over an existing file unless ``overwrite``."""
+    if overwrite:
+        # A write-ahead log left by a killed writer belongs to the old file; it must not be replayed on the new one.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{target}.wal")
+        os.replace(temporary, target)
+    else:
+        try:
+            os.link(temporary, target)
+        except FileExistsError:
+            raise StoreError(
+                f"{target} already exists; pass overwrite=True (--force) to replace it"
+            ) from None
+        except OSError:  # a filesystem without hard links: check, then rename
+            if target.exists():
+                raise StoreError(
+                    f"{target} already exists; pass overwrite=True (--force) to replace it"
+                ) from None
+            os.replace(temporary, target)
+        else:
+            os.remove(temporary)
+    with contextlib.suppress(OSError):
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def _temporary_beside(target: Path, purpose: str) -> Path:
+    return target.with_name(f".{target.name}.{purpose}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _remove_quietly(path: Path) -> None:
+    for candidate in (path, Path(f"{path}.wal")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(candidate)
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.is_dir():
+        raise StoreError(f"{target} is a folder; give the path of a store file")
+    if target.exists() and not overwrite:
+        raise StoreError(f"{target} already exists; pass overwrite=True (--force) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+    relation = con.sql(query, params=list(params)) if params else con.sql(query)
+    to_table = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return to_table()
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, *, verb: str = "INSERT") -> None:
+    """Insert an Arrow table whose columns are named as the table's; ``table`` comes from the whitelist only."""
+    _whitelisted(table)
+    columns = ", ".join(f'"{name}"' for name in data.column_names)
+    con.register(_SOURCE_VIEW, data)
+    try:
+        con.execute(f"{verb} INTO {table} ({columns}) SELECT {columns} FROM {_SOURCE_VIEW}")
+    finally:
+        con.unregister(_SOURCE_VIEW)
+
+
+def _first(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    """The first row of a query, or None; reads the result to the end so the connection stays usable."""
+    rows = con.execute(query, list(params)).fetchall()
+    return rows[0] if rows else None
+
+
+def _whitelisted(table: str) -> str:
+    """``table`` itself when it is one of the store's tables; the only way a name reaches SQL text."""
+    if table not in _migrations.TABLE_KEYS:
+        raise ValueError(f"invalid table name {table!r}; expected one of {', '.join(_migrations.TABLE_KEYS)}")
+    return table
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = _first(con, f"SELECT count(*) FROM {_whitelisted(table)}")
+    return int(row[0]) if row else 0
+
+
+def _read_sorted(con: duckdb.DuckDBPyConnection, table: str) -> pa.Table:
+    keys = ", ".join(_migrations.TABLE_KEYS[_whitelisted(table)])
+    return _arrow(con, f"SELECT * FROM {table} ORDER BY {keys}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks (each names the argument)
+
+
+def _integers(value: Any, name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    return array.astype(np.int64, copy=False)
+
+
+def _ids_in_range(array: np.ndarray, name: str, upper: int, what: str) -> None:
+    if array.size and (array.min() < 0 or array.max() >= upper):
+        bad = int(array[(array < 0) | (array >= upper)][0])
+        raise ValueError(f"{name} holds {bad}, outside 0..{upper - 1} ({upper} {what})")
+
+
+def _every_id_used(array: np.ndarray, name: str, upper: int, what: str) -> None:
+    counts = np.bincount(array, minlength=upper)
+    if (counts == 0).any():
+        raise ValueError(
+            f"{name}: {what} {int(np.argmin(counts))} has none (ids must be contiguous, none empty)"
+        )
+
+
+def _floats(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must hold numbers: {error}") from None
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, found {array[where]} at index {where}")
+    return array
+
+
+def _booleans(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype != np.bool_:
+        if array.size and not (np.issubdtype(array.dtype, np.integer) and np.isin(array, (0, 1)).all()):
+            raise ValueError(f"{name} must hold booleans, got dtype {array.dtype}")
+        array = array.astype(bool)
+    try:
+        return np.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}") from None
+
+
+def _strings(value: Any, name: str, length: int) -> pa.Array:
+    try:
+        if isinstance(value, pa.ChunkedArray):
+            array = value.combine_chunks()
+        elif isinstance(value, pa.Array):
+            array = value
+        else:
+            array = pa.array(value, from_pandas=True)
+        if pa.types.is_null(array.type):
+            array = array.cast(pa.string())
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            raise ValueError(f"{name} must hold strings (or None), got {array.type}")
+        array = array.cast(pa.string())
+    except (pa.ArrowException, TypeError) as error:
+        raise ValueError(f"{name} must hold strings (or None): {error}") from None
+    if len(array) != length:
+        raise ValueError(f"{name} has {len(array)} entries, expected {length}")
+    return array
+
+
+def _column(table_like: Any, column: str, name: str, *, required: bool) -> Any:
+    try:
+        return table_like[column]
+    except (KeyError, IndexError, TypeError):
+        if required:
+            raise ValueError(f"{name} must have a {column!r} column") from None
+        return None
+
+
+def _json_list(values: Any, name: str, kind: type) -> str:
+    if values is None:
+        return "[]"
+    try:
+        return json.dumps([kind(v) for v in np.asarray(values).ravel().tolist()])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a sequence of {kind.__name__}: {error}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Content hash
+
+
+def _is_string_view(kind: pa.DataType) -> bool:
+    check = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
+    return bool(check(kind)) if check is not None else False
+
+
+def _canonical_column(column: pa.ChunkedArray) -> tuple[str, list[bytes]]:
+    """A type tag and byte strings that determine the column's values exactly, independent of chunking."""
+    nulls = np.packbits(pc.is_null(column).to_numpy(zero_copy_only=False)).tobytes()
+    kind = column.type
+    if pa.types.is_integer(kind):
+        values = pc.fill_null(column, 0).to_numpy().astype("<i8")
+        return "int", [nulls, values.tobytes()]
+    if pa.types.is_floating(kind):
+        values = pc.fill_null(column, 0.0).to_numpy().astype("<f8")
+        return "float", [nulls, values.tobytes()]
+    if pa.types.is_boolean(kind):
+        values = pc.fill_null(column, False).to_numpy(zero_copy_only=False).astype(np.uint8)
+        return "bool", [nulls, values.tobytes()]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind):
+        array = pc.fill_null(column, "").cast(pa.large_string()).combine_chunks()
+        buffers = array.buffers()
+        offsets = np.frombuffer(buffers[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
+        data = b""
+        if len(array) and buffers[2] is not None:
+            data = buffers[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+        return "text", [nulls, np.diff(offsets).astype("<i8").tobytes(), data]
+    return str(kind), [nulls, json.dumps(column.to_pylist(), default=str).encode()]
+
+
+def _content_hash(con: duckdb.DuckDBPyConnection) -> str:
+    digest = hashlib.sha256(_HASH_FORMAT)
+    for table in HASHED_TABLES:
+        data = _read_sorted(con, table)
+        digest.update(f"table {table} {data.num_rows}\n".encode())
+        for field, column in zip(data.schema, data.columns, strict=True):
+            kind, parts = _canonical_column(column)
+            digest.update(f"column {field.name} {kind}\n".encode())
+            for part in parts:
+                digest.update(len(part).to_bytes(8, "little"))
+                digest.update(part)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building a points table
+
+
+def points_from_members(
+    members: Sequence[Any],
+    *,
+    text: Sequence[str | None] | None = None,
+    source: Sequence[str | None] | None = None,
+) -> pa.Table:
+    """The ``points`` argument of :meth:`Store.write_tree` from per-leaf member lists.
+
+    Parameters
+    ----------
+    members : sequence of 1-D integer arrays
+        ``members[g]`` holds the point ids of leaf g in rank order (most typical first).
+    text, source : sequence of str or None, optional
+        One entry per point, in the order of ``np.concatenate(members)``.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns ``point_id``, ``leaf_id``, ``rank_in_leaf`` and, when given, ``text`` and ``source``.
+    """
+    arrays = [_integers(points, f"members[{g}]") for g, points in enumerate(members)]
+    sizes = np.array([len(points) for points in arrays], dtype=np.int64)
+    point_id = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    leaf_id = np.repeat(np.arange(len(arrays), dtype=np.int32), sizes)
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    rank = (np.arange(point_id.size, dtype=np.int64) - starts).astype(np.int32)
+    columns: dict[str, Any] = {"point_id": point_id, "leaf_id": leaf_id, "rank_in_leaf": rank}
+    if text is not None:
+        columns["text"] = _strings(text, "text", point_id.size)
+    if source is not None:
+        columns["source"] = _strings(source, "source", point_id.size)
+    return pa.table(columns)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The store
+
+
+class Store:
+    """A HARP store file. Holds no open handle: each operation opens and closes its own connection.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store file.
+    read_only : bool, default False
+        Open every connection read-only (the app does). A read-only store is never migrated.
+    lock_timeout : float, default 10
+        Seconds to keep retrying while another process holds a conflicting lock on the file.
+
+    Raises
+    ------
+    StoreError
+        The file is missing, empty, corrupt, not a HARP store, of a newer schema version, needs a migration but
+        ``read_only`` was asked, or stays locked past ``lock_timeout``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, read_only: bool = False, lock_timeout: float = 10.0
+    ) -> None:
+        self.path = Path(path)
+        self.read_only = bool(read_only)
+        self.lock_timeout = float(lock_timeout)
+        _check_file(self.path)
+        con = _connect(self.path, read_only=self.read_only, lock_timeout=self.lock_timeout)
+        try:
+            version = _schema_version(con, self.path)
+            latest = _migrations.latest_version()
+            if version < latest:
+                if self.read_only:
+                    raise StoreError(
+                        f"{self.path} has schema version {version}; this harp-explorer uses version {latest}: "
+                        "open it read-write once (for example harp.Store.open(path)) to migrate it"
+                    )
+                _migrations.apply_migrations(con, version, harp_version=_harp_version())
+        except _migrations.MigrationError as error:
+            raise StoreError(f"{self.path}: {error}") from error
+        except duckdb.Error as error:
+            raise StoreError(f"cannot read {self.path}: the file is corrupt ({error})") from error
+        finally:
+            con.close()
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self.read_only else ""
+        return f"Store({str(self.path)!r}{mode})"
+
+    # -- opening and creating -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, read_only: bool = False, lock_timeout: float = 10.0
+    ) -> Store:
+        """Open an existing store, migrating it when it is older (see :class:`Store`)."""
+        return cls(path, read_only=read_only, lock_timeout=lock_timeout)
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], *, overwrite: bool = False, lock_timeout: float = 10.0
+    ) -> Store:
+        """Create a new, empty store at the latest schema version.
+
+        The file is built under a temporary name and renamed into place, so ``path`` never holds a half-made
+        store. An existing file is refused unless ``overwrite``.
+        """
+        target = Path(path)
+        _check_target(target, overwrite)
+        temporary = _temporary_beside(target, "create")
+        try:
+            con = duckdb.connect(str(temporary))
+            try:
+                _migrations.apply_migrations(con, 0, harp_version=_harp_version())
+            finally:
+                con.close()
+            _publish(temporary, target, overwrite=overwrite)
+        finally:
+            _remove_quietly(temporary)
+        return cls(target, lock_timeout=lock_timeout)
+
+    # -- connections ----------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection inside one transaction (a consistent snapshot); closed on exit.
+
+        Read-only when the store was opened ``read_only``.
+        """
+        con = self._connection(read_only=self.read_only)
+        try:
+            con.begin()
+            yield con
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.rollback()
+            con.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived read-write connection inside ONE transaction: committed on normal exit, rolled back when
+        the block raises, closed in both cases."""
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only; open it with read_only=False to write")
+        con = self._connection(read_only=False)
+        try:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise
+            try:
+                con.commit()
+            except duckdb.Error as error:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise StoreError(f"write to {self.path} failed and was rolled back: {error}") from error
+        finally:
+            con.close()
+
+    def _connection(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        # A read-write connect to a missing file would silently create an empty database.
+        if not self.path.is_file():
+            raise StoreError(f"the store {self.path} has disappeared (moved or deleted)")
+        return _connect(self.path, read_only=read_only, lock_timeout=self.lock_timeout)
+
+    # -- writing --------------------------------------------------------------------------------------------------
+
+    def write_tree(
+        self,
+        points: Any,
+        leaves: Any,
+        parents: Any,
+        large_nodes: int | Sequence[int] | np.ndarray,
+        *,
+        discard_measurements: bool = False,
+    ) -> None:
+        """Replace the tree: points, leaves, parents and large nodes, in one transaction.
+
+        The effects and the layout describe the old tree, so they are deleted with it.
+
+        Parameters
+        ----------
+        points : table-like
+            A pyarrow Table, pandas DataFrame or mapping of columns: ``point_id`` (distinct, >= 0), ``leaf_id``
+            (0..L-1) and optionally ``rank_in_leaf`` (0..n_g-1 within each leaf g; by default the order of
+            appearance), ``text`` and ``source`` (str or None). See :func:`points_from_members`.
+        leaves : array-like of shape (n_leaves,)
+            Parent id of each leaf g (0..P-1, every parent used).
+        parents : array-like of shape (n_parents,)
+            Large-node id of each parent (0..K-1, every large node used).
+        large_nodes : int or array-like of shape (n_large,)
+            The number K of large nodes, or their ids ``0..K-1``.
+        discard_measurements : bool, default False
+            Measurements refer to the leaves of the current tree: replacing a tree that has some is refused unless
+            this is True, which deletes them.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: ids not contiguous, a point twice, an empty leaf, parent or large node, ranks
+            that are not 0..n-1 within a leaf, texts that are not strings.
+        """
+        leaf_parent = _integers(leaves, "leaves")
+        parent_large = _integers(parents, "parents")
+        if isinstance(large_nodes, int | np.integer) and not isinstance(large_nodes, bool):
+            n_large = int(large_nodes)
+        else:
+            large_ids = _integers(large_nodes, "large_nodes")
+            if not np.array_equal(large_ids, np.arange(large_ids.size)):
+                raise ValueError("large_nodes must be a count K or the ids 0..K-1 in order")
+            n_large = int(large_ids.size)
+        n_leaves, n_parents = int(leaf_parent.size), int(parent_large.size)
+        if n_leaves == 0:
+            raise ValueError("leaves must not be empty: a tree needs at least one leaf")
+        if n_parents == 0 or n_large <= 0:
+            raise ValueError(
+                f"parents and large_nodes must not be empty, got {n_parents} parents, {n_large} large nodes"
+            )
+        _ids_in_range(leaf_parent, "leaves", n_parents, "parents")
+        _every_id_used(leaf_parent, "leaves", n_parents, "parent")
+        _ids_in_range(parent_large, "parents", n_large, "large nodes")
+        _every_id_used(parent_large, "parents", n_large, "large node")
+
+        point_id = _integers(_column(points, "point_id", "points", required=True), "points['point_id']")
+        leaf_id = _integers(_column(points, "leaf_id", "points", required=True), "points['leaf_id']")
+        n_points = point_id.size
+        if leaf_id.size != n_points:
+            raise ValueError(
+                f"points['leaf_id'] has {leaf_id.size} entries but points['point_id'] has {n_points}"
+            )
+        if n_points and point_id.min() < 0:
+            raise ValueError(f"points['point_id'] must be >= 0, got {int(point_id.min())}")
+        unique, counts = np.unique(point_id, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"points['point_id'] lists point {int(unique[np.argmax(counts > 1)])} more than once"
+            )
+        _ids_in_range(leaf_id, "points['leaf_id']", n_leaves, "leaves")
+        _every_id_used(leaf_id, "points['leaf_id']", n_leaves, "leaf")
+        leaf_size = np.bincount(leaf_id, minlength=n_leaves)
+        order = np.argsort(leaf_id, kind="stable")
+        starts = np.repeat(np.cumsum(leaf_size) - leaf_size, leaf_size)
+        rank_column = _column(points, "rank_in_leaf", "points", required=False)
+        if rank_column is None:
+            rank = np.empty(n_points, dtype=np.int64)
+            rank[order] = np.arange(n_points) - starts
+        else:
+            rank = _integers(rank_column, "points['rank_in_leaf']")
+            if rank.size != n_points:
+                raise ValueError(f"points['rank_in_leaf'] has {rank.size} entries, expected {n_points}")
+            order = np.lexsort((rank, leaf_id))
+            if not np.array_equal(rank[order], np.arange(n_points) - starts):
+                bad = int(leaf_id[order][np.argmax(rank[order] != np.arange(n_points) - starts)])
+                raise ValueError(
+                    f"points['rank_in_leaf'] must number the points of each leaf 0..n-1; leaf {bad} does not"
+                )
+        columns: dict[str, Any] = {
+            "point_id": pa.array(point_id[order], pa.int64()),
+            "leaf_id": pa.array(leaf_id[order].astype(np.int32)),
+            "rank_in_leaf": pa.array(rank[order].astype(np.int32)),
+        }
+        indices = pa.array(order)
+        for column in ("text", "source"):
+            value = _column(points, column, "points", required=False)
+            columns[column] = (
+                pa.nulls(n_points, pa.string())
+                if value is None
+                else _strings(value, f"points[{column!r}]", n_points).take(indices)
+            )
+        point_table = pa.table(columns)
+        parent_size = np.bincount(leaf_parent, weights=leaf_size, minlength=n_parents).astype(np.int64)
+        large_size = np.bincount(parent_large, weights=parent_size, minlength=n_large).astype(np.int64)
+
+        with self.write() as con:
+            n_measurements = _count(con, "measurements")
+            if n_measurements and not discard_measurements:
+                raise ValueError(
+                    f"the store holds {n_measurements} measurements of the current tree; pass "
+                    "discard_measurements=True to replace the tree anyway, or write the new tree to a new store"
+                )
+            for table in ("points", "leaves", "parents", "large_nodes", "effects", "layout", "measurements"):
+                con.execute(f"DELETE FROM {table}")
+            con.execute("DELETE FROM meta WHERE key = 'layout_key'")
+            _insert(
+                con,
+                "large_nodes",
+                pa.table({"large_id": np.arange(n_large, dtype=np.int32), "size": large_size}),
+            )
+            _insert(
+                con,
+                "parents",
+                pa.table(
+                    {
+                        "parent_id": np.arange(n_parents, dtype=np.int32),
+                        "large_id": parent_large.astype(np.int32),
+                        "size": parent_size,
+                    }
+                ),
+            )
+            _insert(
+                con,
+                "leaves",
+                pa.table(
+                    {
+                        "leaf_id": np.arange(n_leaves, dtype=np.int32),
+                        "parent_id": leaf_parent.astype(np.int32),
+                        "size": leaf_size.astype(np.int64),
+                    }
+                ),
+            )
+            _insert(con, "points", point_table)
+
+    def write_domains(
+        self,
+        names: Sequence[str],
+        base: Any,
+        eval_size: Any = None,
+        active: Any = None,
+    ) -> None:
+        """Replace the domains.
+
+        Parameters
+        ----------
+        names : sequence of str, length n_domains
+            Distinct, non-empty names.
+        base : array-like of shape (n_domains,)
+            Base-model score ``b_d`` in [0, 1].
+        eval_size : array-like of shape (n_domains,), optional
+            Number of proxy-eval examples of each domain (>= 0).
+        active : array-like of shape (n_domains,), optional
+            Whether each domain is active; all True by default.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument; also when the number of domains changes while the store holds effects or
+            measurements for the old domains.
+        """
+        if isinstance(names, str) or not isinstance(names, Sequence | np.ndarray):
+            raise ValueError(f"names must be a sequence of domain names, got {names!r}")
+        name_list = list(names)
+        n_domains = len(name_list)
+        if n_domains == 0:
+            raise ValueError("names must not be empty: give at least one domain")
+        for d, name in enumerate(name_list):
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"names[{d}] must be a non-empty string, got {name!r}")
+        if len(set(name_list)) != n_domains:
+            duplicate = next(name for name in name_list if name_list.count(name) > 1)
+            raise ValueError(f"names lists domain {duplicate!r} more than once")
+        base_array = _floats(base, "base", (n_domains,))
+        outside = (base_array < 0) | (base_array > 1)
+        if outside.any():
+            d = int(np.argmax(outside))
+            raise ValueError(
+                f"base must lie in [0, 1], got {base_array[d]} for domain {d} ({name_list[d]!r})"
+            )
+        if eval_size is None:
+            eval_column = pa.nulls(n_domains, pa.int32())
+        else:
+            sizes = _integers(eval_size, "eval_size")
+            if sizes.size != n_domains:
+                raise ValueError(f"eval_size has {sizes.size} entries but there are {n_domains} domains")
+            if (sizes < 0).any():
+                raise ValueError(f"eval_size must be >= 0, got {int(sizes.min())}")
+            eval_column = pa.array(sizes.astype(np.int32))
+        active_array = (
+            np.ones(n_domains, dtype=bool) if active is None else _booleans(active, "active", (n_domains,))
+        )
+        table = pa.table(
+            {
+                "domain_id": np.arange(n_domains, dtype=np.int32),
+                "name": pa.array(name_list, pa.string()),
+                "base": base_array,
+                "eval_size": eval_column,
+                "active": np.ascontiguousarray(active_array),
+            }
+        )
+        with self.write() as con:
+            current = _count(con, "domains")
+            if current != n_domains and (_count(con, "effects") or _count(con, "measurements")):
+                raise ValueError(
+                    f"names has {n_domains} domains but the store holds effects or measurements for {current}; "
+                    "write the new domains to a new store"
+                )
+            con.execute("DELETE FROM domains")
+            _insert(con, "domains", table)
+
+    def set_active(self, active: Any) -> None:
+        """Set which domains are active.
+
+        Parameters
+        ----------
+        active : array-like of bool, shape (n_domains,)
+        """
+        with self.write() as con:
+            n_domains = _count(con, "domains")
+            flags = _booleans(active, "active", (n_domains,))
+            con.register(
+                _SOURCE_VIEW, pa.table({"domain_id": np.arange(n_domains, dtype=np.int32), "active": flags})
+            )
+            try:
+                con.execute(
+                    f"UPDATE domains SET active = s.active FROM {_SOURCE_VIEW} s WHERE domains.domain_id = s.domain_id"
+                )
+            finally:
+                con.unregister(_SOURCE_VIEW)
+
+    def write_effects(self, mean: Any, sd: Any, measured: Any) -> None:
+        """Replace the posterior effects of every leaf g on every domain d.
+
+        Parameters
+        ----------
+        mean : array-like of shape (n_leaves, n_domains)
+            Posterior mean of ``phi[g, d]``; finite.
+        sd : array-like of shape (n_leaves, n_domains)
+            Posterior standard deviation; finite and >= 0.
+        measured : array-like of bool, shape (n_leaves, n_domains) or (n_leaves, 1)
+            Whether each value rests on a measurement of the leaf.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: a shape other than the store's leaves x domains, NaN or inf, sd < 0.
+        """
+        with self.write() as con:
+            shape = (_count(con, "leaves"), _count(con, "domains"))
+            if 0 in shape:
+                raise ValueError(
+                    f"write the tree and the domains before the effects (the store has {shape[0]} "
+                    f"leaves and {shape[1]} domains)"
+                )
+            mean_array = _floats(mean, "mean", shape)
+            sd_array = _floats(sd, "sd", shape)
+            if (sd_array < 0).any():
+                where = tuple(int(i) for i in np.argwhere(sd_array < 0)[0])
+                raise ValueError(f"sd must be >= 0, got {sd_array[where]} at index {where}")
+            measured_array = np.asarray(measured)
+            if measured_array.ndim == 1 and measured_array.shape[0] == shape[0]:
+                measured_array = measured_array[:, None]
+            measured_array = _booleans(measured_array, "measured", shape)
+            n_leaves, n_domains = shape
+            table = pa.table(
+                {
+                    "leaf_id": np.repeat(np.arange(n_leaves, dtype=np.int32), n_domains),
+                    "domain_id": np.tile(np.arange(n_domains, dtype=np.int32), n_leaves),
+                    "mean": mean_array.ravel(),
+                    "sd": sd_array.ravel(),
+                    "measured": np.ascontiguousarray(measured_array).ravel(),
+                }
+            )
+            con.execute("DELETE FROM effects")
+            _insert(con, "effects", table)
+
+    def add_measurements(self, rows: Any) -> int:
+        """Add (or replace) raw measurements, in one transaction.
+
+        Parameters
+        ----------
+        rows : table-like or sequence of mappings
+            Columns ``leaf_id``, ``domain_id``, ``phi`` (finite), ``variance`` (finite, >= 0) and optionally
+            ``n_eval``, ``run_id``, ``config_key`` (default ``""``) and ``created_at`` (default now, UTC). A row
+            with the same (leaf_id, domain_id, config_key) as a stored one replaces it.
+
+        Returns
+        -------
+        int
+            The number of rows written.
+        """
+        if (
+            isinstance(rows, Sequence)
+            and not isinstance(rows, str)
+            and (not rows or isinstance(rows[0], Mapping))
+        ):
+            names = (
+                "leaf_id",
+                "domain_id",
+                "phi",
+                "variance",
+                "n_eval",
+                "run_id",
+                "config_key",
+                "created_at",
+            )
+            rows = {
+                name: [row.get(name) for row in rows] for name in names if any(name in row for row in rows)
+            }
+            if not rows:
+                return 0
+        leaf_id = _integers(_column(rows, "leaf_id", "rows", required=True), "rows['leaf_id']")
+        n_rows = leaf_id.size
+        if n_rows == 0:
+            return 0
+        domain_id = _integers(_column(rows, "domain_id", "rows", required=True), "rows['domain_id']")
+        if domain_id.size != n_rows:
+            raise ValueError(f"rows['domain_id'] has {domain_id.size} entries, expected {n_rows}")
+        phi = _floats(_column(rows, "phi", "rows", required=True), "rows['phi']", (n_rows,))
+        variance = _floats(_column(rows, "variance", "rows", required=True), "rows['variance']", (n_rows,))
+        if (variance < 0).any():
+            raise ValueError(f"rows['variance'] must be >= 0, got {variance[np.argmax(variance < 0)]}")
+        n_eval_column = _column(rows, "n_eval", "rows", required=False)
+        if n_eval_column is None:
+            n_eval = pa.nulls(n_rows, pa.int32())
+        else:
+            values = _integers(n_eval_column, "rows['n_eval']")
+            if values.size != n_rows or (values < 0).any():
+                raise ValueError(f"rows['n_eval'] must hold {n_rows} integers >= 0")
+            n_eval = pa.array(values.astype(np.int32))
+        run_column = _column(rows, "run_id", "rows", required=False)
+        run_id = (
+            pa.nulls(n_rows, pa.string())
+            if run_column is None
+            else _strings(run_column, "rows['run_id']", n_rows)
+        )
+        key_column = _column(rows, "config_key", "rows", required=False)
+        config_key = (
+            pa.array([""] * n_rows, pa.string())
+            if key_column is None
+            else pc.fill_null(_strings(key_column, "rows['config_key']", n_rows), "")
+        )
+        created_column = _column(rows, "created_at", "rows", required=False)
+        if created_column is None:
+            created_at = pa.array([_utc_now()] * n_rows, pa.timestamp("us"))
+        else:
+            try:
+                created_at = pa.array(created_column, pa.timestamp("us"))
+            except (pa.ArrowException, TypeError) as error:
+                raise ValueError(f"rows['created_at'] must hold timestamps: {error}") from None
+        keys = np.unique(np.asarray(config_key.to_pylist(), dtype=object).astype(str), return_inverse=True)[1]
+        combined = np.stack([leaf_id, domain_id, keys.astype(np.int64)], axis=1)
+        unique, counts = np.unique(combined, axis=0, return_counts=True)
+        if (counts > 1).any():
+            g, d, _ = unique[np.argmax(counts > 1)]
+            raise ValueError(f"rows measure leaf {g} on domain {d} twice with the same config_key")
+        table = pa.table(
+            {
+                "leaf_id": leaf_id.astype(np.int32),
+                "domain_id": domain_id.astype(np.int32),
+                "phi": phi,
+                "variance": variance,
+                "n_eval": n_eval,
+                "run_id": run_id,
+                "config_key": config_key,
+                "created_at": created_at,
+            }
+        )
+        with self.write() as con:
+            _ids_in_range(leaf_id, "rows['leaf_id']", _count(con, "leaves"), "leaves")
+            _ids_in_range(domain_id, "rows['domain_id']", _count(con, "domains"), "domains")
+            _insert(con, "measurements", table, verb="INSERT OR REPLACE")
+        return n_rows
+
+    def measured_leaves(self, config_key: str | None = None) -> np.ndarray:
+        """Sorted ids of the leaves with at least one measurement (under ``config_key`` when given)."""
+        with self.read() as con:
+            if config_key is None:
+                result = con.execute(
+                    "SELECT DISTINCT leaf_id FROM measurements ORDER BY leaf_id"
+                ).fetchnumpy()
+            else:
+                result = con.execute(
+                    "SELECT DISTINCT leaf_id FROM measurements WHERE config_key = ? ORDER BY leaf_id",
+                    [config_key],
+                ).fetchnumpy()
+        return np.asarray(result["leaf_id"], dtype=np.int64)
+
+    def write_layout(self, x: Any, y: Any, key: str) -> None:
+        """Replace the 2-D layout of the leaves.
+
+        Parameters
+        ----------
+        x, y : array-like of shape (n_leaves,)
+            Coordinates of each leaf; finite.
+        key : str
+            What produced the layout (method, version, every hyperparameter), kept in ``meta.layout_key`` so a
+            cached layout is recomputed when any of them changes.
+        """
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string naming how the layout was made, got {key!r}")
+        with self.write() as con:
+            n_leaves = _count(con, "leaves")
+            x_array = _floats(x, "x", (n_leaves,))
+            y_array = _floats(y, "y", (n_leaves,))
+            con.execute("DELETE FROM layout")
+            _insert(
+                con,
+                "layout",
+                pa.table({"leaf_id": np.arange(n_leaves, dtype=np.int32), "x": x_array, "y": y_array}),
+            )
+            con.execute("DELETE FROM meta WHERE key = 'layout_key'")
+            con.execute("INSERT INTO meta (key, value) VALUES ('layout_key', ?)", [key])
+
+    def add_run(
+        self,
+        kind: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        status: str = "running",
+    ) -> str:
+        """Record the start of a run and return its id (a random hex id unless given)."""
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+        run_id = secrets.token_hex(8) if run_id is None else run_id
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        try:
+            config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"config must be a JSON-serialisable mapping: {error}") from None
+        with self.write() as con:
+            if _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+                raise ValueError(f"run_id {run_id!r} already exists in {self.path}")
+            con.execute(
+                "INSERT INTO runs (run_id, kind, config, started_at, status) VALUES (?, ?, ?, ?, ?)",
+                [run_id, kind, config_json, _utc_now(), status],
+            )
+        return run_id
+
+    def finish_run(
+        self, run_id: str, *, status: str = "done", timings: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record the end of a run: its status (``done``, ``failed``, ...) and timings (seconds by stage)."""
+        try:
+            timings_json = None if timings is None else json.dumps(dict(timings), sort_keys=True, default=str)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"timings must be a JSON-serialisable mapping: {error}") from None
+        with self.write() as con:
+            if not _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+                raise ValueError(f"run_id {run_id!r} is not a run of {self.path}")
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, timings = ? WHERE run_id = ?",
+                [_utc_now(), status, timings_json, run_id],
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Run records, oldest first, with ``config`` and ``timings`` decoded from JSON."""
+        with self.read() as con:
+            table = _arrow(con, "SELECT * FROM runs ORDER BY started_at, run_id")
+        records = table.to_pylist()
+        for record in records:
+            for field in ("config", "timings"):
+                record[field] = json.loads(record[field]) if record[field] else None
+        return records
+
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def selection_inputs(self) -> SelectionInputs:
+        """Read phi, sd, measured, base, active, domain names, members and the tree in a few queries.
+
+        Raises
+        ------
+        StoreError
+            When the store has no tree, no domains or no effects yet.
+        """
+        with self.read() as con:
+            leaves = con.execute("SELECT parent_id, size FROM leaves ORDER BY leaf_id").fetchnumpy()
+            parents = con.execute("SELECT large_id FROM parents ORDER BY parent_id").fetchnumpy()
+            domains = con.execute("SELECT name, base, active FROM domains ORDER BY domain_id").fetchnumpy()
+            effects = con.execute("SELECT leaf_id, domain_id, mean, sd, measured FROM effects").fetchnumpy()
+            points = con.execute("SELECT point_id FROM points ORDER BY leaf_id, rank_in_leaf").fetchnumpy()
+        leaf_size = np.asarray(leaves["size"], dtype=np.int64)
+        n_leaves, n_domains = leaf_size.size, len(domains["name"])
+        if n_leaves == 0 or n_domains == 0:
+            raise StoreError(
+                f"{self.path} has {n_leaves} leaves and {n_domains} domains: build the tree and domains first"
+            )
+        if len(effects["mean"]) != n_leaves * n_domains:
+            raise StoreError(
+                f"{self.path} has no posterior effects for its {n_leaves} leaves x {n_domains} domains yet; "
+                "run the measurement and Bayes stages (or `harp synth` for a demo store)"
+            )
+        rows = np.asarray(effects["leaf_id"], dtype=np.int64)
+        cols = np.asarray(effects["domain_id"], dtype=np.int64)
+        phi = np.empty((n_leaves, n_domains))
+        sd = np.empty((n_leaves, n_domains))
+        measured = np.empty((n_leaves, n_domains), dtype=bool)
+        phi[rows, cols] = effects["mean"]
+        sd[rows, cols] = effects["sd"]
+        measured[rows, cols] = effects["measured"]
+        point_id = np.asarray(points["point_id"], dtype=np.int64)
+        members = np.split(point_id, np.cumsum(leaf_size)[:-1])
+        return SelectionInputs(
+            phi=phi,
+            sd=sd,
+            measured=measured,
+            base=np.asarray(domains["base"], dtype=np.float64),
+            active=np.asarray(domains["active"], dtype=bool),
+            domain_names=[str(name) for name in domains["name"]],
+            members=members,
+            leaf_parent=np.asarray(leaves["parent_id"], dtype=np.int64),
+            parent_large=np.asarray(parents["large_id"], dtype=np.int64),
+            leaf_size=leaf_size,
+        )
+
+    def layout(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (x, y) coordinates of the leaves, by leaf id, or None when no layout is stored."""
+        with self.read() as con:
+            result = con.execute("SELECT x, y FROM layout ORDER BY leaf_id").fetchnumpy()
+        if len(result["x"]) == 0:
+            return None
+        return np.asarray(result["x"], dtype=np.float64), np.asarray(result["y"], dtype=np.float64)
+
+    def layout_key(self) -> str | None:
+        """The key of the stored layout (what produced it), or None."""
+        return self.meta().get("layout_key")
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table as a dict (schema_version, created_at, harp_version, layout_key, ...)."""
+        with self.read() as con:
+            return dict(con.execute("SELECT key, value FROM meta").fetchall())
+
+    def leaf_examples(
+        self, leaf_id: int, limit: int = 5, offset: int = 0
+    ) -> list[tuple[int, str | None, str | None]]:
+        """Points of one leaf in rank order, as ``(point_id, text, source)``.
+
+        Parameters
+        ----------
+        leaf_id : int
+            The leaf g.
+        limit : int, default 5
+            At most this many points.
+        offset : int, default 0
+            Skip this many first.
+        """
+        for name, value in (("leaf_id", leaf_id), ("limit", limit), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        with self.read() as con:
+            n_leaves = _count(con, "leaves")
+            if leaf_id >= n_leaves:
+                raise ValueError(f"leaf_id must lie in 0..{n_leaves - 1}, got {leaf_id}")
+            rows = con.execute(
+                "SELECT point_id, text, source FROM points WHERE leaf_id = ? ORDER BY rank_in_leaf LIMIT ? OFFSET ?",
+                [int(leaf_id), int(limit), int(offset)],
+            ).fetchall()
+        return [(int(point), text, source) for point, text, source in rows]
+
+    def leaf_previews(self, per_leaf: int = 3) -> pa.Table:
+        """The first ``per_leaf`` points of every leaf in one query (for hover texts).
+
+        Returns
+        -------
+        pyarrow.Table
+            Columns ``leaf_id``, ``rank_in_leaf``, ``point_id``, ``text``, ``source``, sorted by leaf and rank.
+        """
+        if isinstance(per_leaf, bool) or not isinstance(per_leaf, int | np.integer) or per_leaf < 0:
+            raise ValueError(f"per_leaf must be an integer >= 0, got {per_leaf!r}")
+        with self.read() as con:
+            return _arrow(
+                con,
+                "SELECT leaf_id, rank_in_leaf, point_id, text, source FROM points WHERE rank_in_leaf < ? "
+                "ORDER BY leaf_id, rank_in_leaf",
+                [int(per_leaf)],
+            )
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical contents of the points, tree, domains and effects.
+
+        Rows are taken in primary-key order and values encoded by type, so the hash depends neither on the
+        physical row order nor on the file (it survives Parquet export and import); runs, selections, meta and
+        measurements are left out.
+        """
+        with self.read() as con:
+            return _content_hash(con)
+
+    def table_names(self) -> list[str]:
+        """The tables of this store, in schema order."""
+        with self.read() as con:
+            present = _table_names(con)
+        return [name for name in _migrations.TABLE_KEYS if name in present]
+
+    def read_table(self, name: str) -> pa.Table:
+        """A whole table as a pyarrow Table, rows in primary-key order.
+
+        Raises
+        ------
+        ValueError
+            ``invalid table name`` when ``name`` is not one of the store's tables.
+        """
+        if not isinstance(name, str) or name not in _migrations.TABLE_KEYS:
+            raise ValueError(
+                f"invalid table name {name!r}; expected one of {', '.join(_migrations.TABLE_KEYS)}"
+            )
+        with self.read() as con:
+            if name not in _table_names(con):
+                raise ValueError(f"invalid table name {name!r}: {self.path} has no such table")
+            return _read_sorted(con, name)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, schema version, content hash and runs, for `harp info` and the app's header."""
+        with self.read() as con:
+            counts = {name: _count(con, name) for name in _migrations.TABLE_KEYS if name in _table_names(con)}
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            row = _first(con, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")
+            measured_leaves = int(row[0]) if row else 0
+            row = _first(con, "SELECT count(*) FROM domains WHERE active")
+            active = int(row[0]) if row else 0
+            content_hash = _content_hash(con)
+        return {
+            "path": str(self.path),
+            "schema_version": int(meta["schema_version"]),
+            "harp_version": meta.get("harp_version"),
+            "created_at": meta.get("created_at"),
+            "layout_key": meta.get("layout_key"),
+            "content_hash": content_hash,
+            "n_points": counts.get("points", 0),
+            "n_leaves": counts.get("leaves", 0),
+            "n_parents": counts.get("parents", 0),
+            "n_large_nodes": counts.get("large_nodes", 0),
+            "n_domains": counts.get("domains", 0),
+            "n_active_domains": active,
+            "n_measured_leaves": measured_leaves,
+            "n_measurements": counts.get("measurements", 0),
+            "has_effects": counts.get("effects", 0) > 0,
+            "has_layout": counts.get("layout", 0) > 0,
+            "n_selections": counts.get("selections", 0),
+            "counts": counts,
+            "runs": self.runs(),
+        }
+
+    # -- selections -----------------------------------------------------------------------------------------------
+
+    def save_selection(
+        self,
+        name: str,
+        *,
+        envelope: str,
+        weights: Any,
+        budget: int | None,
+        pinned: Any,
+        excluded: Any,
+        selection: Any,
+        overwrite: bool = False,
+    ) -> int:
+        """Save a selection with the settings that produced it and the store's content hash.
+
+        Parameters
+        ----------
+        name : str
+            Unique name; an existing name is refused unless ``overwrite``.
+        envelope : {"C", "E"}
+            Any spelling :func:`harp.select` accepts.
+        weights : array-like of shape (n_domains,) or None
+        budget : int or None
+        pinned, excluded : sequence of int or None
+            Leaf ids.
+        selection : harp.Selection
+            Its ``points`` and ``point_leaves`` are stored, in order.
+        overwrite : bool, default False
+
+        Returns
+        -------
+        int
+            The selection id.
+        """
+        from harp._validation import check_budget, check_envelope
+
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        envelope_name = check_envelope(envelope)
+        budget_value = check_budget(budget)
+        weights_json = None if weights is None else _json_list(weights, "weights", float)
+        pinned_json = _json_list(pinned, "pinned", int)
+        excluded_json = _json_list(excluded, "excluded", int)
+        points = _integers(getattr(selection, "points", None), "selection.points")
+        point_leaves = _integers(getattr(selection, "point_leaves", None), "selection.point_leaves")
+        if points.size != point_leaves.size:
+            raise ValueError(
+                f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
+            )
+        with self.write() as con:
+            existing = _first(con, "SELECT selection_id FROM selections WHERE name = ?", [name])
+            if existing is not None:
+                if not overwrite:
+                    raise ValueError(
+                        f"name: a selection named {name!r} already exists in {self.path}; "
+                        "pass overwrite=True to replace it"
+                    )
+                con.execute("DELETE FROM selection_points WHERE selection_id = ?", [existing[0]])
+                con.execute("DELETE FROM selections WHERE selection_id = ?", [existing[0]])
+            row = _first(con, "SELECT coalesce(max(selection_id), -1) + 1 FROM selections")
+            selection_id = int(row[0]) if row else 0
+            con.execute(
+                "INSERT INTO selections (selection_id, name, created_at, envelope, weights, budget, pinned, excluded, "
+                "store_hash, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    selection_id,
+                    name,
+                    _utc_now(),
+                    envelope_name,
+                    weights_json,
+                    budget_value,
+                    pinned_json,
+                    excluded_json,
+                    _content_hash(con),
+                    int(points.size),
+                ],
+            )
+            _insert(
+                con,
+                "selection_points",
+                pa.table(
+                    {
+                        "selection_id": np.full(points.size, selection_id, dtype=np.int32),
+                        "rank": np.arange(points.size, dtype=np.int64),
+                        "point_id": points,
+                        "leaf_id": point_leaves.astype(np.int32),
+                    }
+                ),
+            )
+        return selection_id
+
+    def list_selections(self) -> list[dict[str, Any]]:
+        """Saved selections (settings, no points), oldest first."""
+        with self.read() as con:
+            table = _arrow(con, "SELECT * FROM selections ORDER BY selection_id")
+        return [_decode_selection(record) for record in table.to_pylist()]
+
+    def load_selection(self, name: str) -> dict[str, Any]:
+        """A saved selection: its settings plus ``points`` and ``point_leaves`` (int64 arrays, in order).
+
+        Raises
+        ------
+        ValueError
+            When no selection has that name.
+        """
+        with self.read() as con:
+            table = _arrow(con, "SELECT * FROM selections WHERE name = ?", [name])
+            if table.num_rows == 0:
+                names = [
+                    row[0]
+                    for row in con.execute("SELECT name FROM selections ORDER BY selection_id").fetchall()
+                ]
+                raise ValueError(
+                    f"name: no selection named {name!r} in {self.path} (saved: {', '.join(names) or 'none'})"
+                )
+            record = _decode_selection(table.to_pylist()[0])
+            points = con.execute(
+                "SELECT point_id, leaf_id FROM selection_points WHERE selection_id = ? ORDER BY rank",
+                [record["selection_id"]],
+            ).fetchnumpy()
+        record["points"] = np.asarray(points["point_id"], dtype=np.int64)
+        record["point_leaves"] = np.asarray(points["leaf_id"], dtype=np.int64)
+        return record
+
+
+def _decode_selection(record: dict[str, Any]) -> dict[str, Any]:
+    for field in ("weights", "pinned", "excluded"):
+        record[field] = json.loads(record[field]) if record[field] is not None else None
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parquet interchange
+
+
+def _tables_at_version(version: int) -> list[str]:
+    """The tables a store of this schema version holds, in schema order."""
+    con = duckdb.connect(":memory:")
+    try:
+        _migrations.apply_migrations(con, 0, version, record=False)
+        present = _table_names(con)
+    finally:
+        con.close()
+    return [name for name in _migrations.TABLE_KEYS if name in present]
+
+
+def export_parquet(
+    store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, overwrite: bool = False
+) -> list[Path]:
+    """Write every table of a store to ``out_dir/<table>.parquet``, meta and migrations included.
+
+    All tables are read in one snapshot. Each file is written under a temporary name and renamed.
+
+    Parameters
+    ----------
+    store_path : str or Path
+        The store (opened read-only).
+    out_dir : str or Path
+        Created when missing. It must not hold other ``.parquet`` files, and existing table files are replaced
+        only with ``overwrite``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    store = Store.open(store_path, read_only=True)
+    directory = Path(out_dir)
+    if directory.exists() and not directory.is_dir():
+        raise StoreError(f"{directory} is a file; give a folder to export into")
+    directory.mkdir(parents=True, exist_ok=True)
+    names = store.table_names()
+    strangers = sorted(p.name for p in directory.glob("*.parquet") if p.stem not in names)
+    if strangers:
+        raise StoreError(
+            f"{directory} holds {', '.join(strangers)}, not tables of a HARP store; export into an empty folder"
+        )
+    clashes = sorted(p.name for p in directory.glob("*.parquet"))
+    if clashes and not overwrite:
+        raise StoreError(
+            f"{directory} already holds an export ({', '.join(clashes[:3])}, ...); pass overwrite=True (--force)"
+        )
+    with store.read() as con:
+        tables = {name: _read_sorted(con, name) for name in names}
+    written = []
+    for name, table in tables.items():
+        target = directory / f"{name}.parquet"
+        temporary = _temporary_beside(target, "export")
+        try:
+            pq.write_table(table, temporary)
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+        written.append(target)
+    return written
+
+
+def import_parquet(
+    in_dir: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    lock_timeout: float = 10.0,
+) -> Store:
+    """Build a store from a folder written by :func:`export_parquet`.
+
+    The folder must hold exactly the tables of its schema version (read from ``meta.parquet``); an older export
+    is migrated to the current schema. The store is built under a temporary name and renamed into place.
+
+    Parameters
+    ----------
+    in_dir : str or Path
+        The exported folder.
+    store_path : str or Path
+        The store to create; an existing file is replaced only with ``overwrite``.
+
+    Returns
+    -------
+    Store
+
+    Raises
+    ------
+    StoreError
+        The folder is missing, lacks a table or holds a foreign file, a table has the wrong columns, the export
+        is of a newer schema version, or ``store_path`` exists and ``overwrite`` is False.
+    """
+    source = Path(in_dir)
+    target = Path(store_path)
+    if not source.is_dir():
+        raise StoreError(f"{source} is not a folder; give the folder that `harp export` wrote")
+    files = {p.stem: p for p in sorted(source.glob("*.parquet"))}
+    if "meta" not in files:
+        raise StoreError(f"{source} has no meta.parquet, so it is not an export of a HARP store")
+    try:
+        meta_table = pq.read_table(files["meta"])
+        meta = dict(zip(meta_table["key"].to_pylist(), meta_table["value"].to_pylist(), strict=True))
+        version = int(meta["schema_version"])
+    except (KeyError, ValueError, pa.ArrowException) as error:
+        raise StoreError(
+            f"{files['meta']} is not the meta table of a HARP store (no usable schema_version: {error})"
+        ) from None
+    latest = _migrations.latest_version()
+    if version > latest:
+        raise StoreError(
+            f"{source} is an export of schema version {version}; this harp-explorer ({_harp_version()}) reads "
+            f"version {latest} and older: upgrade harp-explorer (pip install -U harp-explorer) to import it"
+        )
+    expected = _tables_at_version(version)
+    missing = [name for name in expected if name not in files]
+    if missing:
+        raise StoreError(
+            f"{source} lacks {', '.join(n + '.parquet' for n in missing)}; export the store again"
+        )
+    extra = sorted(name for name in files if name not in expected)
+    if extra:
+        raise StoreError(
+            f"{source} holds {', '.join(n + '.parquet' for n in extra)}, which a store of schema version "
+            f"{version} does not have; remove them or export again"
+        )
+    _check_target(target, overwrite)
+    temporary = _temporary_beside(target, "import")
+    try:
+        con = duckdb.connect(str(temporary))
+        try:
+            _migrations.apply_migrations(con, 0, version, record=False)
+            con.begin()
+            for name in expected:
+                data = pq.read_table(files[name])
+                columns = [row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()]
+                if sorted(data.column_names) != sorted(columns):
+                    raise StoreError(
+                        f"{files[name]} has columns {data.column_names}, expected {columns}; export the store again"
+                    )
+                _insert(con, name, data.select(columns))
+            con.commit()
+            _schema_version(con, target)
+            _migrations.apply_migrations(con, version, harp_version=_harp_version())
+        except duckdb.Error as error:
+            raise StoreError(f"cannot import {source}: {error}") from error
+        except _migrations.MigrationError as error:
+            raise StoreError(f"cannot import {source}: {error}") from error
+        finally:
+            con.close()
+        _publish(temporary, target, overwrite=overwrite)
+    finally:
+        _remove_quietly(temporary)
+    return Store(target, lock_timeout=lock_timeout)
