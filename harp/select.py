@@ -504,21 +504,6 @@ def _utility_e(total: np.ndarray, weights: np.ndarray, weight_sum: float) -> flo
     return acc / weight_sum
 
 
-@numba.njit(cache=True, inline="always")
-def _term_e(t: float, saturated: bool, x: float) -> tuple[float, int, int]:
-    """Leaf term on one domain: (part kept in the approximate gain, score changes?, left out as capped?).
-
-    In a saturated domain (t >= 1) the term ``clip(t + x) - 1`` is never positive; it is left out of the
-    approximate gain and only counted, so the many leaves it moves at every step need no update.
-    """
-    after = _clip(t + x)
-    if saturated:
-        moved = int(after != 1.0)
-        return 0.0, moved, moved
-    before = _clip(t)
-    return after - before, int(after != before), 0
-
-
 @numba.njit(cache=True)
 def _saturated_cap(
     total: np.ndarray, saturated: np.ndarray, weights: np.ndarray, weight_sum: float, sorted_phi: np.ndarray
@@ -537,7 +522,91 @@ def _saturated_cap(
 
 
 @numba.njit(cache=True)
+def _compact(
+    sorted_phi: np.ndarray, sorted_leaf: np.ndarray, remaining: np.ndarray, n_remaining: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop chosen leaves from the per-domain sorted lists, so later steps do not walk over them."""
+    n_domains = sorted_phi.shape[0]
+    kept_phi = np.empty((n_domains, n_remaining))
+    kept_leaf = np.empty((n_domains, n_remaining), dtype=np.int64)
+    for d in range(n_domains):
+        k = 0
+        for i in range(sorted_leaf.shape[1]):
+            g = sorted_leaf[d, i]
+            if remaining[g]:
+                kept_phi[d, k] = sorted_phi[d, i]
+                kept_leaf[d, k] = g
+                k += 1
+    return kept_phi, kept_leaf
+
+
+@numba.njit(cache=True)
+def _tree_next(tree: np.ndarray, size: int, start: int) -> int:
+    """Smallest index >= start whose value is not -inf, or -1."""
+    if start >= size:
+        return -1
+    node = size + start
+    if tree[node] > -np.inf:
+        return start
+    while node > 1:
+        if node % 2 == 0 and tree[node + 1] > -np.inf:
+            node += 1
+            while node < size:
+                node = 2 * node if tree[2 * node] > -np.inf else 2 * node + 1
+            return node - size
+        node //= 2
+    return -1
+
+
+# Trees of the HARP-E kernel (rows of ``trees``):
+_ALL = 0  # every remaining leaf, keyed by its bound minus the drift so far (see _greedy_e)
+_OPEN = 1  # leaves that move some unsaturated domain, keyed by their gain over unsaturated domains
+_STILL = 2  # leaves that move no unsaturated domain, keyed by -id
+
+
+@numba.njit(cache=True)
+def _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift):  # type: ignore[no-untyped-def]
+    part = 0.0
+    for d in range(total.size):
+        if saturated[d]:
+            value = weights[d] / weight_sum * (_clip(total[d] + phi[g, d]) - 1.0)
+            saturated_term[g, d] = value
+            part += value
+    saturated_part[g] = part
+    stamp[g] = drift
+
+
+@numba.njit(cache=True)
+def _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild):  # type: ignore[no-untyped-def]
+    values = (
+        approx[g] + saturated_part[g] - stamp[g],
+        approx[g] if moved[g] > 0 else -np.inf,
+        -float(g) if moved[g] == 0 else -np.inf,
+    )
+    for k in range(3):
+        if rebuild:
+            trees[k, size + g] = values[k]
+        elif trees[k, size + g] != values[k]:
+            _tree_set(trees[k], size, g, values[k])
+
+
+@numba.njit(cache=True)
 def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_leaf):  # type: ignore[no-untyped-def]
+    """HARP-E greedy.
+
+    Domains with t_d >= 1 are *saturated*: a leaf's term there, ``clip(t_d + x) - 1``, is never positive, and
+    when t_d hovers above 1 it moves for many leaves at every step. Those terms are therefore not tracked
+    exactly. Each leaf keeps (a) its exact gain over unsaturated domains, ``approx`` (incremental, as in the
+    module docstring), (b) ``moved``, how many unsaturated domains it would change, and (c) its saturated part
+    as of its last refresh. A saturated term is non-decreasing and 1-Lipschitz in t_d, so it can have risen
+    since the refresh by at most the upward movement of t_d; ``drift`` sums these movements over all saturated
+    domains (weighted), so ``approx + saturated_part + drift - stamp`` bounds every leaf's gain.
+
+    Picking: leaves that move no unsaturated domain are scanned in id order; the first that moves no saturated
+    domain either has a gain of exactly 0.0. If one exists and no leaf that lowers a saturated domain can come
+    within ``_TOLERANCE`` of 0 (``_saturated_cap``), only leaves with a positive unsaturated gain can beat it.
+    Otherwise leaves are taken by bound, refreshed and scored exactly until no bound can beat the best.
+    """
     n_leaves, n_domains = phi.shape
     n_order = pinned.size + free.size
     order = np.empty(n_order, dtype=np.int64)
@@ -562,37 +631,126 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     size = _tree_size(n_leaves)
     trees = np.full((3, 2 * size), -np.inf)
     approx = np.zeros(n_leaves)
-    changed = np.zeros(n_leaves, dtype=np.int64)
-    capped = np.zeros(n_leaves, dtype=np.int64)
+    moved = np.zeros(n_leaves, dtype=np.int64)
+    saturated_term = np.zeros((n_leaves, n_domains))
+    saturated_part = np.zeros(n_leaves)
+    stamp = np.zeros(n_leaves)
+    witness = np.full(n_leaves, -1, dtype=np.int64)
     remaining = np.zeros(n_leaves, dtype=np.bool_)
+    drift = 0.0
     for g in free:
         remaining[g] = True
         acc = 0.0
         for d in range(n_domains):
-            if weights[d] != 0.0:
-                part, moved, left_out = _term_e(total[d], saturated[d], phi[g, d])
-                acc += weights[d] * part
-                changed[g] += moved
-                capped[g] += left_out
+            if weights[d] != 0.0 and not saturated[d]:
+                after = _clip(total[d] + phi[g, d])
+                before = _clip(total[d])
+                acc += weights[d] * (after - before)
+                moved[g] += int(after != before)
         approx[g] = acc / weight_sum
-        home = _tree_of(g, changed, capped)
-        trees[home, size + g] = -float(g) if home == _ZERO else approx[g]
+        _refresh_e(
+            g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift
+        )
+        _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
     for k in range(3):
         _tree_build(trees[k], size)
 
     candidates = np.empty(n_leaves, dtype=np.int64)
+    scanned = np.empty(n_leaves, dtype=np.int64)
     dirty = np.empty(n_leaves, dtype=np.int64)
     is_dirty = np.zeros(n_leaves, dtype=np.bool_)
     runs = np.empty((8, 2), dtype=np.int64)
+    n_remaining = free.size
     for _ in range(free.size):
-        cap = _saturated_cap(total, saturated, weights, weight_sum, sorted_phi)
-        chosen, gain = _pick(trees, size, cap, candidates, state)
+        if 2 * n_remaining < sorted_leaf.shape[1]:
+            sorted_phi, sorted_leaf = _compact(sorted_phi, sorted_leaf, remaining, n_remaining)
+        n_remaining -= 1
+        # -- pick ---------------------------------------------------------------------------------------------
+        best = -1
+        best_gain = -np.inf
+        n_scanned = 0
+        g = _tree_next(trees[_STILL], size, 0)
+        while g >= 0:
+            still = True
+            w = witness[g]
+            if w >= 0 and saturated[w] and _clip(total[w] + phi[g, w]) != 1.0:
+                still = False
+            else:
+                for d in range(n_domains):
+                    if saturated[d] and _clip(total[d] + phi[g, d]) != 1.0:
+                        witness[g] = d
+                        still = False
+                        break
+            if still:
+                best = g
+                best_gain = 0.0
+                break
+            scanned[n_scanned] = g
+            n_scanned += 1
+            g = _tree_next(trees[_STILL], size, g + 1)
+        if best >= 0:
+            # Leaves that move no unsaturated domain gain at most 0: only the scanned ones, whose ids are
+            # smaller, can tie, and only when a drop in a saturated domain can be too small to see.
+            if _saturated_cap(total, saturated, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
+                for i in range(n_scanned):
+                    g = scanned[i]
+                    gain = _exact_gain(g, state)
+                    if gain > best_gain or (gain == best_gain and g < best):
+                        best = g
+                        best_gain = gain
+            if trees[_OPEN, 1] >= best_gain - _TOLERANCE:
+                count = _tree_collect(trees[_OPEN], size, best_gain - _TOLERANCE, candidates)
+                for i in range(count):
+                    g = candidates[i]
+                    gain = _exact_gain(g, state)
+                    if gain > best_gain or (gain == best_gain and g < best):
+                        best = g
+                        best_gain = gain
+        else:
+            if trees[_OPEN, 1] > -np.inf:
+                g = _tree_top(trees[_OPEN], size)
+                gain = _exact_gain(g, state)
+                if gain > best_gain or (gain == best_gain and g < best):
+                    best = g
+                    best_gain = gain
+            while True:
+                threshold = best_gain - _TOLERANCE - drift
+                if trees[_ALL, 1] < threshold:
+                    break
+                count = _tree_collect(trees[_ALL], size, threshold, candidates)
+                stale = False
+                for i in range(count):
+                    g = candidates[i]
+                    if stamp[g] != drift:
+                        stale = True
+                        _refresh_e(
+                            g,
+                            total,
+                            saturated,
+                            phi,
+                            weights,
+                            weight_sum,
+                            saturated_term,
+                            saturated_part,
+                            stamp,
+                            drift,
+                        )
+                        _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
+                    gain = _exact_gain(g, state)
+                    if gain > best_gain or (gain == best_gain and g < best):
+                        best = g
+                        best_gain = gain
+                if not stale:
+                    break
+        chosen = best
         order[step] = chosen
-        gains[step] = gain
+        gains[step] = best_gain
         step += 1
         remaining[chosen] = False
         for k in range(3):
             _tree_set(trees[k], size, chosen, -np.inf)
+
+        # -- update -------------------------------------------------------------------------------------------
         n_dirty = 0
         for d in range(n_domains):
             old = total[d]
@@ -600,40 +758,62 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             total[d] = new
             if weights[d] == 0.0 or new == old:
                 continue
+            scale = weights[d] / weight_sum
             was_saturated = saturated[d]
             now_saturated = new >= 1.0
             saturated[d] = now_saturated
-            row = sorted_phi[d]
             if was_saturated and now_saturated:
-                # Only leaves whose t + x crosses 1 change status.
-                widen = _WIDEN * (1.0 + abs(old) + abs(new))
-                n_runs = _add_run(runs, 0, row, 1.0 - max(old, new) - widen, 1.0 - min(old, new) + widen, -1)
-            elif not was_saturated and not now_saturated:
-                n_runs = _add_moved_runs(runs, 0, row, old, new, 0.0, -1, 0.0)
-                n_runs = _add_moved_runs(runs, n_runs, row, old, new, 0.0, 1, 0.0)
-            else:
+                if new > old:
+                    drift += scale * (new - old)
+                continue
+            row = sorted_phi[d]
+            if was_saturated or now_saturated:
                 n_runs = _add_run(runs, 0, row, -np.inf, np.inf, -1)
                 n_runs = _add_run(runs, n_runs, row, -np.inf, np.inf, 1)
+            else:
+                n_runs = _add_moved_runs(runs, 0, row, old, new, 0.0, -1, 0.0)
+                n_runs = _add_moved_runs(runs, n_runs, row, old, new, 0.0, 1, 0.0)
             n_runs = _merge_runs(runs, n_runs)
-            scale = weights[d] / weight_sum
             for r in range(n_runs):
                 for i in range(runs[r, 0], runs[r, 1]):
                     g = sorted_leaf[d, i]
                     if not remaining[g]:
                         continue
                     x = row[i]
-                    part_old, moved_old, out_old = _term_e(old, was_saturated, x)
-                    part_new, moved_new, out_new = _term_e(new, now_saturated, x)
-                    if part_new != part_old or moved_new != moved_old or out_new != out_old:
-                        approx[g] += scale * (part_new - part_old)
-                        changed[g] += moved_new - moved_old
-                        capped[g] += out_new - out_old
-                        if not is_dirty[g]:
-                            is_dirty[g] = True
-                            dirty[n_dirty] = g
-                            n_dirty += 1
+                    part = 0.0
+                    step_moved = 0
+                    if not was_saturated:
+                        before = _clip(old)
+                        after = _clip(old + x)
+                        part -= after - before
+                        step_moved -= int(after != before)
+                    else:
+                        saturated_part[g] -= saturated_term[g, d]
+                        saturated_term[g, d] = 0.0
+                    if not now_saturated:
+                        before = _clip(new)
+                        after = _clip(new + x)
+                        part += after - before
+                        step_moved += int(after != before)
+                    else:
+                        value = scale * (_clip(new + x) - 1.0)
+                        saturated_term[g, d] = value
+                        saturated_part[g] += value
+                    approx[g] += scale * part
+                    moved[g] += step_moved
+                    if not is_dirty[g]:
+                        is_dirty[g] = True
+                        dirty[n_dirty] = g
+                        n_dirty += 1
         current[0] = _utility_e(total, weights, weight_sum)
-        _finish_step(dirty, n_dirty, is_dirty, approx, changed, capped, remaining, trees, size)
+        rebuild = n_dirty * 8 > size
+        for i in range(n_dirty):
+            g = dirty[i]
+            is_dirty[g] = False
+            _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild)
+        if rebuild:
+            for k in range(3):
+                _tree_build(trees[k], size)
     return order, gains
 
 
@@ -701,7 +881,11 @@ def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     dirty = np.empty(n_leaves, dtype=np.int64)
     is_dirty = np.zeros(n_leaves, dtype=np.bool_)
     runs = np.empty((8, 2), dtype=np.int64)
+    n_remaining = free.size
     for _ in range(free.size):
+        if 2 * n_remaining < sorted_leaf.shape[1]:
+            sorted_phi, sorted_leaf = _compact(sorted_phi, sorted_leaf, remaining, n_remaining)
+        n_remaining -= 1
         chosen, gain = _pick(trees, size, 0.0, candidates, state)
         order[step] = chosen
         gains[step] = gain

@@ -425,7 +425,7 @@ def _is_string_view(kind: pa.DataType) -> bool:
     return bool(check(kind)) if check is not None else False
 
 
-def _canonical_column(column: pa.ChunkedArray) -> tuple[str, list[bytes]]:
+def _canonical_column(column: pa.ChunkedArray) -> tuple[str, list[bytes | memoryview]]:
     """A type tag and byte strings that determine the column's values exactly, independent of chunking."""
     nulls = np.packbits(pc.is_null(column).to_numpy(zero_copy_only=False)).tobytes()
     kind = column.type
@@ -442,9 +442,9 @@ def _canonical_column(column: pa.ChunkedArray) -> tuple[str, list[bytes]]:
         array = pc.fill_null(column, "").cast(pa.large_string()).combine_chunks()
         buffers = array.buffers()
         offsets = np.frombuffer(buffers[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
-        data = b""
+        data: bytes | memoryview = b""
         if len(array) and buffers[2] is not None:
-            data = buffers[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+            data = memoryview(buffers[2])[int(offsets[0]) : int(offsets[-1])]
         return "text", [nulls, np.diff(offsets).astype("<i8").tobytes(), data]
     return str(kind), [nulls, json.dumps(column.to_pylist(), default=str).encode()]
 
@@ -458,7 +458,8 @@ def _content_hash(con: duckdb.DuckDBPyConnection) -> str:
             kind, parts = _canonical_column(column)
             digest.update(f"column {field.name} {kind}\n".encode())
             for part in parts:
-                digest.update(len(part).to_bytes(8, "little"))
+                size = part.nbytes if isinstance(part, memoryview) else len(part)
+                digest.update(size.to_bytes(8, "little"))
                 digest.update(part)
     return digest.hexdigest()
 
@@ -591,12 +592,15 @@ class Store:
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection inside one transaction (a consistent snapshot); closed on exit.
 
-        Read-only when the store was opened ``read_only``.
+        Read-only when the store was opened ``read_only``. DuckDB errors raised in the block become
+        :class:`StoreError`.
         """
         con = self._connection(read_only=self.read_only)
         try:
             con.begin()
             yield con
+        except duckdb.Error as error:
+            raise StoreError(f"reading {self.path} failed: {error}") from error
         finally:
             with contextlib.suppress(duckdb.Error):
                 con.rollback()
@@ -604,8 +608,11 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived read-write connection inside ONE transaction: committed on normal exit, rolled back when
-        the block raises, closed in both cases."""
+        """A short-lived read-write connection inside ONE transaction.
+
+        The transaction is committed when the block ends normally and rolled back when it raises (a DuckDB error
+        is re-raised as :class:`StoreError`); the connection is closed in both cases.
+        """
         if self.read_only:
             raise StoreError(f"{self.path} was opened read-only; open it with read_only=False to write")
         con = self._connection(read_only=False)
@@ -613,9 +620,11 @@ class Store:
             con.begin()
             try:
                 yield con
-            except BaseException:
+            except BaseException as error:
                 with contextlib.suppress(duckdb.Error):
                     con.rollback()
+                if isinstance(error, duckdb.Error):
+                    raise StoreError(f"write to {self.path} failed and was rolled back: {error}") from error
                 raise
             try:
                 con.commit()
@@ -1257,8 +1266,14 @@ class Store:
                 raise ValueError(f"invalid table name {name!r}: {self.path} has no such table")
             return _read_sorted(con, name)
 
-    def summary(self) -> dict[str, Any]:
-        """Counts, schema version, content hash and runs, for `harp info` and the app's header."""
+    def summary(self, *, with_hash: bool = True) -> dict[str, Any]:
+        """Counts, schema version, content hash and runs, for `harp info` and the app's header.
+
+        Parameters
+        ----------
+        with_hash : bool, default True
+            Include ``content_hash`` (about a second at 10^6 points); None otherwise.
+        """
         with self.read() as con:
             counts = {name: _count(con, name) for name in _migrations.TABLE_KEYS if name in _table_names(con)}
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -1266,7 +1281,7 @@ class Store:
             measured_leaves = int(row[0]) if row else 0
             row = _first(con, "SELECT count(*) FROM domains WHERE active")
             active = int(row[0]) if row else 0
-            content_hash = _content_hash(con)
+            content_hash = _content_hash(con) if with_hash else None
         return {
             "path": str(self.path),
             "schema_version": int(meta["schema_version"]),

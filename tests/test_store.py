@@ -531,6 +531,14 @@ def test_content_hash_is_stable_and_ignores_bookkeeping(tiny_store: Path) -> Non
     assert store.content_hash() == first
 
 
+def test_content_hash_of_the_tiny_store_is_pinned(tiny_store: Path) -> None:
+    # Saved selections record this hash; a change of the hash format must be deliberate (and versioned).
+    expected = "766b99591ccaf499607426fdc62550834e406542c01cdd80fce5e36aa2a44072"
+    assert Store.open(tiny_store).content_hash() == expected
+    summary = Store.open(tiny_store).summary(with_hash=False)
+    assert summary["content_hash"] is None and summary["n_points"] == 8
+
+
 def test_content_hash_ignores_physical_row_order(tiny_store: Path) -> None:
     store = Store.open(tiny_store)
     before = store.content_hash()
@@ -871,3 +879,16 @@ def test_read_only_and_read_write_stores_share_a_process_across_threads(tiny_sto
     thread.join()
     assert not failures, failures
     np.testing.assert_array_equal(reader.selection_inputs().active, [False, True, False])
+
+
+def test_sql_errors_in_a_block_become_store_errors_and_roll_back(tiny_store: Path) -> None:
+    store = Store.open(tiny_store)
+    with (
+        pytest.raises(StoreError, match="write to .* failed and was rolled back: .*Constraint"),
+        store.write() as con,
+    ):
+        con.execute("DELETE FROM layout")
+        con.execute("INSERT INTO domains VALUES (0, 'dup', 0.5, 1, true)")
+    assert store.layout() is not None
+    with pytest.raises(StoreError, match="reading .* failed"), store.read() as con:
+        con.execute("SELECT * FROM no_such_table")
