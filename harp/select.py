@@ -626,8 +626,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         current[0] = _utility_e(total, weights, weight_sum)
 
     saturated = np.zeros(n_domains, dtype=np.bool_)
+    hysteresis = np.zeros(n_domains)
     for d in range(n_domains):
         saturated[d] = weights[d] != 0.0 and total[d] >= 1.0
+        hysteresis[d] = min(0.25, 8.0 * np.mean(np.abs(phi[:, d]))) if n_leaves > 0 else 0.0
     size = _tree_size(n_leaves)
     trees = np.full((3, 2 * size), -np.inf)
     approx = np.zeros(n_leaves)
@@ -760,7 +762,9 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 continue
             scale = weights[d] / weight_sum
             was_saturated = saturated[d]
-            now_saturated = new >= 1.0
+            # Hysteresis: a domain joins the saturated ones only well above 1, so one hovering near 1 does not
+            # switch (a full pass over the leaves) at every step; tracking it exactly meanwhile is cheaper.
+            now_saturated = new >= (1.0 if was_saturated else 1.0 + hysteresis[d])
             saturated[d] = now_saturated
             if was_saturated and now_saturated:
                 if new > old:
