@@ -36,9 +36,11 @@ $(STORE): $(VENV)/.app-installed $(wildcard $(DEMO)/*.parquet)
 app: $(VENV)/.app-installed $(STORE)
 	$(BIN)/harp app --store $(STORE) --host $(HOST) --port $(PORT)
 
+SOURCES := $(wildcard harp app tests benchmarks)
+
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check harp app tests benchmarks
-	$(BIN)/ruff format --check harp app tests benchmarks
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
