@@ -266,6 +266,23 @@ def select_command(
     )
 
 
+@main.command()
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+@_handles_errors
+def migrate(obj: Context, store: Path) -> None:
+    """Bring an older store up to this version's schema, in place (each migration one transaction).
+
+    \b
+    Example:
+      harp migrate old.duckdb
+    """
+    opened = Store.open(store)
+    version = opened.meta().get("schema_version")
+    obj.log(f"{store} is at schema version {version}")
+    click.echo(json.dumps({"store": str(store), "schema_version": version}))
+
+
 @main.command("export")
 @click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))

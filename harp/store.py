@@ -540,7 +540,7 @@ class Store:
                 if self.read_only:
                     raise StoreError(
                         f"{self.path} has schema version {version}; this harp-explorer uses version {latest}: "
-                        "open it read-write once (for example harp.Store.open(path)) to migrate it"
+                        f"run `harp migrate {self.path}` (or open it read-write once with harp.Store.open) to migrate it"
                     )
                 _migrations.apply_migrations(con, version, harp_version=_harp_version())
         except _migrations.MigrationError as error:

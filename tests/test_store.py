@@ -18,9 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 import harp
 from harp import migrations
+from harp.cli import main as cli_main
 from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
 
 REPO = Path(harp.__file__).resolve().parents[1]
@@ -157,9 +159,12 @@ def test_older_store_is_migrated_on_open(tiny_store: Path, monkeypatch: pytest.M
     steps = [*migrations.MIGRATIONS, migrations.Migration("m002_add_notes", _m002_add_notes)]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
     monkeypatch.setitem(migrations.TABLE_KEYS, "notes", ("leaf_id",))
-    with pytest.raises(StoreError, match="schema version 1; .* open it read-write once"):
+    with pytest.raises(StoreError, match="schema version 1; .* run `harp migrate .*tiny.duckdb`"):
         Store.open(tiny_store, read_only=True)
-    store = Store.open(tiny_store)
+    result = CliRunner().invoke(cli_main, ["migrate", str(tiny_store)])
+    assert result.exit_code == 0, result.output
+    assert '"schema_version": "2"' in result.stdout
+    store = Store.open(tiny_store, read_only=True)
     assert store.meta()["schema_version"] == "2"
     assert store.read_table("migrations")["name"].to_pylist() == ["m001_initial", "m002_add_notes"]
     assert store.read_table("notes")["note"].to_pylist() == ["note 0", "note 1", "note 2", "note 3"]
