@@ -1,0 +1,278 @@
+"""``harp embed`` and ``harp measure``: thin shells over :mod:`harp.embed` and :mod:`harp.measure`.
+
+Registered on the main group by :func:`register` (``harp.cli`` calls it). Heavy imports (torch, transformers,
+sentence-transformers, ray) happen inside the commands, so ``harp --help`` stays fast and works without them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from harp.store import StoreError
+
+__all__ = ["register"]
+
+
+def _log(message: str) -> None:
+    obj = click.get_current_context().find_root().obj
+    if not getattr(obj, "quiet", False):
+        click.echo(message, err=True)
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(str(error))
+
+
+def _int_list(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated integers, got {text!r}", param_hint=name
+        ) from None
+
+
+@click.command("embed")
+@click.option(
+    "--pool",
+    "pool_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Training pool (.jsonl or .parquet): prompt/response or chat messages.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write X_feat.npy (float32, one L2-normalised row per example).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="A local sentence-transformers directory [default: the packaged all-MiniLM-L6-v2].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: the GPU when there is one].")
+def embed_command(pool_path: Path, out: Path, model: str | None, batch_size: int, device: str | None) -> None:
+    """Embed the training pool into X_feat.npy for the hierarchy (offline; nothing is downloaded).
+
+    \b
+    Example:
+      harp embed --pool pool.jsonl --out X_feat.npy
+    """
+    from harp.data import load_training_pool
+    from harp.embed import embed_texts
+
+    try:
+        pool = load_training_pool(pool_path)
+        _log(f"embedding {len(pool)} examples")
+        quiet = getattr(click.get_current_context().find_root().obj, "quiet", False)
+        features = embed_texts(
+            pool.texts(), model, batch_size=batch_size, device=device, show_progress=not quiet
+        )
+    except (ValueError, ImportError, OSError) as error:
+        raise _fail(error) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, features)
+    click.echo(json.dumps({"out": str(out), "rows": int(features.shape[0]), "dim": int(features.shape[1])}))
+
+
+def _config(config_path: Path | None, overrides: dict[str, Any]) -> Any:
+    from harp.measure import MeasureConfig
+
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            data = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{config_path}: cannot read the measure config as JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_path}: the measure config must be a JSON object")
+    data.update({name: value for name, value in overrides.items() if value is not None})
+    return MeasureConfig.from_dict(data)
+
+
+def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray:
+    from harp.embed import load_features
+    from harp.measure import choose_representatives, leaf_centroids
+
+    points = store.read_table("points").select(["point_id", "leaf_id"]).to_pydict()
+    leaf_parent = np.asarray(store.read_table("leaves").sort_by("leaf_id").column("parent_id").to_pylist())
+    point_id = np.asarray(points["point_id"], dtype=np.int64)
+    features = load_features(features_path)
+    if point_id.size and point_id.max() >= features.shape[0]:
+        raise ValueError(
+            f"{features_path} has {features.shape[0]} rows but the store holds point id {point_id.max()}"
+        )
+    leaves, parents = leaf_centroids(features[point_id], np.asarray(points["leaf_id"]), leaf_parent)
+    return choose_representatives(leaf_parent, leaves, parents, budget)
+
+
+@click.command("measure")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The store holding the tree (its point ids are row numbers of --pool).",
+)
+@click.option("--model", required=True, help="Base model: a local directory or a name in the local HF cache.")
+@click.option(
+    "--pool",
+    "pool_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Training pool (.jsonl or .parquet).",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Proxy eval set (.jsonl or .parquet).",
+)
+@click.option("--leaves", default=None, help="Comma-separated leaf ids to measure, in order.")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Measure this many representatives (needs --features): per parent the leaf nearest its "
+    "centroid, then farthest-point order.",
+)
+@click.option(
+    "--features",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="X_feat.npy, to choose representatives with --budget.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON file of MeasureConfig fields; the options below override it.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps per adapter [20].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Examples per step [8].")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Learning rate [2e-4].",
+)
+@click.option("--lora-r", type=click.IntRange(min=1), default=None, help="LoRA rank [16].")
+@click.option("--max-length", type=click.IntRange(min=1), default=None, help="Tokens per sequence [256].")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default=None,
+    help="Base model weights [float32].",
+)
+@click.option("--seed", type=int, default=None, help="Seed [0].")
+@click.option(
+    "--executor",
+    type=click.Choice(["inprocess", "process", "ray"]),
+    default="inprocess",
+    show_default=True,
+    help="In this process, one worker process per device, or Ray actors.",
+)
+@click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu,cpu.")
+@click.option(
+    "--workers-per-device",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Adapters trained at once on each device.",
+)
+@click.option(
+    "--address", default=None, help="Ray cluster address (--executor ray); default: a local instance."
+)
+@click.option(
+    "--max-examples-per-leaf",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on at most this many (most central) examples of a leaf.",
+)
+def measure_command(
+    store_path: Path,
+    model: str,
+    pool_path: Path,
+    eval_path: Path,
+    leaves: str | None,
+    budget: int | None,
+    features: Path | None,
+    config_path: Path | None,
+    steps: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    lora_r: int | None,
+    max_length: int | None,
+    dtype: str | None,
+    seed: int | None,
+    executor: str,
+    devices: str | None,
+    workers_per_device: int,
+    address: str | None,
+    max_examples_per_leaf: int | None,
+) -> None:
+    """Train a LoRA adapter per leaf and store its effect phi on every eval domain (resumable).
+
+    Leaves already measured with the same config, model and eval set are skipped, and every finished leaf is
+    written at once, so rerunning the same command after an interruption continues where it stopped.
+
+    \b
+    Example:
+      harp measure --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
+          --eval eval.jsonl --budget 64 --features X_feat.npy --executor process --devices 0,1
+    """
+    from harp.data import load_eval_set, load_training_pool
+    from harp.measure import run_measurements
+    from harp.store import Store
+
+    if (leaves is None) == (budget is None):
+        raise click.UsageError("give exactly one of --leaves and --budget")
+    if budget is not None and features is None:
+        raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
+    leaf_ids = _int_list(leaves, "--leaves")
+    device_list: list[str | int] | None = None
+    if devices:
+        device_list = [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
+    try:
+        overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "lora_r": lora_r,
+                     "max_length": max_length, "dtype": dtype, "seed": seed}  # fmt: skip
+        config = _config(config_path, overrides)
+        store = Store.open(store_path)
+        pool = load_training_pool(pool_path)
+        eval_set = load_eval_set(eval_path)
+        if leaf_ids is None:
+            assert features is not None and budget is not None
+            leaf_ids = [int(g) for g in _representatives(store, features, budget)]
+        report = run_measurements(
+            store, model, pool, eval_set, leaf_ids, config, executor=executor,  # type: ignore[arg-type]
+            devices=device_list, workers_per_device=workers_per_device, address=address,
+            max_examples_per_leaf=max_examples_per_leaf, log=_log,
+        )  # fmt: skip
+    except (ValueError, ImportError, OSError, StoreError) as error:
+        raise _fail(error) from None
+    summary = {
+        "run_id": report.run_id,
+        "config_key": report.config_key,
+        "measured": report.measured,
+        "skipped": report.skipped,
+        "seconds": round(report.timings.get("total_s", 0.0), 3),
+    }
+    click.echo(json.dumps(summary))
+
+
+def register(group: click.Group) -> None:
+    """Add ``embed`` and ``measure`` to the ``harp`` command group."""
+    group.add_command(embed_command)
+    group.add_command(measure_command)

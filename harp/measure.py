@@ -1,0 +1,1222 @@
+"""Stage 1b, measurements: a fresh LoRA adapter per representative leaf, scored against the base model.
+
+Notation. Leaf g, domain d, proxy-eval question i with domain ``d(i)``. The base model scores ``s0_i`` in [0, 1]
+on question i; the model with the adapter trained on leaf g scores ``s_gi``. The measured main effect of leaf g on
+domain d is the mean paired difference::
+
+    phi[g, d] = mean_{i: d(i) = d} (s_gi - s0_i)
+
+and its sampling variance is the variance of that mean, ``var_i(s_gi - s0_i) / n_d`` (sample variance, ddof=1).
+With a single question in a domain the sample variance is undefined; we then report ``1 / n_d``, the largest
+variance a mean of differences in [-1, 1] can have, so a one-question domain never looks certain.
+
+Scores. Multiple choice: 1 when the option with the largest summed log-likelihood given the question is the right
+one (ties: the first option), else 0. Every (question, option) pair of a batch goes through ONE forward pass.
+Short generation: 1 when the greedy answer (batched ``generate``, up to ``max_new_tokens``, first line) equals the
+expected answer after lower-casing and collapsing white space, else 0. Prompts read ``"{question}\\nAnswer:"``;
+options are scored as ``" {option}"``.
+
+Training. Each measurement starts from the same adapter initialisation (seeded, with LoRA's B = 0, so the
+untrained adapter is the base model), trains ``steps`` AdamW steps on batches of ``batch_size`` examples drawn
+from the leaf in a seeded order (cycling when the leaf is small), with the loss on response tokens only.
+
+Resume. A measurement is keyed by ``config_key``: a hash of the :class:`MeasureConfig`, the model and the eval
+set's fingerprint. :func:`run_measurements` skips the leaves the store already holds under that key and writes each
+finished leaf at once (all its domains in one transaction), so a killed run loses at most the leaves in flight.
+
+Executors. Workers build the model once, then train and score leaf after leaf; the driver alone computes phi and
+writes the store. ``"inprocess"`` runs one worker here; ``"process"`` runs one worker process per entry of
+``devices`` (repeat a device, or pass ``workers_per_device``, to train several adapters at once on one GPU);
+``"ray"`` runs Ray actors on a local instance or the cluster at ``address`` (``gpus_per_worker`` below 1 packs
+several adapters on one GPU).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from harp.data import EvalSet, TrainingPool
+
+if TYPE_CHECKING:
+    from harp.store import Store
+
+__all__ = [
+    "MEASURE_VERSION",
+    "AdapterModel",
+    "Executor",
+    "InProcessExecutor",
+    "LeafMeasurement",
+    "LeafResult",
+    "LeafTask",
+    "MeasureConfig",
+    "MeasureReport",
+    "ProcessExecutor",
+    "RayExecutor",
+    "base_scores",
+    "build_data",
+    "build_model",
+    "choose_representatives",
+    "evaluate",
+    "leaf_centroids",
+    "measure_leaf",
+    "option_loglik",
+    "paired_effects",
+    "run_measurements",
+    "save_random_model",
+    "train_adapter",
+]
+
+#: Bump when a change in this module changes what a measurement means; it is part of every ``config_key``.
+MEASURE_VERSION = 1
+
+Device = str | int
+ExecutorName = Literal["inprocess", "process", "ray"]
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Everything that decides what a measurement is; saved with every measurement (JSON and ``config_key``)."""
+
+    lora_r: int = _help("LoRA rank r.", 16)
+    lora_alpha: int = _help("LoRA scaling alpha (the update is scaled by alpha / r).", 32)
+    lora_dropout: float = _help("Dropout on the LoRA input during training.", 0.05)
+    target_modules: tuple[str, ...] = _help(
+        "Names of the linear layers that get an adapter.", ("q_proj", "k_proj", "v_proj", "o_proj")
+    )
+    steps: int = _help("Optimizer steps per adapter.", 20)
+    batch_size: int = _help("Training examples per step.", 8)
+    learning_rate: float = _help("AdamW learning rate after warm-up.", 2e-4)
+    warmup_steps: int = _help("Steps of linear learning-rate warm-up from 0.", 2)
+    weight_decay: float = _help("AdamW weight decay on the adapter weights.", 0.0)
+    max_grad_norm: float = _help("Clip the gradient norm to this value (0 turns clipping off).", 1.0)
+    max_length: int = _help(
+        "Tokens per training example or eval sequence (longer prompts lose their start).", 256
+    )
+    eval_batch_size: int = _help("(question, option) pairs or generation prompts per forward pass.", 32)
+    max_new_tokens: int = _help("Greedy tokens generated for a short-answer question.", 16)
+    dtype: Literal["float32", "bfloat16", "float16"] = _help("Dtype of the base model weights.", "float32")
+    seed: int = _help("Seed of the adapter initialisation, data order and dropout.", 0)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "lora_r",
+            "lora_alpha",
+            "steps",
+            "batch_size",
+            "max_length",
+            "eval_batch_size",
+            "max_new_tokens",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if (
+            isinstance(self.warmup_steps, bool)
+            or not isinstance(self.warmup_steps, int)
+            or self.warmup_steps < 0
+        ):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout!r}")
+        for name in ("learning_rate", "weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if isinstance(self.target_modules, str) or not self.target_modules:
+            raise ValueError(
+                f"target_modules must be a non-empty list of layer names, got {self.target_modules!r}"
+            )
+        object.__setattr__(self, "target_modules", tuple(str(name) for name in self.target_modules))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["target_modules"] = list(self.target_modules)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MeasureConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown measure config fields {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "target_modules" in values:
+            values["target_modules"] = tuple(values["target_modules"])
+        return cls(**values)
+
+    @staticmethod
+    def help() -> dict[str, str]:
+        """Help text of every field."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(MeasureConfig)}
+
+    def config_key(self, model: str, eval_fingerprint: str) -> str:
+        """A short hash of this config, the model id, the eval set and :data:`MEASURE_VERSION`."""
+        payload = json.dumps(
+            {"config": self.to_dict(), "model": model, "eval": eval_fingerprint, "version": MEASURE_VERSION},
+            sort_keys=True,
+        )
+        return "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def learning_rate_at(step: int, config: MeasureConfig) -> float:
+    """Linear warm-up over ``warmup_steps`` (step 0 gets lr / (warmup + 1)), then constant."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / (config.warmup_steps + 1)
+    return config.learning_rate
+
+
+def _model_id(model_name_or_path: str | os.PathLike[str]) -> str:
+    """The model's identity for ``config_key``: a hub-style name, or a local directory's name and config hash."""
+    path = Path(model_name_or_path)
+    config = path / "config.json"
+    if config.is_file():
+        digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
+        return f"{path.name}@{digest}"
+    return str(model_name_or_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model and data
+
+
+@dataclass
+class AdapterModel:
+    """A causal LM wrapped with one LoRA adapter, its tokenizer, and the adapter's initial weights."""
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    initial_adapter: dict[str, Any]
+
+    def reset_adapter(self) -> None:
+        """Put the adapter back to its initial weights (a fresh adapter, the same for every leaf)."""
+        import torch
+
+        with torch.no_grad():
+            for name, parameter in self.model.named_parameters():
+                if name in self.initial_adapter:
+                    parameter.copy_(self.initial_adapter[name])
+
+
+def _torch_device(device: Device) -> Any:
+    import torch
+
+    if isinstance(device, int) and not isinstance(device, bool):
+        return torch.device(f"cuda:{device}")
+    if isinstance(device, str) and device.isdigit():
+        return torch.device(f"cuda:{device}")
+    return torch.device(device)
+
+
+def _import_train() -> None:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"measuring leaves needs torch, transformers and peft ({error}): pip install 'harp-explorer[train]'"
+        ) from None
+
+
+def build_model(
+    model_name_or_path: str | os.PathLike[str], config: MeasureConfig, device: Device = "cpu"
+) -> AdapterModel:
+    """Load a causal LM and its tokenizer (local files only) and add a LoRA adapter.
+
+    Parameters
+    ----------
+    model_name_or_path : str or Path
+        A local directory (``save_pretrained`` layout) or a name already in the local Hugging Face cache.
+    config : MeasureConfig
+    device : str or int
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a GPU index.
+    """
+    _import_train()
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_device = _torch_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_name_or_path), local_files_only=True)
+        with warnings.catch_warnings():  # transformers' own deprecations, raised from inside peft and itself
+            warnings.simplefilter("ignore", FutureWarning)
+            base = AutoModelForCausalLM.from_pretrained(
+                str(model_name_or_path), dtype=getattr(torch, config.dtype), local_files_only=True
+            )
+    except OSError as error:
+        raise ValueError(f"cannot load the model {model_name_or_path!r} from local files: {error}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    base.to(torch_device)
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = get_peft_model(base, lora)
+    except ValueError as error:
+        raise ValueError(f"cannot add LoRA adapters to {model_name_or_path!r}: {error}") from None
+    initial = {
+        name: parameter.detach().clone()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    }
+    return AdapterModel(model=model, tokenizer=tokenizer, device=torch_device, initial_adapter=initial)
+
+
+@dataclass
+class TrainData:
+    """Tokenised training examples: ``input_ids[k]`` and ``labels[k]`` (prompt tokens masked with -100)."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+
+
+def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def build_data(tokenizer: Any, examples: Sequence[tuple[str, str]], config: MeasureConfig) -> TrainData:
+    """Tokenise (prompt, response) pairs; the loss falls on the response and the end-of-sequence token.
+
+    An example longer than ``max_length`` loses the start of its prompt first, then the end of its response.
+    """
+    if not examples:
+        raise ValueError("examples must not be empty: a leaf needs at least one training example")
+    eos = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
+    input_ids: list[list[int]] = []
+    labels: list[list[int]] = []
+    for prompt, response in examples:
+        prompt_ids = _encode(tokenizer, prompt + "\n", special=True) if prompt else []
+        response_ids = _encode(tokenizer, response, special=not prompt) + eos
+        excess = len(prompt_ids) + len(response_ids) - config.max_length
+        if excess > 0:
+            prompt_ids = prompt_ids[min(excess, len(prompt_ids)) :]
+        ids = (prompt_ids + response_ids)[: config.max_length]
+        label = ([-100] * len(prompt_ids) + response_ids)[: config.max_length]
+        input_ids.append(ids)
+        labels.append(label)
+    return TrainData(input_ids, labels)
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int, *, left: bool = False) -> np.ndarray:
+    width = max(len(row) for row in rows)
+    out = np.full((len(rows), width), value, dtype=np.int64)
+    for k, row in enumerate(rows):
+        if left:
+            out[k, width - len(row) :] = row
+        else:
+            out[k, : len(row)] = row
+    return out
+
+
+def _batch_order(n_examples: int, config: MeasureConfig, seed: Sequence[int]) -> np.ndarray:
+    """Indices of the examples of each step, shape (steps, batch_size): seeded permutations, cycled."""
+    rng = np.random.default_rng(list(seed))
+    needed = config.steps * config.batch_size
+    rounds = -(-needed // n_examples)
+    order = np.concatenate([rng.permutation(n_examples) for _ in range(rounds)])[:needed]
+    return order.reshape(config.steps, config.batch_size)
+
+
+def train_adapter(
+    model: AdapterModel, examples: Sequence[tuple[str, str]], config: MeasureConfig, *, seed: int = 0
+) -> list[float]:
+    """Reset the adapter and train it on ``examples`` for ``config.steps`` steps; returns the loss of each step.
+
+    ``seed`` (for example the leaf id) is mixed with ``config.seed`` to pick the data order and dropout.
+    """
+    import torch
+
+    data = build_data(model.tokenizer, examples, config)
+    model.reset_adapter()
+    torch.manual_seed(int(np.random.default_rng([config.seed, seed]).integers(2**62)))
+    trainable = [parameter for parameter in model.model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    pad = int(model.tokenizer.pad_token_id)
+    order = _batch_order(len(data.input_ids), config, (config.seed, seed))
+    losses: list[float] = []
+    model.model.train()
+    for step, indices in enumerate(order):
+        ids = _pad([data.input_ids[k] for k in indices], pad)
+        labels = _pad([data.labels[k] for k in indices], -100)
+        mask = _pad([[1] * len(data.input_ids[k]) for k in indices], 0)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step, config)
+        output = model.model(
+            input_ids=torch.from_numpy(ids).to(model.device),
+            attention_mask=torch.from_numpy(mask).to(model.device),
+            labels=torch.from_numpy(labels).to(model.device),
+        )
+        output.loss.backward()
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(output.loss.detach()))
+    model.model.eval()
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _context(prompt: str) -> str:
+    return f"{prompt}\nAnswer:"
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower()).strip(" .")
+
+
+def option_loglik(
+    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
+) -> np.ndarray:
+    """Summed log-likelihood of every option given its question, one forward pass per batch of pairs.
+
+    Returns
+    -------
+    ndarray of shape (len(questions), max_choices)
+        ``-inf`` where a question has fewer options.
+    """
+    import torch
+
+    tokenizer = model.tokenizer
+    sequences: list[list[int]] = []
+    option_start: list[int] = []
+    pair_question: list[int] = []
+    pair_option: list[int] = []
+    for position, i in enumerate(questions):
+        context = _encode(tokenizer, _context(eval_set.prompts[i]), special=True)
+        for j, option in enumerate(eval_set.choices[i]):
+            continuation = _encode(tokenizer, " " + option, special=False)[: config.max_length - 1]
+            kept = context[max(0, len(context) + len(continuation) - config.max_length) :]
+            sequences.append(kept + continuation)
+            option_start.append(len(kept))
+            pair_question.append(position)
+            pair_option.append(j)
+    lengths = np.array([len(sequence) for sequence in sequences])
+    loglik = np.empty(len(sequences))
+    pad = int(tokenizer.pad_token_id)
+    by_length = np.argsort(lengths, kind="stable")  # batches of similar length pad little
+    with torch.no_grad():
+        for start in range(0, len(sequences), config.eval_batch_size):
+            batch = by_length[start : start + config.eval_batch_size]
+            ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(model.device)
+            width = ids.shape[1]
+            positions = np.arange(width)
+            starts = np.array([option_start[k] for k in batch])[:, None]
+            ends = lengths[batch][:, None]
+            attention = torch.from_numpy((positions < ends).astype(np.int64)).to(model.device)
+            # Token t is predicted by the logits at t - 1; score only the option's tokens.
+            target_mask = torch.from_numpy(((positions >= starts) & (positions < ends))[:, 1:]).to(
+                model.device
+            )
+            logits = model.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            targets = ids[:, 1:]
+            token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            loglik[batch] = (token_loglik * target_mask).sum(-1).cpu().numpy()
+    n_choices = max(len(eval_set.choices[i]) for i in questions)
+    table = np.full((len(questions), n_choices), -np.inf)
+    table[np.array(pair_question), np.array(pair_option)] = loglik
+    return table
+
+
+def _choice_scores(
+    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
+) -> np.ndarray:
+    """0/1 accuracy of the multiple-choice ``questions`` (ties: the first option)."""
+    table = option_loglik(model, eval_set, questions, config)
+    right = np.array([eval_set.answers[i] for i in questions], dtype=np.int64)
+    return (np.argmax(table, axis=1) == right).astype(np.float64)
+
+
+def _generation_scores(
+    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
+) -> np.ndarray:
+    """0/1 exact match of the greedy answers to the short-generation ``questions``, in batches."""
+    import torch
+
+    tokenizer = model.tokenizer
+    pad = int(tokenizer.pad_token_id)
+    limit = max(1, config.max_length - config.max_new_tokens)
+    prompts = [_encode(tokenizer, _context(eval_set.prompts[i]), special=True)[-limit:] for i in questions]
+    scores = np.zeros(len(questions))
+    with torch.no_grad():
+        for start in range(0, len(prompts), config.eval_batch_size):
+            rows = prompts[start : start + config.eval_batch_size]
+            ids = torch.from_numpy(_pad(rows, pad, left=True)).to(model.device)
+            mask = torch.from_numpy(_pad([[1] * len(row) for row in rows], 0, left=True)).to(model.device)
+            output = model.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            texts = tokenizer.batch_decode(output[:, ids.shape[1] :], skip_special_tokens=True)
+            for k, text in enumerate(texts):
+                answer = str(eval_set.answers[int(questions[start + k])])
+                first_line = text.strip().split("\n", 1)[0] if text.strip() else ""
+                scores[start + k] = float(_normalise(first_line) == _normalise(answer))
+    return scores
+
+
+def evaluate(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
+    """Per-question scores in [0, 1] of the model (with its current adapter), shape (n_questions,)."""
+    kinds = np.array(eval_set.kinds)
+    scores = np.zeros(len(eval_set))
+    model.model.eval()
+    choice = np.flatnonzero(kinds == "choice")
+    generate = np.flatnonzero(kinds == "generate")
+    if choice.size:
+        scores[choice] = _choice_scores(model, eval_set, choice, config)
+    if generate.size:
+        scores[generate] = _generation_scores(model, eval_set, generate, config)
+    return scores
+
+
+def base_scores(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
+    """Per-question scores of the base model (the adapter switched off), shape (n_questions,)."""
+    with model.model.disable_adapter():
+        return evaluate(model, eval_set, config)
+
+
+def paired_effects(
+    scores: np.ndarray, base: np.ndarray, domain: np.ndarray, n_domains: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """phi, its sampling variance and the question count of each domain from paired per-question scores.
+
+    Parameters
+    ----------
+    scores, base : ndarray of shape (n_questions,)
+        Scores with the adapter and of the base model.
+    domain : ndarray of shape (n_questions,)
+        Domain id of each question.
+    n_domains : int
+
+    Returns
+    -------
+    phi, variance : ndarray of shape (n_domains,)
+        Mean paired difference and the variance of that mean (``1 / n_d`` when n_d == 1; 0 and 0 when n_d == 0).
+    n_eval : ndarray of shape (n_domains,), int64
+    """
+    difference = np.asarray(scores, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    count = np.bincount(domain, minlength=n_domains).astype(np.int64)
+    safe = np.maximum(count, 1)
+    phi = np.bincount(domain, weights=difference, minlength=n_domains) / safe
+    squares = np.bincount(domain, weights=(difference - phi[domain]) ** 2, minlength=n_domains)
+    variance = np.where(count > 1, squares / np.maximum(count - 1, 1) / safe, 1.0 / safe)
+    variance[count == 0] = 0.0
+    return phi, variance, count
+
+
+@dataclass
+class LeafMeasurement:
+    """One leaf's measurement: phi and variance of shape (n_domains,), per-question scores and timings."""
+
+    phi: np.ndarray
+    variance: np.ndarray
+    n_eval: np.ndarray
+    scores: np.ndarray
+    losses: list[float]
+    timings: dict[str, float]
+
+
+def measure_leaf(
+    model: AdapterModel,
+    examples: Sequence[tuple[str, str]],
+    eval_set: EvalSet,
+    base: np.ndarray,
+    config: MeasureConfig,
+    *,
+    seed: int = 0,
+) -> LeafMeasurement:
+    """Train a fresh adapter on one leaf's examples, evaluate it, and pair its scores with ``base``."""
+    started = time.perf_counter()
+    losses = train_adapter(model, examples, config, seed=seed)
+    trained = time.perf_counter()
+    scores = evaluate(model, eval_set, config)
+    done = time.perf_counter()
+    phi, variance, n_eval = paired_effects(scores, base, eval_set.domain, eval_set.n_domains)
+    timings = {"train_s": trained - started, "eval_s": done - trained}
+    return LeafMeasurement(phi, variance, n_eval, scores, losses, timings)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Workers and executors
+
+
+@dataclass(frozen=True)
+class LeafTask:
+    """Train on ``examples`` (the leaf's (prompt, response) pairs) and score the eval set."""
+
+    leaf_id: int
+    examples: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class LeafResult:
+    leaf_id: int
+    scores: np.ndarray
+    timings: dict[str, float]
+    worker: str = ""
+
+
+class _Worker:
+    """Builds the model once, then scores the base model or trains and scores one leaf at a time."""
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        eval_set: EvalSet,
+        config: MeasureConfig,
+        device: Device,
+        threads: int = 0,
+    ) -> None:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        started = time.perf_counter()
+        self.eval_set = eval_set
+        self.config = config
+        self.name = f"{os.getpid()}:{device}"
+        self.model = build_model(model_name_or_path, config, device)
+        self.load_s = time.perf_counter() - started
+
+    def base(self) -> np.ndarray:
+        return base_scores(self.model, self.eval_set, self.config)
+
+    def run(self, task: LeafTask) -> LeafResult:
+        started = time.perf_counter()
+        train_adapter(self.model, task.examples, self.config, seed=task.leaf_id)
+        trained = time.perf_counter()
+        scores = evaluate(self.model, self.eval_set, self.config)
+        timings = {"train_s": trained - started, "eval_s": time.perf_counter() - trained}
+        return LeafResult(task.leaf_id, scores, timings, self.name)
+
+
+class Executor(Protocol):
+    """Where the training runs. The driver calls :meth:`base` once, then :meth:`run` with all the tasks."""
+
+    def base(self) -> np.ndarray:
+        """Per-question base-model scores."""
+        ...
+
+    def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
+        """Yield each task's result as soon as it is done, in any order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InProcessExecutor:
+    """One worker in this process."""
+
+    def __init__(
+        self, model_name_or_path: str, eval_set: EvalSet, config: MeasureConfig, *, device: Device = "cpu"
+    ) -> None:
+        self.worker = _Worker(model_name_or_path, eval_set, config, device)
+
+    def base(self) -> np.ndarray:
+        return self.worker.base()
+
+    def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
+        for task in tasks:
+            yield self.worker.run(task)
+
+    def close(self) -> None:
+        pass
+
+
+_PROCESS_WORKER: _Worker | None = None
+
+
+def _process_init(model: str, eval_set: EvalSet, config: MeasureConfig, device: Device, threads: int) -> None:
+    global _PROCESS_WORKER
+    _PROCESS_WORKER = _Worker(model, eval_set, config, device, threads)
+
+
+def _process_base() -> np.ndarray:
+    assert _PROCESS_WORKER is not None
+    return _PROCESS_WORKER.base()
+
+
+def _process_ready() -> bool:
+    return _PROCESS_WORKER is not None
+
+
+def _process_run(task: LeafTask) -> LeafResult:
+    assert _PROCESS_WORKER is not None
+    return _PROCESS_WORKER.run(task)
+
+
+class ProcessExecutor:
+    """One worker process per entry of ``devices`` (times ``workers_per_device``), started with ``spawn``.
+
+    Each worker keeps one task in flight and gets the next as soon as it finishes, so fast and slow devices
+    balance themselves. Several workers on one GPU train several adapters at once.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        eval_set: EvalSet,
+        config: MeasureConfig,
+        *,
+        devices: Sequence[Device],
+        workers_per_device: int = 1,
+    ) -> None:
+        if not devices:
+            raise ValueError("devices must name at least one device, for example [0, 1] or ['cpu']")
+        if workers_per_device < 1:
+            raise ValueError(f"workers_per_device must be >= 1, got {workers_per_device}")
+        slots = [device for device in devices for _ in range(workers_per_device)]
+        cpu_slots = sum(1 for device in slots if str(device).startswith("cpu"))
+        threads = max(1, (os.cpu_count() or 1) // cpu_slots) if cpu_slots else 0
+        context = multiprocessing.get_context("spawn")
+        self.pools = [
+            futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_process_init,
+                initargs=(
+                    model_name_or_path,
+                    eval_set,
+                    config,
+                    device,
+                    threads if str(device).startswith("cpu") else 0,
+                ),
+            )
+            for device in slots
+        ]
+
+        # Start every worker now (model loaded), so start-up is not counted as measuring time.
+        for ready in [pool.submit(_process_ready) for pool in self.pools]:
+            ready.result()
+
+    def base(self) -> np.ndarray:
+        return self.pools[0].submit(_process_base).result()
+
+    def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
+        pending = iter(tasks)
+        in_flight: dict[futures.Future[LeafResult], int] = {}
+
+        def feed(slot: int) -> None:
+            task = next(pending, None)
+            if task is not None:
+                in_flight[self.pools[slot].submit(_process_run, task)] = slot
+
+        for slot in range(len(self.pools)):
+            feed(slot)
+        while in_flight:
+            done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
+            for future in done:
+                slot = in_flight.pop(future)
+                result = future.result()
+                feed(slot)
+                yield result
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """``num_workers`` Ray actors, each with ``gpus_per_worker`` GPUs (a fraction packs several per GPU).
+
+    Connects to the cluster at ``address`` (None: the running or a new local instance). ``runtime_env`` is passed
+    to ``ray.init`` (for example ``{"py_modules": [harp]}`` when the cluster's nodes lack harp-explorer).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        eval_set: EvalSet,
+        config: MeasureConfig,
+        *,
+        address: str | None = None,
+        num_workers: int = 1,
+        gpus_per_worker: float | None = None,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("the Ray executor needs Ray: pip install 'harp-explorer[cluster]'") from None
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if not ray.is_initialized():
+            ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        device = "cuda" if gpus_per_worker > 0 else "cpu"
+        remote = ray.remote(num_cpus=0 if gpus_per_worker > 0 else 1, num_gpus=gpus_per_worker)(_Worker)
+        self.ray: Any = ray
+        self.actors: list[Any] = [
+            remote.remote(model_name_or_path, eval_set, config, device) for _ in range(num_workers)
+        ]
+
+    def base(self) -> np.ndarray:
+        return self.ray.get(self.actors[0].base.remote())
+
+    def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
+        pending = iter(tasks)
+        in_flight: dict[Any, Any] = {}
+
+        def feed(actor: Any) -> None:
+            task = next(pending, None)
+            if task is not None:
+                in_flight[actor.run.remote(task)] = actor
+
+        for actor in self.actors:
+            feed(actor)
+        while in_flight:
+            ready, _ = self.ray.wait(list(in_flight), num_returns=1)
+            actor = in_flight.pop(ready[0])
+            result = self.ray.get(ready[0])
+            feed(actor)
+            yield result
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+def make_executor(
+    executor: ExecutorName,
+    model_name_or_path: str,
+    eval_set: EvalSet,
+    config: MeasureConfig,
+    *,
+    devices: Sequence[Device] | None = None,
+    workers_per_device: int = 1,
+    address: str | None = None,
+    gpus_per_worker: float | None = None,
+) -> Executor:
+    """Build an executor by name (see the module docstring)."""
+    if executor == "inprocess":
+        device = devices[0] if devices else ("cuda" if _cuda_available() else "cpu")
+        return InProcessExecutor(model_name_or_path, eval_set, config, device=device)
+    if executor == "process":
+        return ProcessExecutor(
+            model_name_or_path,
+            eval_set,
+            config,
+            devices=list(devices) if devices else ["cpu"],
+            workers_per_device=workers_per_device,
+        )
+    if executor == "ray":
+        return RayExecutor(
+            model_name_or_path,
+            eval_set,
+            config,
+            address=address,
+            num_workers=max(1, len(devices or [0])) * workers_per_device,
+            gpus_per_worker=gpus_per_worker,
+        )
+    raise ValueError(f"executor must be 'inprocess', 'process' or 'ray', got {executor!r}")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The driver
+
+
+@dataclass
+class MeasureReport:
+    """What :func:`run_measurements` did."""
+
+    run_id: str
+    config_key: str
+    measured: list[int]
+    skipped: list[int]
+    base: np.ndarray
+    timings: dict[str, float]
+
+
+def _leaf_members(store: Store, n_pool: int) -> list[np.ndarray]:
+    points = store.read_table("points").select(["point_id", "leaf_id", "rank_in_leaf"]).to_pydict()
+    point_id = np.asarray(points["point_id"], dtype=np.int64)
+    leaf_id = np.asarray(points["leaf_id"], dtype=np.int64)
+    order = np.lexsort((np.asarray(points["rank_in_leaf"]), leaf_id))
+    point_id, leaf_id = point_id[order], leaf_id[order]
+    if point_id.size and (point_id.max() >= n_pool):
+        bad = int(point_id[np.argmax(point_id >= n_pool)])
+        raise ValueError(
+            f"the store holds point id {bad}, but the training pool has {n_pool} examples: point ids must be "
+            "row numbers of the training pool"
+        )
+    n_leaves = int(leaf_id.max()) + 1 if leaf_id.size else 0
+    return np.split(point_id, np.cumsum(np.bincount(leaf_id, minlength=n_leaves))[:-1])
+
+
+def _check_domains(store: Store, eval_set: EvalSet, base: np.ndarray) -> np.ndarray:
+    """Write the eval set's domains and base scores b_d to the store; keep the active flags when names match."""
+    import pyarrow as pa
+
+    b = np.bincount(eval_set.domain, weights=base, minlength=eval_set.n_domains) / eval_set.eval_size()
+    stored: pa.Table = store.read_table("domains").sort_by("domain_id")
+    names = [str(name) for name in stored.column("name").to_pylist()]
+    if names and names != eval_set.domain_names:
+        raise ValueError(
+            f"the store's domains {names[:5]}... differ from the eval set's {eval_set.domain_names[:5]}...: "
+            "measure with the same eval set, or use a new store"
+        )
+    stored_base = np.asarray(stored.column("base").to_pylist(), dtype=np.float64)
+    if not names or not np.allclose(stored_base, b, rtol=0, atol=1e-12):
+        active = stored.column("active").to_pylist() if names else None
+        store.write_domains(eval_set.domain_names, np.clip(b, 0, 1), eval_set.eval_size(), active)
+    return b
+
+
+def run_measurements(
+    store: Store,
+    model_name_or_path: str | os.PathLike[str],
+    train: TrainingPool,
+    eval_set: EvalSet,
+    leaves: Sequence[int] | np.ndarray,
+    config: MeasureConfig | None = None,
+    *,
+    executor: ExecutorName | Executor = "inprocess",
+    devices: Sequence[Device] | None = None,
+    workers_per_device: int = 1,
+    address: str | None = None,
+    gpus_per_worker: float | None = None,
+    max_examples_per_leaf: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> MeasureReport:
+    """Measure ``leaves`` (skipping those the store holds under the same ``config_key``) and store each at once.
+
+    Parameters
+    ----------
+    store : Store
+        Holds the tree (its point ids are rows of ``train``); the domains are written from ``eval_set``.
+    model_name_or_path : str or Path
+    train : TrainingPool
+    eval_set : EvalSet
+    leaves : sequence of int
+        Leaf ids to measure, in order (for example from :func:`choose_representatives`).
+    config : MeasureConfig, optional
+    executor : {"inprocess", "process", "ray"} or Executor
+        Where to train; see the module docstring. An Executor instance is used as given (and not closed).
+    devices : sequence of str or int, optional
+        Devices of the workers (``[0, 1]``, ``["cpu", "cpu"]``); for Ray, its length is the number of workers.
+    workers_per_device : int, default 1
+        Adapters trained at once on each device.
+    address : str, optional
+        The Ray cluster's address.
+    max_examples_per_leaf : int, optional
+        Train on at most the first this many (most central) examples of a leaf.
+    log : callable, optional
+        Receives one line of progress per event.
+
+    Returns
+    -------
+    MeasureReport
+    """
+    config = MeasureConfig() if config is None else config
+    say = log or (lambda message: None)
+    model = str(model_name_or_path)
+    key = config.config_key(_model_id(model), eval_set.fingerprint())
+    members = _leaf_members(store, len(train))
+    wanted = [int(g) for g in np.asarray(leaves, dtype=np.int64).ravel()]
+    for g in wanted:
+        if not 0 <= g < len(members):
+            raise ValueError(f"leaves must be leaf ids in 0..{len(members) - 1}, got {g}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError("leaves lists a leaf more than once")
+    done = set(store.measured_leaves(key).tolist())
+    todo = [g for g in wanted if g not in done]
+    skipped = [g for g in wanted if g in done]
+    say(f"config {key}: {len(todo)} leaves to measure, {len(skipped)} already measured")
+    run_config = {
+        "measure_config": config.to_dict(),
+        "config_key": key,
+        "model": model,
+        "eval_set": eval_set.path,
+        "eval_fingerprint": eval_set.fingerprint(),
+        "executor": executor if isinstance(executor, str) else type(executor).__name__,
+        "devices": [str(device) for device in devices or []],
+        "workers_per_device": workers_per_device,
+        "leaves": todo,
+    }
+    run_id = store.add_run("measure", run_config)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    measured: list[int] = []
+    status = "failed"
+    owned = isinstance(executor, str)
+    engine: Executor | None = None
+    try:
+        engine = (
+            make_executor(
+                executor,  # type: ignore[arg-type]
+                model,
+                eval_set,
+                config,
+                devices=devices,
+                workers_per_device=workers_per_device,
+                address=address,
+                gpus_per_worker=gpus_per_worker,
+            )
+            if owned
+            else executor  # type: ignore[assignment]
+        )
+        assert engine is not None
+        timings["start_s"] = time.perf_counter() - started
+        base = engine.base()
+        timings["base_s"] = time.perf_counter() - started - timings["start_s"]
+        _check_domains(store, eval_set, base)
+        say(f"base model scored on {len(eval_set)} questions in {timings['base_s']:.1f}s")
+        tasks = (
+            LeafTask(
+                g, train.subset(members[g][:max_examples_per_leaf] if max_examples_per_leaf else members[g])
+            )
+            for g in todo
+        )
+        for result in engine.run(tasks):
+            phi, variance, n_eval = paired_effects(result.scores, base, eval_set.domain, eval_set.n_domains)
+            keep = n_eval > 0
+            rows = {
+                "leaf_id": np.full(int(keep.sum()), result.leaf_id),
+                "domain_id": np.flatnonzero(keep),
+                "phi": phi[keep],
+                "variance": variance[keep],
+                "n_eval": n_eval[keep],
+                "run_id": [run_id] * int(keep.sum()),
+                "config_key": [key] * int(keep.sum()),
+            }
+            store.add_measurements(rows)
+            leaf_run = store.add_run(
+                "measure-leaf",
+                {"leaf_id": result.leaf_id, "config_key": key, "parent_run": run_id, "worker": result.worker},
+                run_id=f"{run_id}-leaf-{result.leaf_id}",
+            )
+            store.finish_run(leaf_run, status="done", timings=result.timings)
+            measured.append(result.leaf_id)
+            say(
+                f"leaf {result.leaf_id} measured ({len(measured)}/{len(todo)}) in "
+                f"{sum(result.timings.values()):.1f}s; mean phi {phi[keep].mean():+.4f}"
+            )
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if owned and engine is not None:
+            engine.close()
+        timings["total_s"] = time.perf_counter() - started
+        timings["leaves"] = float(len(measured))
+        store.finish_run(run_id, status=status, timings=timings)
+    return MeasureReport(run_id, key, measured, skipped, base, timings)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Representatives
+
+
+def leaf_centroids(
+    features: np.ndarray, point_leaf: np.ndarray, leaf_parent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature vector of each leaf and of each parent.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_points, dim)
+        ``X_feat``; row i belongs to the point with id i.
+    point_leaf : ndarray of shape (n_points,)
+        Leaf of each row.
+    leaf_parent : ndarray of shape (n_leaves,)
+
+    Returns
+    -------
+    leaf_centroids : ndarray of shape (n_leaves, dim)
+    parent_centroids : ndarray of shape (n_parents, dim)
+    """
+    features = np.asarray(features, dtype=np.float64)
+    point_leaf = np.asarray(point_leaf, dtype=np.int64)
+    leaf_parent = np.asarray(leaf_parent, dtype=np.int64)
+    if features.ndim != 2 or features.shape[0] != point_leaf.size:
+        raise ValueError(f"features has shape {features.shape} but point_leaf has {point_leaf.size} points")
+    n_leaves, n_parents = leaf_parent.size, int(leaf_parent.max()) + 1
+    leaf_sum = np.zeros((n_leaves, features.shape[1]))
+    np.add.at(leaf_sum, point_leaf, features)
+    leaf_size = np.bincount(point_leaf, minlength=n_leaves).astype(np.float64)
+    parent_sum = np.zeros((n_parents, features.shape[1]))
+    np.add.at(parent_sum, leaf_parent, leaf_sum)
+    parent_size = np.bincount(leaf_parent, weights=leaf_size, minlength=n_parents)
+    return leaf_sum / np.maximum(leaf_size, 1)[:, None], parent_sum / np.maximum(parent_size, 1)[:, None]
+
+
+def choose_representatives(
+    leaf_parent: np.ndarray, leaf_centroids: np.ndarray, parent_centroids: np.ndarray, budget: int
+) -> np.ndarray:
+    """Leaves to measure, in the order to measure them.
+
+    First, per parent, the leaf nearest the parent centroid (ties: the smaller leaf id); then more leaves in
+    farthest-point order (each next leaf the one farthest from every leaf chosen so far; ties: the smaller id)
+    until ``budget`` leaves. When ``budget`` is below the number of parents, the per-parent leaves themselves are
+    taken in farthest-point order, starting from the one nearest the mean of all leaf centroids.
+
+    Parameters
+    ----------
+    leaf_parent : ndarray of shape (n_leaves,)
+    leaf_centroids : ndarray of shape (n_leaves, dim)
+    parent_centroids : ndarray of shape (n_parents, dim)
+    budget : int
+        How many leaves to return at most (>= 0).
+
+    Returns
+    -------
+    ndarray of int64, shape (min(budget, n_leaves),)
+    """
+    leaf_parent = np.asarray(leaf_parent, dtype=np.int64)
+    leaves = np.asarray(leaf_centroids, dtype=np.float64)
+    parents = np.asarray(parent_centroids, dtype=np.float64)
+    if leaves.ndim != 2 or leaves.shape[0] != leaf_parent.size:
+        raise ValueError(
+            f"leaf_centroids has shape {leaves.shape} but leaf_parent has {leaf_parent.size} leaves"
+        )
+    if parents.ndim != 2 or parents.shape[1] != leaves.shape[1]:
+        raise ValueError(
+            f"parent_centroids has shape {parents.shape}, expected (n_parents, {leaves.shape[1]})"
+        )
+    if leaf_parent.size and (leaf_parent.min() < 0 or leaf_parent.max() >= parents.shape[0]):
+        raise ValueError(f"leaf_parent must hold parent ids in 0..{parents.shape[0] - 1}")
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
+        raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
+    n_leaves = leaf_parent.size
+    budget = min(int(budget), n_leaves)
+    distance_to_parent = np.linalg.norm(leaves - parents[leaf_parent], axis=1)
+    order = np.lexsort((np.arange(n_leaves), distance_to_parent, leaf_parent))
+    first_of_parent = np.ones(n_leaves, dtype=bool)
+    first_of_parent[1:] = leaf_parent[order][1:] != leaf_parent[order][:-1]
+    seeds = np.sort(order[first_of_parent])
+    if budget <= seeds.size:
+        start = int(seeds[np.argmin(np.linalg.norm(leaves[seeds] - leaves.mean(axis=0), axis=1))])
+        return _farthest_points(leaves, seeds, [start], budget)
+    return _farthest_points(leaves, np.arange(n_leaves), list(seeds), budget)
+
+
+def _farthest_points(
+    points: np.ndarray, candidates: np.ndarray, chosen: list[int], budget: int
+) -> np.ndarray:
+    """Extend ``chosen`` with ``candidates`` in farthest-point order until ``budget`` (ties: the smaller id)."""
+    chosen = list(chosen[:budget])
+    if not chosen or len(chosen) >= budget:
+        return np.asarray(chosen, dtype=np.int64)
+    candidates = np.sort(candidates)
+    nearest = np.full(candidates.size, np.inf)
+    for g in chosen:
+        nearest = np.minimum(nearest, np.linalg.norm(points[candidates] - points[g], axis=1))
+    taken = np.isin(candidates, chosen)
+    while len(chosen) < budget:
+        score = np.where(taken, -np.inf, nearest)
+        k = int(np.argmax(score))  # first maximum: the smaller id
+        chosen.append(int(candidates[k]))
+        taken[k] = True
+        nearest = np.minimum(nearest, np.linalg.norm(points[candidates] - points[candidates[k]], axis=1))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A random model, for tests and benchmarks
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": None},
+    # The shape of SmolLM2-135M (random weights): GPU timings without downloading anything.
+    "smollm2-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                     "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152},
+}  # fmt: skip
+
+
+def save_random_model(path: str | os.PathLike[str], *, preset: str = "tiny", seed: int = 0) -> Path:
+    """Write a randomly initialised Llama model and a character-level tokenizer to ``path``.
+
+    For tests and benchmarks: nothing is downloaded. ``preset`` is ``"tiny"`` (2 layers, hidden 32) or
+    ``"smollm2-135m"`` (the shape of SmolLM2-135M).
+    """
+    _import_train()
+    import torch
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    if preset not in _PRESETS:
+        raise ValueError(f"preset must be one of {sorted(_PRESETS)}, got {preset!r}")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for character in [chr(code) for code in range(32, 127)] + ["\n"]:
+        vocab[character] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    shape = dict(_PRESETS[preset])
+    shape["vocab_size"] = shape["vocab_size"] or len(vocab)
+    llama = LlamaConfig(
+        **shape,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(llama)
+    target = Path(path)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
