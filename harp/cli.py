@@ -374,7 +374,7 @@ def app(obj: Context, store: Path, host: str, port: int) -> None:
 
 def _register_extensions() -> None:
     """Commands of the pipeline live in their own modules."""
-    for module_name in ("harp.cli_pipeline", "harp.cli_measure"):
+    for module_name in ("harp.cli_pipeline", "harp.cli_measure", "harp.cli_run"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as error:
