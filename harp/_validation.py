@@ -32,7 +32,7 @@ def check_matrix(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D array of numbers: {error}") from None
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (leaves x domains), got shape {array.shape}")
-    _check_finite(array, name)
+    check_finite(array, name)
     return np.ascontiguousarray(array)
 
 
@@ -46,11 +46,12 @@ def check_vector(value: Any, name: str, length: int, *, what: str = "domains") -
         raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
     if array.shape[0] != length:
         raise ValueError(f"{name} has {array.shape[0]} entries but there are {length} {what}")
-    _check_finite(array, name)
+    check_finite(array, name)
     return np.ascontiguousarray(array)
 
 
-def _check_finite(array: np.ndarray, name: str) -> None:
+def check_finite(array: np.ndarray, name: str) -> None:
+    """Raise naming the argument and the first non-finite value's index."""
     bad = ~np.isfinite(array)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harp._validation import check_finite
+
 if TYPE_CHECKING:
     from harp.bayes import Effects
     from harp.hierarchy import Hierarchy
@@ -425,10 +427,7 @@ def _check_inputs(
 def _finite(array: np.ndarray, label: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.number) or array.dtype == bool:
         raise ValueError(f"{label} must hold numbers, got dtype {array.dtype}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{label} must be finite, found {array[where]} at index {where}")
+    check_finite(array, label)
     return array
 
 

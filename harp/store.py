@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harp import migrations as _migrations
+from harp._validation import check_finite
 
 __all__ = [
     "HASHED_TABLES",
@@ -359,10 +360,7 @@ def _floats(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"{name} must hold numbers: {error}") from None
     if array.shape != shape:
         raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must be finite, found {array[where]} at index {where}")
+    check_finite(array, name)
     return array
 
 
