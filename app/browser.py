@@ -1,0 +1,138 @@
+"""Drive the app in a real headless Chromium: for the browser test, the benchmark and the docs screenshots.
+
+Uses Debian's ``/usr/bin/chromium`` through Playwright's ``executable_path`` (Playwright's own browser download
+does not work offline; never run ``playwright install``), a fresh profile per launch, and no network features.
+Not imported by the app itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+APP = Path(__file__).resolve().parent / "streamlit_app.py"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def app_server(store: str | Path, *, port: int | None = None, timeout_s: float = 90.0) -> Iterator[str]:
+    """Run ``streamlit run app/streamlit_app.py`` on 127.0.0.1 against ``store``; yield its URL."""
+    port = port or free_port()
+    env = dict(os.environ, HARP_STORE=str(store))
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115 (closed below)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+        "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"streamlit did not answer on {url} within {timeout_s} s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        os.unlink(log.name)
+
+
+@contextlib.contextmanager
+def chromium(playwright: Any, *, width: int = 1500, height: int = 1000) -> Iterator[Any]:
+    """A persistent Chromium context on a fresh, throwaway profile directory."""
+    profile = tempfile.mkdtemp(prefix="harp-chromium-")
+    try:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_idle(page: Any, timeout_ms: float = 60_000) -> None:
+    """Wait until Streamlit reports that no script (or fragment) run is in progress."""
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+def metric_value(page: Any, label: str) -> str:
+    """The displayed value of the ``st.metric`` whose label is exactly ``label``."""
+    metric = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label)
+    )
+    return str(metric.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+
+
+_AXES_JS = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const box = gd.getBoundingClientRect();
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  return {left: box.left + xa._offset, top: box.top + ya._offset, xm: xa._m, xb: xa._b, ym: ya._m, yb: ya._b};
+}"""
+
+
+def data_to_page(page: Any, x: float, y: float) -> tuple[float, float]:
+    """Page pixel of the data point (x, y) on the first plotly chart (linear axes)."""
+    axes = page.evaluate(_AXES_JS)
+    return axes["left"] + axes["xm"] * x + axes["xb"], axes["top"] + axes["ym"] * y + axes["yb"]

@@ -1,0 +1,427 @@
+"""Cached, read-only access to the store for the app, and the one write (saving a selection).
+
+The store path comes from the ``HARP_STORE`` environment variable (``harp app --store`` sets it), never from the
+URL. Reads are cached under the path plus a cheap *token*: the modification time and size of the DuckDB file and
+of its write-ahead log. A ``harp measure`` that writes new effects changes the token, so the next rerun (or a
+browser refresh) reads them; an unchanged store is never read twice.
+
+The large per-store bundle (phi, members, layout, hover previews) is cached with ``st.cache_resource``, not
+``st.cache_data``: ``cache_data`` would unpickle a fresh copy of some tens of megabytes on every rerun at 10,000
+leaves, which alone would break the 0.5 s redraw target. The bundle is never mutated. Small reads (examples, the
+summary, saved selections) use ``st.cache_data``.
+
+Connections are short-lived (``Store`` opens one per operation), so a running ``harp measure`` can take the write
+lock between our reads. When the store is locked the app keeps showing the last bundle it read, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app import text
+from app.state import StoreShape
+from harp.select import select
+
+try:  # a fast path that harp may offer; see run_selection
+    from harp.select import with_budget as _with_budget  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the harp version
+    _with_budget = None
+from harp.store import Store, StoreError
+
+ENV_VAR = "HARP_STORE"
+# Wait at most this long for a writer to release the store before telling the user to retry.
+LOCK_TIMEOUT_S = 2.0
+HOVER_EXAMPLES = 2
+HOVER_CHARS = 50
+
+
+class StoreProblem(Exception):
+    """Why the app cannot show a store. ``kind`` picks how the page presents it."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "unset", "missing", "locked", "broken", "empty"
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StoreBundle:
+    """Everything the Explore page reads from one version of the store (see ``Store.selection_inputs``).
+
+    Arrays are indexed by leaf id g (0..n_leaves-1) or domain id d.
+    """
+
+    path: str
+    token: tuple[int, ...]
+    phi: np.ndarray  # (L, D) posterior mean
+    sd: np.ndarray  # (L, D) posterior sd
+    measured: np.ndarray  # (L, D) bool
+    base: np.ndarray  # (D,)
+    active: np.ndarray  # (D,) bool
+    domain_names: tuple[str, ...]
+    members: list[np.ndarray]  # L arrays of point ids, in the order they are taken
+    leaf_parent: np.ndarray  # (L,)
+    leaf_large: np.ndarray  # (L,)
+    leaf_size: np.ndarray  # (L,)
+    x: np.ndarray  # (L,) layout
+    y: np.ndarray
+    has_layout: bool
+    hover: list[str]  # (L,) escaped example snippets joined with <br>
+    has_effects: bool
+
+    @property
+    def n_leaves(self) -> int:
+        return int(self.phi.shape[0])
+
+    @property
+    def n_domains(self) -> int:
+        return int(self.phi.shape[1])
+
+    @property
+    def total_points(self) -> int:
+        return int(self.leaf_size.sum())
+
+    def shape(self) -> StoreShape:
+        return StoreShape(
+            domain_names=self.domain_names,
+            default_active=tuple(bool(a) for a in self.active),
+            n_leaves=self.n_leaves,
+            total_points=self.total_points,
+        )
+
+    def measured_per_domain(self) -> np.ndarray:
+        return self.measured.sum(axis=0)
+
+
+def store_path() -> str:
+    """The store named by ``HARP_STORE``; raises StoreProblem when it is unset or the file is missing."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        raise StoreProblem(
+            "unset", f"No store given. Start the app with `harp app --store PATH` (it sets {ENV_VAR})."
+        )
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise StoreProblem(
+            "missing",
+            f"Store file {path} does not exist. Create one with `harp synth --out {path}` or import the demo with "
+            f"`harp import data/demo {path}`.",
+        )
+    if path.is_dir():
+        raise StoreProblem("broken", f"{path} is a directory, not a store file.")
+    return str(path.resolve())
+
+
+def file_token(path: str) -> tuple[int, ...]:
+    """Modification time and size of the store file and of its write-ahead log (0, 0 when there is none)."""
+    token: list[int] = []
+    for candidate in (path, path + ".wal"):
+        try:
+            stat = os.stat(candidate)
+            token += [stat.st_mtime_ns, stat.st_size]
+        except FileNotFoundError:
+            token += [0, 0]
+    return tuple(token)
+
+
+def _open(path: str, *, read_only: bool = True) -> Any:
+    """Open the store, turning library errors into a StoreProblem the page can show."""
+    try:
+        return Store.open(path, read_only=read_only, lock_timeout=LOCK_TIMEOUT_S)
+    except TypeError:
+        # A Store.open without lock_timeout: fall back to its own default.
+        try:
+            return Store.open(path, read_only=read_only)
+        except StoreError as error:
+            raise _problem(error) from error
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+def _problem(error: Exception) -> StoreProblem:
+    message = str(error)
+    lowered = message.lower()
+    if "no posterior effects" in lowered or "build the tree" in lowered:
+        return StoreProblem("empty", message[:1].upper() + message[1:])
+    if "lock" in lowered or "busy" in lowered or "being written" in lowered:
+        return StoreProblem(
+            "locked",
+            "The store is being written by another process (a running `harp measure`?). "
+            f"Retry in a moment. ({message})",
+        )
+    return StoreProblem("broken", message)
+
+
+def _hover_snippets(store: Any, n_leaves: int) -> list[str]:
+    """The first ``HOVER_EXAMPLES`` example texts of every leaf, escaped for a plotly hover, one string a leaf."""
+    previews = store.leaf_previews(per_leaf=HOVER_EXAMPLES)
+    leaves = previews.column("leaf_id").to_numpy()
+    texts = previews.column("text").to_pylist()
+    snippets: list[list[str]] = [[] for _ in range(n_leaves)]
+    for leaf, example in zip(leaves.tolist(), texts, strict=True):
+        if 0 <= leaf < n_leaves:
+            snippets[leaf].append("\u201c" + text.hover_text(example, HOVER_CHARS) + "\u201d")
+    return ["<br>".join(parts) if parts else "(no example text)" for parts in snippets]
+
+
+def _grid_layout(leaf_large: np.ndarray, leaf_parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stand-in layout when the store has none: leaves on a square grid in tree order, so that siblings sit
+    together. Positions carry no meaning beyond that; the page says so."""
+    n = leaf_parent.shape[0]
+    order = np.lexsort((np.arange(n), leaf_parent, leaf_large))
+    side = max(int(np.ceil(np.sqrt(n))), 1)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    return (position % side).astype(np.float64), -(position // side).astype(np.float64)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Reading the store ...")
+def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
+    store = _open(path)
+    try:
+        inputs = store.selection_inputs()
+    except StoreError as error:
+        raise _problem(error) from error
+    phi = np.asarray(inputs.phi, dtype=np.float64)
+    n_leaves = phi.shape[0] if phi.ndim == 2 else 0
+    if n_leaves == 0:
+        raise StoreProblem(
+            "empty",
+            "The store holds no leaves yet. Build the hierarchy first (`harp hierarchy ...`, see docs).",
+        )
+    if phi.shape[1] == 0:
+        raise StoreProblem(
+            "empty", "The store has leaves but no evaluation domains yet (`harp measure` adds them)."
+        )
+    leaf_parent = np.asarray(inputs.leaf_parent, dtype=np.int64)
+    parent_large = np.asarray(inputs.parent_large, dtype=np.int64)
+    leaf_large = parent_large[leaf_parent] if parent_large.size else np.zeros(n_leaves, dtype=np.int64)
+    layout = store.layout()
+    if layout is None:
+        x, y = _grid_layout(leaf_large, leaf_parent)
+        has_layout = False
+    else:
+        x, y = (np.asarray(v, dtype=np.float64) for v in layout)
+        has_layout = True
+    measured = np.asarray(inputs.measured, dtype=bool)
+    sd = np.asarray(inputs.sd, dtype=np.float64)
+    return StoreBundle(
+        path=path,
+        token=token,
+        phi=phi,
+        sd=sd,
+        measured=measured,
+        base=np.asarray(inputs.base, dtype=np.float64),
+        active=np.asarray(inputs.active, dtype=bool),
+        domain_names=tuple(str(n) for n in inputs.domain_names),
+        members=[np.asarray(m, dtype=np.int64) for m in inputs.members],
+        leaf_parent=leaf_parent,
+        leaf_large=leaf_large,
+        leaf_size=np.asarray(inputs.leaf_size, dtype=np.int64),
+        x=x,
+        y=y,
+        has_layout=has_layout,
+        hover=_hover_snippets(store, n_leaves),
+        has_effects=bool(measured.any() or np.any(phi != 0) or np.any(sd != 0)),
+    )
+
+
+def load_bundle(path: str) -> tuple[StoreBundle, str | None]:
+    """The current bundle, and a warning when it is a stale one kept because the store is locked by a writer."""
+    key = f"_bundle::{path}"
+    try:
+        bundle = _load_bundle(path, file_token(path))
+    except StoreProblem as problem:
+        last = st.session_state.get(key)
+        if problem.kind == "locked" and last is not None:
+            return (
+                last,
+                "The store is being written right now; showing the data read before. Refresh to update.",
+            )
+        raise
+    st.session_state[key] = bundle
+    return bundle, None
+
+
+def _select(
+    bundle: StoreBundle, envelope: str, weights: tuple[float, ...], budget: int | None, pinned, excluded
+) -> Any:
+    return select(
+        bundle.phi,
+        bundle.base,
+        envelope=envelope,
+        weights=np.asarray(weights, dtype=np.float64),
+        members=bundle.members,
+        budget=None if budget is None else int(budget),
+        pinned=list(pinned),
+        excluded=list(excluded),
+    )
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _ranking(
+    path: str,
+    token: tuple[int, ...],
+    envelope: str,
+    weights: tuple[float, ...],
+    pinned: tuple[int, ...],
+    excluded: tuple[int, ...],
+) -> Any:
+    """The uncapped selection: its greedy order and cut do not depend on the budget."""
+    return _select(_load_bundle(path, token), envelope, weights, None, pinned, excluded)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def run_selection(
+    path: str,
+    token: tuple[int, ...],
+    envelope: str,
+    weights: tuple[float, ...],
+    budget: int | None,
+    pinned: tuple[int, ...],
+    excluded: tuple[int, ...],
+) -> Any:
+    """``harp.select`` on the store's posterior means; cached, since the user flips back and forth.
+
+    When harp offers ``with_budget`` (re-cap a selection at another budget without rerunning the greedy), a
+    budget change reuses the cached uncapped ranking; otherwise every change runs ``harp.select`` in full.
+    """
+    bundle = _load_bundle(path, token)
+    if _with_budget is None:
+        return _select(bundle, envelope, weights, budget, pinned, excluded)
+    ranking = _ranking(path, token, envelope, weights, pinned, excluded)
+    if budget is None:
+        return ranking
+    return _with_budget(
+        ranking,
+        int(budget),
+        phi=bundle.phi,
+        base=bundle.base,
+        envelope=envelope,
+        weights=np.asarray(weights, dtype=np.float64),
+        members=bundle.members,
+    )
+
+
+def read_leaf_examples(path: str, leaf: int, limit: int, offset: int) -> list[tuple[Any, ...]]:
+    """Examples of one leaf, in rank order: (point id, text, source) tuples. Uncached."""
+    store = _open(path)
+    try:
+        return [tuple(row) for row in store.leaf_examples(int(leaf), limit=int(limit), offset=int(offset))]
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def leaf_examples(
+    path: str, token: tuple[int, ...], leaf: int, limit: int, offset: int
+) -> list[tuple[Any, ...]]:
+    """Cached :func:`read_leaf_examples` (``token`` keys the cache to the store's current version)."""
+    return read_leaf_examples(path, leaf, limit, offset)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def summary(path: str, token: tuple[int, ...]) -> dict[str, Any]:
+    store = _open(path)
+    try:
+        return dict(store.summary())
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+def read_content_hash(path: str) -> str:
+    """The store's content hash (what a manifest and a saved selection record). Uncached."""
+    store = _open(path)
+    try:
+        return str(store.content_hash())
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+@st.cache_data(max_entries=16, show_spinner="Hashing the store contents ...")
+def content_hash(path: str, token: tuple[int, ...]) -> str:
+    return read_content_hash(path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def saved_selections(path: str, token: tuple[int, ...]) -> list[dict[str, Any]]:
+    store = _open(path)
+    try:
+        return [dict(row) for row in store.list_selections()]
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def saved_selection(path: str, token: tuple[int, ...], name: str) -> dict[str, Any]:
+    store = _open(path)
+    try:
+        return dict(store.load_selection(name))
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+def save_selection(
+    path: str,
+    name: str,
+    *,
+    envelope: str,
+    weights: Sequence[float],
+    budget: int | None,
+    pinned: Sequence[int],
+    excluded: Sequence[int],
+    selection: Any,
+    overwrite: bool = False,
+) -> int:
+    """Save a named selection: the app's one write, through its own short read-write connection."""
+    store = _open(path, read_only=False)
+    try:
+        return int(
+            store.save_selection(
+                name,
+                envelope=envelope,
+                weights=[float(w) for w in weights],
+                budget=None if budget is None else int(budget),
+                pinned=[int(g) for g in pinned],
+                excluded=[int(g) for g in excluded],
+                selection=selection,
+                overwrite=overwrite,
+            )
+        )
+    except StoreError as error:
+        raise _problem(error) from error
+
+
+def parse_id_list(value: Any) -> list[int]:
+    """Leaf ids as saved in the store (JSON list, comma-separated text, or a list); [] for None or ''."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple | np.ndarray):
+        return [int(v) for v in value]
+    textual = str(value).strip()
+    if not textual:
+        return []
+    if textual.startswith("["):
+        return [int(v) for v in json.loads(textual)]
+    return [int(v) for v in textual.split(",") if v.strip()]
+
+
+def stop_with(problem: StoreProblem) -> None:
+    """Show a store problem in the page and stop the script (or fragment): never a traceback."""
+    if problem.kind == "locked":
+        st.warning(problem.message, icon=":material/lock:")
+        if st.button("Retry", key="store_retry"):
+            st.rerun()
+    elif problem.kind == "empty":
+        st.info(problem.message, icon=":material/info:")
+    else:
+        st.error(problem.message, icon=":material/error:")
+    st.stop()

@@ -1,0 +1,502 @@
+"""Plotly figures of the explorer: the leaf map, the running-gain curve, predicted scores, and a leaf's effects.
+
+Notation as in ``harp.select``: leaf g, domain d, ``phi[g, d]`` the posterior mean effect of leaf g on domain d,
+``sd[g, d]`` its posterior standard deviation, ``b_d`` the base score, ``w_d`` the weights. Functions take plain
+numpy arrays and return ``go.Figure``; they never read the store or Streamlit state, so they are unit-tested
+directly. Leaf ids travel in each trace's ``customdata`` (first column); selection handlers read them from there,
+never from point indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+# ColorBrewer RdBu, spelled out: plotly.js's built-in "RdBu" runs the other way round. Red hurts, blue helps.
+HELPS_HURTS = [
+    [0.0, "rgb(103,0,31)"],
+    [0.1, "rgb(178,24,43)"],
+    [0.2, "rgb(214,96,77)"],
+    [0.3, "rgb(244,165,130)"],
+    [0.4, "rgb(253,219,199)"],
+    [0.5, "rgb(247,247,247)"],
+    [0.6, "rgb(209,229,240)"],
+    [0.7, "rgb(146,197,222)"],
+    [0.8, "rgb(67,147,195)"],
+    [0.9, "rgb(33,102,172)"],
+    [1.0, "rgb(5,48,97)"],
+]
+ENVELOPE_COLORS = {"C": "#111111", "E": "#e66100"}
+ENVELOPE_NAMES = {"C": "HARP-C", "E": "HARP-E"}
+OPEN_COLOR = "#d4007a"
+BASE_COLOR = "#8c8c8c"
+
+
+@dataclass(frozen=True)
+class LeafMapData:
+    """Per-leaf arrays for :func:`leaf_map`, all of length n_leaves (leaf g at index g).
+
+    ``examples`` holds hover-ready text (already escaped with ``app.text.hover_text`` and joined with
+    ``<br>``); ``large`` is each leaf's large node (for labels).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    parent: np.ndarray
+    large: np.ndarray
+    size: np.ndarray
+    measured: np.ndarray
+    examples: Sequence[str]
+
+
+def objective_effect(phi: np.ndarray, sd: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Effect of each leaf on the weighted objective: ``sum_d w_d phi[g, d] / W`` and its sd, treating the
+    domains' posteriors as independent (``sqrt(sum_d w_d^2 sd[g, d]^2) / W``).
+
+    Parameters
+    ----------
+    phi, sd : ndarray of shape (n_leaves, n_domains)
+    weights : ndarray of shape (n_domains,), non-negative, not all zero
+    """
+    total = float(np.sum(weights))
+    if total <= 0:
+        return np.zeros(phi.shape[0]), np.zeros(phi.shape[0])
+    mean = phi @ weights / total
+    spread = np.sqrt((sd**2) @ (weights**2)) / total
+    return mean, spread
+
+
+def symmetric_range(values: np.ndarray) -> float:
+    """Half-width of a color range centred at 0 that is not dominated by a few outliers (99th percentile of
+    ``|values|``, never 0)."""
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size == 0:
+        return 1e-6
+    half = float(np.quantile(finite, 0.99))
+    if half <= 0:
+        half = float(finite.max())
+    return half if half > 0 else 1e-6
+
+
+def marker_sizes(size: np.ndarray, smallest: float = 4.0, largest: float = 14.0) -> np.ndarray:
+    """Marker diameters in pixels, by the square root of the leaf size (so area tracks points)."""
+    root = np.sqrt(np.asarray(size, dtype=np.float64))
+    if root.size == 0:
+        return root
+    low, high = float(root.min()), float(root.max())
+    if high <= low:
+        return np.full(root.shape, (smallest + largest) / 2)
+    return smallest + (largest - smallest) * (root - low) / (high - low)
+
+
+# Traces of the leaf map, in order. The marking traces are always present (empty when unused) so that
+# :func:`mark_leaves` can update them in place on a cached figure.
+MAP_TRACES = (
+    "inferred leaf",
+    "measured leaf",
+    "selected (HARP-C)",
+    "selected (HARP-E)",
+    "open in leaf panel",
+)
+
+
+def leaf_map(
+    data: LeafMapData,
+    effect: np.ndarray,
+    effect_sd: np.ndarray,
+    *,
+    color_label: str,
+    selected: Mapping[str, np.ndarray] | None = None,
+    opened: Sequence[int] = (),
+    labels: str = "none",
+    height: int = 620,
+) -> go.Figure:
+    """The map of leaves at their 2-D layout, colored by ``effect`` on a diverging scale centred at 0.
+
+    Parameters
+    ----------
+    data : LeafMapData
+    effect, effect_sd : ndarray of shape (n_leaves,)
+        The colored quantity (phi of one domain, or the objective) and its posterior sd.
+    color_label : str
+        What ``effect`` is, for the color bar and hover (plain text; escaped here).
+    selected : mapping of envelope ("C" / "E") to the selected leaf ids
+        Drawn as rings around the leaves, one color per envelope (see :func:`mark_leaves`).
+    opened : sequence of int
+        Leaves open in the leaf panel, marked with a cross.
+    labels : {"none", "large", "parent"}
+        Label each large node or parent at the mean position of its leaves.
+    """
+    import html
+
+    n = data.x.shape[0]
+    leaf_ids = np.arange(n)
+    sizes = marker_sizes(data.size)
+    half = symmetric_range(effect)
+    label = html.escape(color_label)
+    # float32 halves what the browser receives; leaf ids stay exact below 2**24.
+    custom = np.column_stack([leaf_ids, data.parent, data.size, effect, effect_sd]).astype(np.float32)
+    x, y = data.x.astype(np.float32), data.y.astype(np.float32)
+    color = effect.astype(np.float32)
+    examples = np.asarray(data.examples, dtype=object)
+    template = (
+        "<b>leaf %{customdata[0]:d}</b> · parent %{customdata[1]:d} · %{customdata[2]:d} points<br>"
+        + label
+        + ": %{customdata[3]:+.4f} ± %{customdata[4]:.4f} (KIND)<br>%{text}<extra></extra>"
+    )
+    fig = go.Figure()
+    for kind, mask, symbol, line_width in (
+        ("inferred", ~data.measured, "circle", 0.0),
+        ("measured", data.measured, "diamond", 1.0),
+    ):
+        fig.add_trace(
+            go.Scattergl(
+                x=x[mask],
+                y=y[mask],
+                mode="markers",
+                name=f"{kind} leaf",
+                customdata=custom[mask],
+                text=examples[mask],
+                hovertemplate=template.replace("KIND", kind),
+                visible=bool(mask.any()),
+                marker={
+                    "color": color[mask],
+                    "coloraxis": "coloraxis",
+                    "size": sizes[mask].astype(np.float32),
+                    "symbol": symbol,
+                    "line": {"width": line_width, "color": "#333333"},
+                    "opacity": 0.9,
+                },
+            )
+        )
+    for envelope, ring in (("C", 7.0), ("E", 13.0)):
+        fig.add_trace(
+            go.Scattergl(
+                x=[],
+                y=[],
+                mode="markers",
+                name=f"selected ({ENVELOPE_NAMES[envelope]})",
+                hoverinfo="skip",
+                meta=ring,
+                marker={"symbol": "circle-open", "color": ENVELOPE_COLORS[envelope], "line": {"width": 2.5}},
+            )
+        )
+    fig.add_trace(
+        go.Scattergl(
+            x=[],
+            y=[],
+            mode="markers",
+            name="open in leaf panel",
+            hoverinfo="skip",
+            marker={"size": 13, "symbol": "x-thin-open", "color": OPEN_COLOR, "line": {"width": 2.5}},
+        )
+    )
+    if labels in ("large", "parent") and n:
+        groups = data.large if labels == "large" else data.parent
+        ids, inverse = np.unique(groups, return_inverse=True)
+        counts = np.bincount(inverse)
+        fig.add_trace(
+            go.Scatter(
+                x=np.bincount(inverse, weights=data.x) / counts,
+                y=np.bincount(inverse, weights=data.y) / counts,
+                mode="text",
+                text=[("L" if labels == "large" else "P") + str(int(i)) for i in ids],
+                textfont={"size": 11, "color": "#222222"},
+                name="large nodes" if labels == "large" else "parents",
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 40},
+        coloraxis={
+            "colorscale": HELPS_HURTS,
+            "cmin": -half,
+            "cmax": half,
+            "cmid": 0.0,
+            "colorbar": {
+                "title": {"text": f"{label}<br>▲ helps<br>▼ hurts", "side": "top"},
+                "tickvals": [-half, 0.0, half],
+                "ticktext": [f"{-half:+.3g} hurts", "0", f"{half:+.3g} helps"],
+                "len": 0.8,
+            },
+        },
+        legend={"orientation": "h", "yanchor": "top", "y": 0.0, "xanchor": "left", "x": 0.0},
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        plot_bgcolor="white",
+        hoverlabel={"align": "left"},
+        uirevision="leaf-map",
+    )
+    mark_leaves(fig, data, selected=selected or {}, opened=opened)
+    return fig
+
+
+def mark_leaves(
+    fig: go.Figure, data: LeafMapData, *, selected: Mapping[str, np.ndarray], opened: Sequence[int]
+) -> go.Figure:
+    """Set the selection rings and the open-leaf crosses of a :func:`leaf_map` figure, in place.
+
+    Only these small traces change when the budget, weights or pins change, so the app keeps the big figure
+    cached and calls this on every rerun.
+    """
+    names = [trace.name for trace in fig.data]
+    sizes = marker_sizes(data.size)
+    for envelope in ("C", "E"):
+        trace = fig.data[names.index(f"selected ({ENVELOPE_NAMES[envelope]})")]
+        leaves = np.asarray(selected.get(envelope, []), dtype=np.int64)
+        trace.update(
+            x=data.x[leaves],
+            y=data.y[leaves],
+            customdata=leaves.reshape(-1, 1),
+            visible=envelope in selected,
+            marker_size=sizes[leaves] + float(trace.meta),
+        )
+    trace = fig.data[names.index("open in leaf panel")]
+    opened_ids = np.asarray(opened, dtype=np.int64)
+    trace.update(
+        x=data.x[opened_ids],
+        y=data.y[opened_ids],
+        customdata=opened_ids.reshape(-1, 1),
+        visible=bool(len(opened)),
+    )
+    return fig
+
+
+def leaf_ids_from_event(event: Any) -> list[int]:
+    """Sorted distinct leaf ids of the points in a ``st.plotly_chart`` selection event (from ``customdata``)."""
+    if not event:
+        return []
+    selection = event.get("selection", {}) if hasattr(event, "get") else {}
+    points = selection.get("points", []) if hasattr(selection, "get") else []
+    leaves: set[int] = set()
+    for point in points or []:
+        custom = point.get("customdata") if hasattr(point, "get") else None
+        if custom is None:
+            continue
+        # A row of a typed customdata array arrives as {"0": leaf, "1": parent, ...}, a plain one as a list.
+        if isinstance(custom, dict):
+            first = custom.get("0", custom.get(0))
+        elif isinstance(custom, list | tuple):
+            first = custom[0] if custom else None
+        else:
+            first = custom
+        if first is None:
+            continue
+        try:
+            value = float(first)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(value) and value >= 0:
+            leaves.add(int(value))
+    return sorted(leaves)
+
+
+def thin_indices(n: int, *, keep: Sequence[int] = (), max_points: int = 2000) -> np.ndarray:
+    """At most about ``max_points`` evenly spread indices of 0..n-1, always with the first, the last and ``keep``
+    (a line of 10,000 steps draws the same at 2,000 and costs a fifth to send)."""
+    if n <= max_points:
+        return np.arange(n)
+    spread = np.linspace(0, n - 1, max_points).round().astype(np.int64)
+    extra = np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64)
+    return np.unique(np.concatenate((spread, extra, [0, n - 1])))
+
+
+def gain_curve(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, int]],
+    *,
+    budget: int,
+    total_points: int,
+    height: int = 340,
+    max_points: int = 2000,
+) -> go.Figure:
+    """Running gain ``R_k`` against the points the first k leaves hold (log scale, so that the first few leaves,
+    where the selection is decided, are as readable as the long tail), with the best-prefix cut and the budget.
+
+    Parameters
+    ----------
+    curves : mapping of envelope to (cumulative points after each ranked leaf, gains, cut)
+    budget, total_points : int
+    """
+    fig = go.Figure()
+    lows: list[float] = []
+    highs: list[float] = []
+    for envelope, (cum_points, gains, cut) in curves.items():
+        color = ENVELOPE_COLORS.get(envelope, "#111111")
+        name = ENVELOPE_NAMES.get(envelope, envelope)
+        # R_k at the points the first k leaves hold, k >= 1 (the log axis has no room for k = 0).
+        x = np.asarray(cum_points, dtype=np.int64)
+        y = np.cumsum(gains)
+        if x.size == 0:
+            continue
+        shown = thin_indices(x.size, keep=(max(cut - 1, 0),), max_points=max_points)
+        lows.append(min(float(y.min()), 0.0))
+        highs.append(max(float(y.max()), 0.0))
+        fig.add_trace(
+            go.Scatter(
+                x=x[shown], y=y[shown], mode="lines", name=f"{name} running gain", line={"color": color}
+            )
+        )
+        at_cut = max(cut - 1, 0)
+        fig.add_trace(
+            go.Scatter(
+                x=[x[at_cut]],
+                y=[y[at_cut] if cut else 0.0],
+                mode="markers",
+                name=f"{name} cut: {cut} leaves",
+                marker={"color": color, "size": 10, "symbol": "diamond"},
+                hovertemplate=f"{name} best-prefix cut<br>{cut} leaves, %{{x:,}} points<br>gain %{{y:+.5f}}<extra></extra>",
+            )
+        )
+    if budget < total_points and lows:
+        # A trace, not add_vline: its annotation would need log10 coordinates on the log axis.
+        fig.add_trace(
+            go.Scatter(
+                x=[max(budget, 1), max(budget, 1)],
+                y=[min(lows), max(highs)],
+                mode="lines",
+                name=f"budget {budget:,}",
+                line={"color": "#5e3c99", "dash": "dash"},
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "points in the first k ranked leaves (log scale)", "type": "log"},
+        yaxis_title="gain in U over base",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0},
+        hovermode="closest",
+    )
+    return fig
+
+
+def predicted_scores(
+    domain_names: Sequence[str],
+    base: np.ndarray,
+    predicted: Mapping[str, np.ndarray],
+    weights: np.ndarray,
+) -> go.Figure:
+    """Per-domain base score (grey) and predicted score with each envelope's selection, as a dumbbell chart.
+
+    Domains with weight 0 are drawn faded and named "(weight 0)".
+    """
+    import html
+
+    names = [
+        html.escape(str(n)) + ("" if w > 0 else " (weight 0)")
+        for n, w in zip(domain_names, weights, strict=True)
+    ]
+    y = np.arange(len(names))
+    fig = go.Figure()
+    for envelope, scores in predicted.items():
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for i, (b, p) in enumerate(zip(base, scores, strict=True)):
+            xs += [float(b), float(p), None]
+            ys += [float(i), float(i), None]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": ENVELOPE_COLORS.get(envelope, "#111"), "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=base,
+            y=y,
+            mode="markers",
+            name="base",
+            marker={"color": BASE_COLOR, "size": 9},
+            customdata=np.asarray(names, dtype=object),
+            hovertemplate="%{customdata}<br>base %{x:.4f}<extra></extra>",
+        )
+    )
+    faded = np.where(np.asarray(weights) > 0, 1.0, 0.35)
+    for envelope, scores in predicted.items():
+        delta = np.asarray(scores) - np.asarray(base)
+        fig.add_trace(
+            go.Scatter(
+                x=scores,
+                y=y,
+                mode="markers",
+                name=f"selected ({ENVELOPE_NAMES.get(envelope, envelope)})",
+                marker={"color": ENVELOPE_COLORS.get(envelope, "#111"), "size": 9, "opacity": faded},
+                customdata=np.column_stack([np.asarray(names, dtype=object), delta]),
+                hovertemplate="%{customdata[0]}<br>predicted %{x:.4f} (%{customdata[1]:+.4f})<extra>"
+                + ENVELOPE_NAMES.get(envelope, envelope)
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        height=max(260, 22 * len(names) + 90),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={"tickmode": "array", "tickvals": y, "ticktext": names, "autorange": "reversed"},
+        xaxis_title="score",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0},
+    )
+    return fig
+
+
+def leaf_effects(
+    domain_names: Sequence[str],
+    leaf_ids: Sequence[int],
+    phi: np.ndarray,
+    sd: np.ndarray,
+    measured: np.ndarray,
+) -> go.Figure:
+    """phi of a few leaves across the domains with ±1 sd error bars; measured effects filled, inferred open.
+
+    Parameters
+    ----------
+    leaf_ids : sequence of int, length k
+    phi, sd : ndarray of shape (k, n_domains)
+    measured : bool ndarray of shape (k, n_domains)
+    """
+    import html
+
+    names = [html.escape(str(n)) for n in domain_names]
+    k = len(leaf_ids)
+    offsets = np.linspace(-0.25, 0.25, k) if k > 1 else np.zeros(1)
+    fig = go.Figure()
+    fig.add_vline(x=0.0, line_color="#999999", line_width=1)
+    for row, leaf in enumerate(leaf_ids):
+        kinds = np.where(measured[row], "measured", "inferred")
+        fig.add_trace(
+            go.Scatter(
+                x=phi[row],
+                y=np.arange(len(names)) + offsets[row],
+                mode="markers",
+                name=f"leaf {int(leaf)}",
+                error_x={"type": "data", "array": sd[row], "thickness": 1.2},
+                marker={
+                    "size": 8,
+                    "symbol": np.where(measured[row], "diamond", "circle-open").tolist(),
+                },
+                customdata=np.column_stack([np.asarray(names, dtype=object), sd[row], kinds]),
+                hovertemplate="leaf "
+                + str(int(leaf))
+                + " · %{customdata[0]}<br>phi %{x:+.4f} ± %{customdata[1]:.4f} (%{customdata[2]})<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=max(240, 24 * len(names) + 90),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={
+            "tickmode": "array",
+            "tickvals": np.arange(len(names)),
+            "ticktext": names,
+            "autorange": "reversed",
+        },
+        xaxis_title="phi (change in domain score; filled = measured, open = inferred; bars ±1 sd)",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0},
+    )
+    return fig

@@ -1,0 +1,147 @@
+"""Explore: the leaf map, the controls, the live selection and the leaf panel."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import controls, data, figures, panels, text
+from app.data import StoreBundle, StoreProblem
+from app.state import OBJECTIVE, ViewState
+
+
+def _load() -> tuple[StoreBundle, str | None]:
+    try:
+        return data.load_bundle(data.store_path())
+    except StoreProblem as problem:
+        data.stop_with(problem)
+        raise  # unreachable: st.stop() ends the run
+
+
+def _on_map_select() -> None:
+    leaves = figures.leaf_ids_from_event(st.session_state.get("leaf_map"))
+    if leaves:
+        controls.set_open_leaves(leaves)
+
+
+def _domain_notes(bundle: StoreBundle, view: ViewState) -> None:
+    if view.color == OBJECTIVE or view.color not in bundle.domain_names:
+        return
+    d = bundle.domain_names.index(view.color)
+    if not bundle.measured[:, d].any():
+        st.info(
+            f"No leaf has been measured on **{text.markdown_text(view.color)}** yet: every phi shown for it is "
+            "inferred (the prior), so the colors say little. `harp measure` adds measurements.",
+            icon=":material/science:",
+        )
+
+
+TABS = ("Leaf panel", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save")
+
+
+def _map_data(bundle: StoreBundle, view: ViewState) -> figures.LeafMapData:
+    by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
+    return figures.LeafMapData(
+        x=bundle.x,
+        y=bundle.y,
+        parent=bundle.leaf_parent,
+        large=bundle.leaf_large,
+        size=bundle.leaf_size,
+        measured=np.asarray(
+            bundle.measured[:, bundle.domain_names.index(view.color)]
+            if by_domain
+            else bundle.measured.any(axis=1)
+        ),
+        examples=bundle.hover,
+    )
+
+
+def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
+    labels = st.session_state.get("ctl_labels", "none")
+    # The big traces (10,000 markers with hover text) depend only on the store, the colored quantity and the
+    # labels; the rings and crosses change on every budget or pin change. Keep this session's figure and update
+    # only the small traces in place: building the figure anew costs more than the rest of a rerun.
+    weights_key = tuple(view.effective_weights()) if view.color == OBJECTIVE else ()
+    key = (bundle.path, bundle.token, view.color, weights_key, labels)
+    cached = st.session_state.get("_map_figure")
+    data = _map_data(bundle, view)
+    if cached is None or cached[0] != key:
+        effect, spread, label = panels.colored_effect(bundle, view)
+        figure = figures.leaf_map(data, effect, spread, color_label=label, labels=labels)
+        st.session_state["_map_figure"] = (key, figure)
+    else:
+        figure = cached[1]
+    opened = [g for g in st.session_state.get("open_leaves", []) if 0 <= g < bundle.n_leaves]
+    figures.mark_leaves(figure, data, selected={e: s.leaves for e, s in selections.items()}, opened=opened)
+    st.plotly_chart(
+        figure,
+        key="leaf_map",
+        on_select=_on_map_select,
+        selection_mode=("points", "box", "lasso"),
+        config={"displaylogo": False, "scrollZoom": True},
+    )
+    st.caption(
+        "Click a leaf to open it below; use the lasso or box tool (top right of the map) to open several. "
+        "Diamonds are measured leaves, circles inferred; rings mark the selection."
+    )
+
+
+@st.fragment
+def explorer() -> None:
+    bundle, _ = _load()
+    controls.ensure_view(bundle)
+    weights, active = controls.weights_section(bundle)
+    left, right = st.columns([1, 3], gap="medium")
+    with left:
+        view = controls.render(bundle, weights, active)
+    with right:
+        selections = panels.compute_selections(bundle, view, view.envelopes())
+        panels.selection_metrics(bundle, selections, "explore")
+        _domain_notes(bundle, view)
+        _leaf_map(bundle, view, selections)
+
+    # Lazy tabs: only the open tab's content runs and is sent. The charts behind the other tabs would otherwise
+    # be redrawn by the browser on every budget change (a 64-domain chart alone costs it about a second).
+    tabs = st.tabs(list(TABS), key="explore_tab", on_change="rerun", default=TABS[0])
+    with tabs[0]:
+        if tabs[0].open:
+            panels.leaf_panel(bundle, view, selections, "explore")
+    with tabs[1]:
+        if tabs[1].open:
+            panels.predicted_panel(bundle, view, selections)
+    with tabs[2]:
+        if tabs[2].open:
+            panels.gain_panel(bundle, view, selections)
+    with tabs[3]:
+        if tabs[3].open:
+            panels.overlap_panel(bundle, selections)
+    with tabs[4]:
+        if tabs[4].open:
+            panels.export_panel(bundle, view, selections)
+
+
+bundle, stale = _load()
+controls.ensure_view(bundle)
+st.markdown("### HARP explorer")
+st.caption(
+    f"{bundle.n_leaves:,} leaves · {bundle.total_points:,} points · {bundle.n_domains} domains · "
+    f"{int(bundle.measured.any(axis=1).sum()):,} measured leaves"
+)
+if stale:
+    st.warning(stale, icon=":material/lock:")
+controls.show_view_warnings()
+if not bundle.has_layout:
+    st.info(
+        "The store has no 2-D layout of the leaves yet, so the map places them on a grid in tree order "
+        "(siblings together). `harp layout` computes the real one.",
+        icon=":material/grid_on:",
+    )
+if not bundle.measured.any():
+    st.info(
+        "No leaf has been measured yet: every effect is a prior guess. Run `harp measure` to measure "
+        "representative leaves; this page picks them up on refresh.",
+        icon=":material/science:",
+    )
+if not np.any(bundle.active):
+    st.info("The store marks no domain active, so every domain starts with weight 1.", icon=":material/tune:")
+explorer()

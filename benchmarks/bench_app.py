@@ -1,0 +1,208 @@
+"""Time the explorer in a real headless Chromium against a synthetic store.
+
+Reports the first-load time (navigation until the selection counts and the leaf map are drawn and the script is
+idle) and the median redraw time after a budget change (typing a new exact budget until the new point count is
+shown and the app is idle again, the map included). Targets from DESIGN.md: first load < 5 s, redraw < 0.5 s at
+10,000 leaves. Prints numbers; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_app.py                      # 10,000 leaves x 64 domains
+    .venv/bin/python benchmarks/bench_app.py --leaves 2000 --domains 16 --repeats 5
+    .venv/bin/python benchmarks/bench_app.py --screenshots docs    # also (re)take the docs screenshots
+
+Needs Debian's chromium at /usr/bin/chromium (``make chromium``) and the [app,dev] extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.browser import CHROMIUM, app_server, chromium, metric_value, wait_idle  # noqa: E402
+
+SETTLE_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+
+
+def _wait_points(page, label: str, expected: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while metric_value(page, label) != expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label} stayed {metric_value(page, label)!r}, expected {expected!r}")
+        page.wait_for_timeout(10)
+
+
+def _map_drawn(page) -> None:
+    page.wait_for_selector(
+        ".js-plotly-plot .gl-container canvas, .js-plotly-plot .scatterlayer", timeout=60_000
+    )
+
+
+def set_budget(page, value: int) -> None:
+    box = page.get_by_label("Budget, exact", exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+class Frames:
+    """Timestamps of the websocket frames between the page and the Streamlit server."""
+
+    def __init__(self, page) -> None:
+        self.sent: list[float] = []
+        self.received: list[float] = []
+        page.on("websocket", self._attach)
+
+    def _attach(self, socket) -> None:
+        socket.on("framesent", lambda _: self.sent.append(time.perf_counter()))
+        socket.on("framereceived", lambda _: self.received.append(time.perf_counter()))
+
+    def server_span(self, start: float, end: float) -> float:
+        """From the first frame the page sent after ``start`` (or ``start``) to the last one it received."""
+        sent = [t for t in self.sent if start <= t <= end]
+        received = [t for t in self.received if start <= t <= end]
+        return (received[-1] if received else end) - (sent[0] if sent else start)
+
+
+def first_load(page, url: str, frames: Frames) -> tuple[float, float]:
+    """Seconds until counts, map and an idle app are on screen; and the part until the server's last frame."""
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
+    _map_drawn(page)
+    wait_idle(page, 120_000)
+    page.evaluate(SETTLE_JS)
+    end = time.perf_counter()
+    received = [t for t in frames.received if start <= t <= end]
+    return end - start, (received[-1] if received else end) - start
+
+
+def redraws(page, budgets: list[int], frames: Frames) -> tuple[list[float], list[float]]:
+    """Per budget change: total seconds until redrawn and idle, and the server's part of it."""
+    totals, server = [], []
+    for budget in budgets:
+        start = time.perf_counter()
+        set_budget(page, budget)
+        _wait_points(page, "HARP-C points", f"{budget:,}")
+        wait_idle(page)
+        _map_drawn(page)
+        page.evaluate(SETTLE_JS)
+        end = time.perf_counter()
+        totals.append(end - start)
+        server.append(frames.server_span(start, end))
+    return totals, server
+
+
+def screenshots(page, url: str, out: Path) -> None:
+    """The main views, for docs/app.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1500, "height": 1050})
+    page.goto(url + "/?envelope=both&budget=3000")
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
+    _map_drawn(page)
+    wait_idle(page)
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / "app-explore.png"))
+
+    # Hover a leaf for its facts and examples.
+    canvas = page.locator(".js-plotly-plot").first
+    box = canvas.bounding_box()
+    if box:
+        for dx in range(0, 200, 8):
+            page.mouse.move(box["x"] + box["width"] * 0.45 + dx, box["y"] + box["height"] * 0.5)
+            page.wait_for_timeout(60)
+            if page.locator(".hoverlayer .hovertext").count():
+                break
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "app-hover.png"), clip={**box, "height": min(box["height"], 700)})
+
+    page.get_by_text("Domain weights").first.click()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    page.locator('[data-testid="stExpander"]').first.screenshot(path=str(out / "app-weights.png"))
+
+    page.goto(url + "/?envelope=both&budget=3000&pin=0")
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
+    wait_idle(page)
+    box = page.get_by_label("Open leaves", exact=True)
+    box.fill("0, 1")
+    box.press("Enter")
+    page.get_by_text("Effects across domains").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(800)
+    panel = page.get_by_text("Effects across domains").first
+    panel.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(out / "app-leaf-panel.png"))
+
+    page.get_by_role("tab", name="Running gain").click()
+    chart = page.locator('[data-testid="stTabs"] .js-plotly-plot').first
+    chart.wait_for(timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(800)
+    chart.scroll_into_view_if_needed()
+    page.locator('[data-testid="stTabs"]').first.screenshot(path=str(out / "app-gain.png"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--leaves", type=int, default=10_000)
+    parser.add_argument("--domains", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=7, help="budget changes to time")
+    parser.add_argument("--store", type=Path, help="use this store instead of a fresh synthetic one")
+    parser.add_argument("--screenshots", type=Path, help="also save screenshots of the main views here")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: install Debian's chromium (make chromium)")
+
+    from playwright.sync_api import sync_playwright
+
+    from harp.synth import synth_store
+
+    with tempfile.TemporaryDirectory(prefix="harp-bench-app-") as folder:
+        store = args.store
+        if store is None:
+            store = Path(folder) / "bench.duckdb"
+            start = time.perf_counter()
+            synth_store(store, leaves=args.leaves, domains=args.domains, seed=args.seed)
+            print(
+                f"synth store: {args.leaves:,} leaves x {args.domains} domains in {time.perf_counter() - start:.1f} s"
+            )
+        with app_server(store) as url, sync_playwright() as playwright, chromium(playwright) as context:
+            page = context.new_page()
+            frames = Frames(page)
+            # The server's first run compiles and caches (numba, imports); time a fresh session after a warm-up,
+            # and report the cold one too.
+            cold, _ = first_load(page, url, frames)
+            page.close()
+            page = context.new_page()
+            frames = Frames(page)
+            warm, warm_server = first_load(page, url, frames)
+            points = int(metric_value(page, "HARP-C points").replace(",", ""))
+            budgets = [max(1, points * k // (args.repeats + 2)) for k in range(args.repeats + 1, 1, -1)]
+            times, server = redraws(page, budgets, frames)
+            print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+            print(f"first load (cold server): {cold:.2f} s")
+            print(
+                f"first load (new session): {warm:.2f} s   target < 5 s   "
+                f"(server done after {warm_server:.2f} s; the rest is the browser)"
+            )
+            print(
+                f"redraw after budget change: median {statistics.median(times):.3f} s, "
+                f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)}   target < 0.5 s   "
+                f"(server part: median {statistics.median(server):.3f} s)"
+            )
+            if args.screenshots:
+                screenshots(page, url, args.screenshots)
+                print(f"screenshots written to {args.screenshots}")
+
+
+if __name__ == "__main__":
+    main()

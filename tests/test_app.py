@@ -1,0 +1,465 @@
+"""The explorer app under Streamlit's AppTest: every control's logic, URL state, store problems, save and reload.
+
+Each test runs the real entry script (``app/streamlit_app.py``, with ``st.navigation``) against a small synthetic
+store named by ``HARP_STORE``, changes widgets the way a user would, and checks what the page shows against
+``harp.select`` run directly on the same store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harp.select import select  # noqa: E402
+from harp.store import Store  # noqa: E402
+from harp.synth import synth_store  # noqa: E402
+
+APP = str(ROOT / "app" / "streamlit_app.py")
+LEAVES, DOMAINS = 240, 5
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("app") / "app.duckdb"
+    synth_store(path, leaves=LEAVES, domains=DOMAINS, seed=7)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(store_path: Path):
+    return Store.open(store_path, read_only=True).selection_inputs()
+
+
+@pytest.fixture
+def fresh_store(store_path: Path, tmp_path: Path) -> Path:
+    """A private copy of the store, for tests that write to it or alter it."""
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(store_path, path)
+    return path
+
+
+def make_app(monkeypatch: pytest.MonkeyPatch, store: Path | str | None, **query: str) -> AppTest:
+    if store is None:
+        monkeypatch.delenv("HARP_STORE", raising=False)
+    else:
+        monkeypatch.setenv("HARP_STORE", str(store))
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def expected(inputs, envelope: str, **kwargs):
+    weights = kwargs.pop("weights", np.where(inputs.active, 1.0, 0.0) if inputs.active.any() else None)
+    return select(
+        inputs.phi, inputs.base, envelope=envelope, weights=weights, members=inputs.members, **kwargs
+    )
+
+
+def shows(at: AppTest, envelope: str, selection) -> None:
+    name = f"HARP-{envelope}"
+    assert metric(at, f"{name} points") == f"{len(selection.points):,}"
+    assert metric(at, f"{name} leaves") == f"{len(selection.leaves):,}"
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading and the controls
+
+
+def test_first_view_matches_harp_select(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    shows(at, "C", expected(inputs, "C"))
+    assert not at.error and not at.warning
+    assert dict(at.query_params) == {}
+    assert at.segmented_control(key="ctl_envelope").value == "C"
+    assert at.number_input(key="ctl_budget_number").value == int(inputs.leaf_size.sum())
+
+
+def test_envelope_switch_changes_the_selection(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.segmented_control(key="ctl_envelope").set_value("E")
+    run(at)
+    e = expected(inputs, "E")
+    shows(at, "E", e)
+    assert not [m for m in at.metric if m.label.startswith("HARP-C")]
+    assert at.query_params["envelope"] in ("E", ["E"])
+    assert len(e.points) != len(expected(inputs, "C").points)  # the switch is visible in this store
+
+    at.segmented_control(key="ctl_envelope").set_value("both")
+    run(at)
+    shows(at, "C", expected(inputs, "C"))
+    shows(at, "E", e)
+
+
+def test_budget_input_and_slider_stay_in_sync(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    full = expected(inputs, "C")
+    budget = len(full.points) // 2
+    at.number_input(key="ctl_budget_number").set_value(budget)
+    run(at)
+    assert metric(at, "HARP-C points") == f"{budget:,}"
+    assert at.slider(key="ctl_budget_slider").value == budget
+    shows(at, "C", expected(inputs, "C", budget=budget))
+    assert at.query_params["budget"] in (str(budget), [str(budget)])
+
+    at.slider(key="ctl_budget_slider").set_value(10)
+    run(at)
+    assert at.number_input(key="ctl_budget_number").value == 10
+    assert metric(at, "HARP-C points") == "10"
+
+
+def test_weights_edit_changes_the_selection(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    # AppTest cannot type into a data editor; set the view the way a callback does and let the widgets follow.
+    from app.state import ViewState
+
+    view: ViewState = at.session_state["view"]
+    weights = (5.0, 0.0, 0.0, 1.0, 0.0)
+    at.session_state["view"] = ViewState(
+        envelope=view.envelope,
+        budget=view.budget,
+        weights=weights,
+        active=(True,) * DOMAINS,
+        color=view.color,
+        pinned=(),
+        excluded=(),
+    )
+    at.session_state["view_dirty"] = True
+    run(at)
+    shows(at, "C", expected(inputs, "C", weights=np.array(weights)))
+    assert at.query_params["weights"] in ("5,0,0,1,0", ["5,0,0,1,0"])
+    assert not at.data_editor  # the editor is built only while its expander is open
+    at.session_state["ctl_weights_open"] = True
+    run(at)
+    assert at.data_editor[0].value["weight"].tolist() == list(weights)
+    shows(at, "C", expected(inputs, "C", weights=np.array(weights)))
+
+
+def test_weights_from_link_and_reset_to_active_domains(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path, weights="1,2,3,4,5", active="1" * DOMAINS))
+    shows(at, "C", expected(inputs, "C", weights=np.arange(1.0, 6.0)))
+    at.button(key="ctl_reset_weights").click()
+    run(at)
+    shows(at, "C", expected(inputs, "C"))
+    assert "weights" not in at.query_params and "active" not in at.query_params
+
+
+def test_pin_and_exclude_by_typing_ids(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    full = expected(inputs, "C")
+    outsider = int(next(g for g in range(LEAVES) if g not in set(full.leaves.tolist())))
+    first = int(full.leaves[0])
+    at.text_input(key="ctl_pinned").set_value(str(outsider))
+    at.text_input(key="ctl_excluded").set_value(str(first))
+    run(at)
+    want = expected(inputs, "C", pinned=[outsider], excluded=[first])
+    assert want.order[0] == outsider
+    shows(at, "C", want)
+    assert at.query_params["pin"] in (str(outsider), [str(outsider)])
+
+    at.text_input(key="ctl_pinned").set_value("not a leaf")
+    run(at)
+    assert "Pinned leaves" in texts(at.warning)
+    shows(at, "C", want)  # a bad entry keeps the previous pins
+
+
+def test_pin_and_exclude_from_the_leaf_panel(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.text_input(key="explore_open").set_value("5, 6")
+    run(at)
+    assert at.session_state["open_leaves"] == [5, 6]
+    at.button(key="explore_pin").click()
+    run(at)
+    assert at.session_state["view"].pinned == (5, 6)
+    assert at.text_input(key="ctl_pinned").value == "5, 6"
+    shows(at, "C", expected(inputs, "C", pinned=[5, 6]))
+
+    at.button(key="explore_exclude").click()
+    run(at)
+    assert at.session_state["view"].pinned == ()
+    assert at.session_state["view"].excluded == (5, 6)
+    shows(at, "C", expected(inputs, "C", excluded=[5, 6]))
+    assert at.query_params["exclude"] in ("5,6", ["5,6"])
+
+    at.button(key="explore_release").click()
+    run(at)
+    assert at.session_state["view"].excluded == ()
+
+
+def test_leaf_panel_shows_examples_and_parent(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path, **{"pin": "3"}))
+    at.text_input(key="explore_open").set_value("3")
+    run(at)
+    frames = [d.value for d in at.dataframe]
+    leaf_tables = [f for f in frames if "status" in f.columns]
+    opened, siblings = leaf_tables
+    assert opened["leaf"].tolist() == [3]
+    assert opened["status"].iloc[0].startswith("pinned")
+    examples = [f for f in frames if "point id" in f.columns][0]
+    assert examples["point id"].tolist() == inputs.members[3][:20].tolist()
+    assert sorted(siblings["leaf"]) == np.flatnonzero(inputs.leaf_parent == inputs.leaf_parent[3]).tolist()
+
+
+def test_color_by_domain_and_the_map_carries_escaped_leaf_data(monkeypatch, fresh_store, inputs) -> None:
+    with Store.open(fresh_store).write() as con:
+        con.execute(
+            "UPDATE points SET text = ? WHERE leaf_id = 0 AND rank_in_leaf = 0",
+            ['<script>alert(1)</script> [x](javascript:alert(1)) =HYPERLINK("http://x")'],
+        )
+    name = inputs.domain_names[1]
+    at = run(make_app(monkeypatch, fresh_store, color=name))
+    assert at.selectbox(key="ctl_color").value == name
+    charts = at.get("plotly_chart")
+    spec = charts[0].proto.spec
+    assert "&lt;script&gt;" in spec
+    assert "<script>" not in spec and "javascript:" not in spec
+    assert f"phi[{name}]" in spec
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The URL
+
+
+def test_link_reproduces_the_view(monkeypatch, store_path, inputs) -> None:
+    query = {"envelope": "E", "budget": "100", "pin": "3", "color": inputs.domain_names[0]}
+    at = run(make_app(monkeypatch, store_path, **query))
+    assert at.segmented_control(key="ctl_envelope").value == "E"
+    assert at.number_input(key="ctl_budget_number").value == 100
+    assert at.text_input(key="ctl_pinned").value == "3"
+    shows(at, "E", expected(inputs, "E", budget=100, pinned=[3]))
+    assert {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()} == query
+    assert not at.warning
+
+
+def test_bad_query_params_warn_and_fall_back(monkeypatch, store_path, inputs) -> None:
+    at = run(
+        make_app(
+            monkeypatch,
+            store_path,
+            envelope="Z",
+            budget="-5",
+            weights="a,b",
+            pin="99999",
+            color="<script>alert(1)</script>",
+            active="xyz",
+        )
+    )
+    warning = texts(at.warning)
+    for fragment in ("envelope", "budget", "weights", "pin", "color", "active"):
+        assert fragment in warning
+    assert "<script>" not in warning
+    shows(at, "C", expected(inputs, "C"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Store problems
+
+
+def test_no_store_configured(monkeypatch) -> None:
+    at = run(make_app(monkeypatch, None))
+    assert "harp app --store" in texts(at.error)
+
+
+def test_missing_store(monkeypatch, tmp_path) -> None:
+    at = run(make_app(monkeypatch, tmp_path / "nope.duckdb"))
+    assert "does not exist" in texts(at.error)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"this is not a database at all" * 10], ids=["empty-file", "garbage"]
+)
+def test_corrupt_store(monkeypatch, tmp_path, content) -> None:
+    path = tmp_path / "bad.duckdb"
+    path.write_bytes(content)
+    at = run(make_app(monkeypatch, path))
+    assert at.error and str(path.name) in texts(at.error)
+
+
+def test_store_without_tree(monkeypatch, tmp_path) -> None:
+    path = tmp_path / "empty.duckdb"
+    Store.create(path)
+    at = run(make_app(monkeypatch, path))
+    assert "leaves" in texts(at.info) and not at.error
+    at.switch_page("views/store.py")
+    run(at)  # the store page still works
+
+
+def test_old_store_version(monkeypatch, fresh_store) -> None:
+    with Store.open(fresh_store).write() as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    at = run(make_app(monkeypatch, fresh_store))
+    assert "schema version 99" in texts(at.error)
+
+
+def test_store_locked_by_a_writer(monkeypatch, fresh_store) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import duckdb, sys, time
+                con = duckdb.connect({str(fresh_store)!r})
+                print("locked", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        start = time.monotonic()
+        at = run(make_app(monkeypatch, fresh_store))
+        assert "being written" in texts(at.warning)
+        assert at.button(key="store_retry")
+        assert time.monotonic() - start < 60
+    finally:
+        holder.kill()
+        holder.wait()
+    at.button(key="store_retry").click()
+    run(at)
+    assert not at.warning and at.metric
+
+
+def test_domain_without_measurements(monkeypatch, fresh_store, inputs) -> None:
+    with Store.open(fresh_store).write() as con:
+        con.execute("UPDATE effects SET measured = false WHERE domain_id = 2")
+    name = inputs.domain_names[2]
+    at = run(make_app(monkeypatch, fresh_store, color=name))
+    assert "No leaf has been measured" in texts(at.info)
+    assert at.metric  # the rest of the page works
+    at.switch_page("views/store.py")
+    run(at)
+    assert "no measurements" in texts(at.info)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Export, save and reload; the other pages
+
+
+def test_save_and_reload_a_selection(monkeypatch, fresh_store, inputs) -> None:
+    at = run(make_app(monkeypatch, fresh_store, envelope="E", budget="150", pin="4"))
+    at.session_state["explore_tab"] = "Export and save"
+    run(at)
+    at.text_input(key="save_name").set_value("my <b>pick</b>")
+    at.button[[b.label for b in at.button].index("Save selection")].click()
+    run(at)
+    assert "Saved" in texts(at.success)
+    saved = Store.open(fresh_store, read_only=True).load_selection("my <b>pick</b>")
+    want = expected(inputs, "E", budget=150, pinned=[4])
+    assert saved["points"].tolist() == want.points.tolist()
+    assert saved["budget"] == 150 and saved["pinned"] == [4]
+
+    # Change the view, then reload the saved one from the Selections page.
+    at.segmented_control(key="ctl_envelope").set_value("C")
+    run(at)
+    at.switch_page("views/selections.py")
+    run(at)
+    assert at.selectbox(key="saved_pick").value == "my <b>pick</b>"
+    at.button(key="saved_load").click()
+    run(at)
+    view = at.session_state["view"]
+    assert (view.envelope, view.budget, view.pinned) == ("E", 150, (4,))
+    at.switch_page("views/explore.py")
+    run(at)
+    assert at.segmented_control(key="ctl_envelope").value == "E"
+    shows(at, "E", want)
+
+    # Saving the same name again is refused with a message, not a traceback.
+    at.session_state["explore_tab"] = "Export and save"
+    run(at)
+    at.text_input(key="save_name").set_value("my <b>pick</b>")
+    at.button[[b.label for b in at.button].index("Save selection")].click()
+    run(at)
+    assert "already exists" in texts(at.error)
+
+
+def test_other_pages_render(monkeypatch, store_path) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    for page in ("views/leaves.py", "views/selections.py", "views/store.py"):
+        at.switch_page(page)
+        run(at)
+        assert not at.error, page
+    at.switch_page("views/leaves.py")
+    run(at)
+    assert any(len(d.value) == LEAVES for d in at.dataframe)
+
+
+def test_export_files_match_harp(monkeypatch, store_path, inputs) -> None:
+    """The CSV and manifest the download buttons serve are harp.export's, for the view's selection."""
+    from app.data import read_content_hash
+    from harp.export import selection_csv, selection_manifest
+
+    at = run(make_app(monkeypatch, store_path, budget="77"))
+    at.session_state["explore_tab"] = "Export and save"
+    run(at)
+    assert [b for b in at.get("download_button")]
+    want = expected(inputs, "C", budget=77)
+    csv_text = selection_csv(want)
+    assert csv_text.splitlines()[0] == "rank,point_id,leaf_id"
+    assert len(csv_text.splitlines()) == 78
+    view = at.session_state["view"]
+    assert (view.envelope, view.budget, view.pinned, view.excluded) == ("C", 77, (), ())
+    manifest = selection_manifest(
+        want,
+        envelope="C",
+        weights=view.effective_weights().tolist(),
+        budget=77,
+        pinned=[],
+        excluded=[],
+        store_hash=read_content_hash(str(store_path)),
+        domain_names=list(inputs.domain_names),
+    )
+    assert manifest  # built without error from the view's settings
+
+
+def test_new_measurements_show_on_the_next_run(monkeypatch, fresh_store) -> None:
+    at = run(make_app(monkeypatch, fresh_store))
+    before = Store.open(fresh_store, read_only=True).selection_inputs()
+    shows(at, "C", expected(before, "C"))
+    # A running `harp measure` writes new effects: flip every sign.
+    with Store.open(fresh_store).write() as con:
+        con.execute("UPDATE effects SET mean = -mean")
+    after = Store.open(fresh_store, read_only=True).selection_inputs()
+    assert len(expected(after, "C").points) != len(expected(before, "C").points)
+    run(at)
+    shows(at, "C", expected(after, "C"))
+
+
+def test_leaves_page_opens_ticked_rows(monkeypatch, store_path) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.switch_page("views/leaves.py")
+    run(at)
+    at.session_state["open_leaves"] = [7, 8]
+    run(at)
+    assert at.text_input(key="leaves_open").value == "7, 8"
+    assert any("status" in d.value.columns and d.value["leaf"].tolist() == [7, 8] for d in at.dataframe)

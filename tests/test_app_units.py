@@ -1,0 +1,368 @@
+"""Unit tests of the app's presentation helpers: escaping, URL state, figures. No Streamlit runtime needed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import figures, text  # noqa: E402
+from app.state import (  # noqa: E402
+    OBJECTIVE,
+    StoreShape,
+    ViewState,
+    default_view,
+    normalise_envelope,
+    parse_query,
+    to_query,
+)
+
+SHAPE = StoreShape(
+    domain_names=("math", "law", "bio, chem", "a:b"),
+    default_active=(True, True, False, True),
+    n_leaves=50,
+    total_points=3000,
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# text
+
+
+@pytest.mark.parametrize(
+    ("raw", "forbidden"),
+    [
+        ("<script>alert(1)</script>", "<script"),
+        ("<img src=x onerror=alert(1)>", "<img"),
+        ('<a href="http://evil">x</a>', "<a "),
+        ("</br><b>bold</b>", "<b>"),
+    ],
+    ids=["script", "img-onerror", "anchor", "bold"],
+)
+def test_hover_text_escapes_html(raw: str, forbidden: str) -> None:
+    out = text.hover_text(raw, max_chars=200)
+    assert forbidden not in out
+    assert "<" not in out and ">" not in out
+    assert "&lt;" in out
+
+
+def test_hover_text_breaks_markdown_and_bare_links() -> None:
+    out = text.hover_text("See [the guide](http://example.com) or javascript:alert(1)", max_chars=200)
+    assert "](" not in out
+    assert "http://" not in out
+    assert "javascript:" not in out
+    assert "the guide" in out
+
+
+def test_hover_text_is_one_short_line() -> None:
+    out = text.hover_text("line one\nline two\r\n\tthree " + "x" * 500, max_chars=40)
+    assert "\n" not in out and "\t" not in out
+    assert len(out) <= 40
+    assert out.endswith("\u2026")
+
+
+def test_markdown_text_escapes_directives_links_and_html() -> None:
+    raw = "**bold** [x](http://y) :red[alarm] $x^2$ <b>hi</b> # head"
+    out = text.markdown_text(raw)
+    assert "**" not in out.replace("\\*", "")
+    for token in ("[", "]", "(", ")", ":", "$", "<", ">", "#"):
+        assert all(out[i - 1] == "\\" for i, c in enumerate(out) if c == token), token
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['=HYPERLINK("http://x")', "+SUM(A1:A9)", "-2+3", "@cmd", "\t=1", " =1+1", "\uff1dcmd"],
+    ids=["hyperlink", "plus", "minus", "at", "tab", "space-equals", "fullwidth-equals"],
+)
+def test_csv_cell_neutralises_formulas(raw: str) -> None:
+    assert text.csv_cell(raw).startswith("'")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["plain text", "a = b", "3 + 4", "", None],
+    ids=["plain", "mid-equals", "mid-plus", "empty", "none"],
+)
+def test_csv_cell_leaves_ordinary_text(raw: str | None) -> None:
+    assert text.csv_cell(raw) == ("" if raw is None else raw)
+
+
+def test_examples_csv_round_trips_and_is_safe() -> None:
+    rows = [(0, 17, 3, "src", '=HYPERLINK("http://x")'), (1, 18, 3, "=evil", 'quote " and, comma\nnewline')]
+    out = text.examples_csv(rows, ("rank", "point_id", "leaf_id", "source", "text"))
+    parsed = list(csv.reader(io.StringIO(out)))
+    assert parsed[0] == ["rank", "point_id", "leaf_id", "source", "text"]
+    assert parsed[1] == ["0", "17", "3", "src", '\'=HYPERLINK("http://x")']
+    assert parsed[2] == ["1", "18", "3", "'=evil", 'quote " and, comma\nnewline']
+
+
+# --------------------------------------------------------------------------------------------------------------
+# state: query parameters
+
+
+def test_default_view_uses_active_domains() -> None:
+    view = default_view(SHAPE)
+    assert view.envelope == "C"
+    assert view.budget == SHAPE.total_points
+    assert view.effective_weights().tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert to_query(view, SHAPE) == {}
+
+
+def test_no_active_domain_means_all_active() -> None:
+    shape = StoreShape(("a", "b"), (False, False), 5, 10)
+    assert default_view(shape).active == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("C", "C"),
+        ("harp-e", "E"),
+        ("HARP-C", "C"),
+        ("Both", "both"),
+        ("harp_e", "E"),
+        ("x", None),
+        ("", None),
+    ],
+)
+def test_normalise_envelope(spelling: str, expected: str | None) -> None:
+    assert normalise_envelope(spelling) == expected
+
+
+def test_query_round_trip_example() -> None:
+    view = ViewState(
+        envelope="both",
+        budget=1234,
+        weights=(0.5, 2.0, 1.0, 0.1),
+        active=(True, False, True, True),
+        color="bio, chem",
+        pinned=(3, 1),
+        excluded=(7,),
+    )
+    query = to_query(view, SHAPE)
+    assert query == {
+        "envelope": "both",
+        "budget": "1234",
+        "weights": "0.5,2,1,0.1",
+        "active": "1011",
+        "color": "bio, chem",
+        "pin": "3,1",
+        "exclude": "7",
+    }
+    parsed, warnings = parse_query(query, SHAPE)
+    assert warnings == []
+    assert parsed == view
+
+
+views = st.builds(
+    ViewState,
+    envelope=st.sampled_from(["C", "E", "both"]),
+    budget=st.integers(0, SHAPE.total_points),
+    weights=st.tuples(*[st.floats(0, 1e6, allow_nan=False, allow_infinity=False)] * 4),
+    active=st.tuples(*[st.booleans()] * 4),
+    color=st.sampled_from([OBJECTIVE, *SHAPE.domain_names]),
+    pinned=st.lists(st.integers(0, 24), unique=True, max_size=6).map(tuple),
+    excluded=st.lists(st.integers(25, 49), unique=True, max_size=6).map(tuple),
+)
+
+
+@given(views)
+@example(default_view(SHAPE))
+def test_query_round_trip(view: ViewState) -> None:
+    parsed, warnings = parse_query(to_query(view, SHAPE), SHAPE)
+    if view.effective_weights().any():
+        assert warnings == []
+        assert parsed == view
+    else:
+        # All-zero weights cannot select anything; a link with them falls back to the default weights.
+        assert len(warnings) == 1 and "weight 0" in warnings[0]
+        assert parsed.weights == default_view(SHAPE).weights
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"envelope": "Z"}, "envelope"),
+        ({"budget": "-5"}, "budget"),
+        ({"budget": "12.5"}, "budget"),
+        ({"budget": "1e9"}, "budget"),
+        ({"weights": "a,b,c,d"}, "weights"),
+        ({"weights": "1,2"}, "weights"),
+        ({"weights": "1,-1,1,1"}, "weights"),
+        ({"weights": "1,nan,1,1"}, "weights"),
+        ({"weights": "1,inf,1,1"}, "weights"),
+        ({"active": "10"}, "active"),
+        ({"active": "10x1"}, "active"),
+        ({"color": "<script>"}, "color"),
+        ({"pin": "1,99"}, "pin"),
+        ({"pin": "-1"}, "pin"),
+        ({"exclude": "abc"}, "exclude"),
+        ({"pin": "1,2", "exclude": "2"}, "both"),
+        ({"weights": "0,0,0,0"}, "weight 0"),
+        ({"pin": "1" * 300_000}, "longer"),
+    ],
+    ids=lambda v: str(v)[:30] if isinstance(v, str) else None,
+)
+def test_bad_query_params_warn_and_default(params: dict[str, str], fragment: str) -> None:
+    view, warnings = parse_query(params, SHAPE)
+    assert warnings, params
+    assert any(fragment in w for w in warnings)
+    assert isinstance(view, ViewState)
+    assert view.effective_weights().any()
+
+
+def test_budget_above_pool_is_clamped() -> None:
+    view, warnings = parse_query({"budget": "999999"}, SHAPE)
+    assert view.budget == SHAPE.total_points
+    assert warnings and "more than" in warnings[0]
+
+
+def test_query_lists_take_the_last_value_and_unknown_keys_are_ignored() -> None:
+    view, warnings = parse_query({"envelope": ["C", "E"], "embed": "true", "store": "/etc/passwd"}, SHAPE)
+    assert view.envelope == "E"
+    assert warnings == []
+
+
+def test_pin_and_exclude_in_both_is_neither() -> None:
+    view, _ = parse_query({"pin": "1,2", "exclude": "2,3"}, SHAPE)
+    assert view.pinned == (1,)
+    assert view.excluded == (3,)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# figures
+
+
+def _map_data(n: int = 12) -> figures.LeafMapData:
+    rng = np.random.default_rng(0)
+    measured = np.zeros(n, dtype=bool)
+    measured[::4] = True
+    return figures.LeafMapData(
+        x=rng.normal(size=n),
+        y=rng.normal(size=n),
+        parent=np.arange(n) // 4,
+        large=np.arange(n) // 8,
+        size=rng.integers(1, 100, n),
+        measured=measured,
+        examples=[text.hover_text(f"<b>example</b> {g}") for g in range(n)],
+    )
+
+
+def test_leaf_map_carries_leaf_ids_and_centres_the_scale() -> None:
+    data = _map_data()
+    effect = np.linspace(-0.02, 0.05, 12)
+    fig = figures.leaf_map(
+        data, effect, np.full(12, 0.01), color_label="phi[<i>x</i>]", selected={"C": [1, 5]}, opened=[2]
+    )
+    spec = json.loads(fig.to_json())
+    traces = {t["name"]: t for t in spec["data"]}
+    assert list(traces) == list(figures.MAP_TRACES)
+    assert traces["selected (HARP-E)"]["visible"] is False  # no HARP-E selection given
+    assert traces["open in leaf panel"]["visible"] is True
+    ids = []
+    for name in ("inferred leaf", "measured leaf"):
+        custom = fig.data[[t.name for t in fig.data].index(name)].customdata
+        ids += [int(row[0]) for row in custom]
+    assert sorted(ids) == list(range(12))
+    measured_ids = [int(r[0]) for r in fig.data[[t.name for t in fig.data].index("measured leaf")].customdata]
+    assert measured_ids == [0, 4, 8]
+    axis = spec["layout"]["coloraxis"]
+    assert axis["cmid"] == 0.0 and axis["cmin"] == -axis["cmax"]
+    assert "helps" in axis["colorbar"]["title"]["text"] and "hurts" in axis["colorbar"]["title"]["text"]
+    assert "<i>" not in axis["colorbar"]["title"]["text"]  # the label is escaped
+    selected = fig.data[[t.name for t in fig.data].index("selected (HARP-C)")]
+    assert [int(r[0]) for r in selected.customdata] == [1, 5]
+    for trace in fig.data[:2]:
+        assert all("<b>" not in t for t in trace.text)
+
+
+def test_mark_leaves_updates_a_cached_map_in_place() -> None:
+    data = _map_data()
+    fig = figures.leaf_map(data, np.zeros(12), np.zeros(12), color_label="x")
+    big = fig.data[0]
+    figures.mark_leaves(fig, data, selected={"C": np.array([3]), "E": np.array([3, 4])}, opened=[])
+    assert fig.data[0] is big
+    rings = {t.name: [int(r[0]) for r in t.customdata] for t in fig.data[2:4]}
+    assert rings == {"selected (HARP-C)": [3], "selected (HARP-E)": [3, 4]}
+    assert fig.data[2].visible and fig.data[3].visible and not fig.data[4].visible
+
+
+def test_thin_indices_keeps_ends_and_cut() -> None:
+    shown = figures.thin_indices(10_001, keep=(1234,), max_points=100)
+    assert shown[0] == 0 and shown[-1] == 10_000 and 1234 in shown
+    assert len(shown) <= 102 and np.all(np.diff(shown) > 0)
+    assert figures.thin_indices(5).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_leaf_map_labels_large_nodes() -> None:
+    fig = figures.leaf_map(_map_data(), np.zeros(12), np.zeros(12), color_label="x", labels="large")
+    labels = [t for t in fig.data if t.name == "large nodes"][0]
+    assert list(labels.text) == ["L0", "L1"]
+
+
+def test_leaf_ids_from_event() -> None:
+    event = {
+        "selection": {
+            "points": [
+                {"customdata": [4.0, 1.0, 20.0, 0.1, 0.01]},
+                {"customdata": {"0": 9, "1": 0, "2": 73, "3": 0.002, "4": 0.004}},  # as Streamlit sends it
+                {"customdata": []},
+                {"customdata": [4.0]},
+                {"customdata": 7},
+                {"curve_number": 0},
+                {"customdata": ["not a number"]},
+            ]
+        }
+    }
+    assert figures.leaf_ids_from_event(event) == [4, 7, 9]
+    assert figures.leaf_ids_from_event(None) == []
+    assert figures.leaf_ids_from_event({"selection": {"points": []}}) == []
+
+
+def test_objective_effect_is_the_weighted_mean() -> None:
+    phi = np.array([[0.1, -0.2], [0.0, 0.4]])
+    sd = np.array([[0.3, 0.4], [0.0, 0.0]])
+    mean, spread = figures.objective_effect(phi, sd, np.array([1.0, 3.0]))
+    np.testing.assert_allclose(mean, [(0.1 - 0.6) / 4, 1.2 / 4])
+    np.testing.assert_allclose(spread, [np.sqrt(0.09 + 9 * 0.16) / 4, 0.0])
+
+
+def test_gain_curve_marks_cut_and_budget() -> None:
+    gains = np.array([0.05, 0.02, -0.01, -0.03])
+    fig = figures.gain_curve({"C": (np.array([10, 30, 35, 60]), gains, 2)}, budget=20, total_points=60)
+    cut = [t for t in fig.data if "cut" in t.name][0]
+    assert list(cut.x) == [30] and cut.y[0] == pytest.approx(0.07)
+    assert fig.layout.xaxis.type == "log"
+    budget = [t for t in fig.data if t.name == "budget 20"][0]
+    assert list(budget.x) == [20, 20]
+
+
+def test_predicted_scores_and_leaf_effects_build() -> None:
+    names = ["<b>a</b>", "b"]
+    fig = figures.predicted_scores(
+        names, np.array([0.5, 0.6]), {"C": np.array([0.55, 0.6])}, np.array([1.0, 0.0])
+    )
+    assert "&lt;b&gt;a&lt;/b&gt;" in fig.layout.yaxis.ticktext[0]
+    assert "(weight 0)" in fig.layout.yaxis.ticktext[1]
+    fig = figures.leaf_effects(
+        names, [3], np.array([[0.1, -0.1]]), np.array([[0.01, 0.02]]), np.array([[True, False]])
+    )
+    assert list(fig.data[0].marker.symbol) == ["diamond", "circle-open"]
+
+
+def test_weights_frame_round_trip() -> None:
+    from app.controls import view_weights_from_frame
+
+    frame = pd.DataFrame({"active": [True, False, None], "weight": [2.0, None, -1.0]})
+    weights, active = view_weights_from_frame(frame)
+    assert weights == (2.0, 0.0, 0.0)
+    assert active == (True, False, False)
