@@ -28,13 +28,8 @@ import streamlit as st
 
 from app import text
 from app.state import StoreShape
-from harp.select import select
-
-try:  # a fast path that harp may offer; see run_selection
-    from harp.select import with_budget as _with_budget  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the harp version
-    _with_budget = None
-from harp.store import Store, StoreError
+from harp.select import select, with_budget
+from harp.store import Store, StoreError, StoreIncompleteError, StoreLockedError
 
 ENV_VAR = "HARP_STORE"
 # Wait at most this long for a writer to release the store before telling the user to retry.
@@ -136,22 +131,15 @@ def _open(path: str, *, read_only: bool = True) -> Any:
     """Open the store, turning library errors into a StoreProblem the page can show."""
     try:
         return Store.open(path, read_only=read_only, lock_timeout=LOCK_TIMEOUT_S)
-    except TypeError:
-        # A Store.open without lock_timeout: fall back to its own default.
-        try:
-            return Store.open(path, read_only=read_only)
-        except StoreError as error:
-            raise _problem(error) from error
     except StoreError as error:
         raise _problem(error) from error
 
 
 def _problem(error: Exception) -> StoreProblem:
     message = str(error)
-    lowered = message.lower()
-    if "no posterior effects" in lowered or "build the tree" in lowered:
+    if isinstance(error, StoreIncompleteError):
         return StoreProblem("empty", message[:1].upper() + message[1:])
-    if "lock" in lowered or "busy" in lowered or "being written" in lowered:
+    if isinstance(error, StoreLockedError):
         return StoreProblem(
             "locked",
             "The store is being written by another process (a running `harp measure`?). "
@@ -251,21 +239,6 @@ def load_bundle(path: str) -> tuple[StoreBundle, str | None]:
     return bundle, None
 
 
-def _select(
-    bundle: StoreBundle, envelope: str, weights: tuple[float, ...], budget: int | None, pinned, excluded
-) -> Any:
-    return select(
-        bundle.phi,
-        bundle.base,
-        envelope=envelope,
-        weights=np.asarray(weights, dtype=np.float64),
-        members=bundle.members,
-        budget=None if budget is None else int(budget),
-        pinned=list(pinned),
-        excluded=list(excluded),
-    )
-
-
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _ranking(
     path: str,
@@ -276,7 +249,16 @@ def _ranking(
     excluded: tuple[int, ...],
 ) -> Any:
     """The uncapped selection: its greedy order and cut do not depend on the budget."""
-    return _select(_load_bundle(path, token), envelope, weights, None, pinned, excluded)
+    bundle = _load_bundle(path, token)
+    return select(
+        bundle.phi,
+        bundle.base,
+        envelope=envelope,
+        weights=np.asarray(weights, dtype=np.float64),
+        members=bundle.members,
+        pinned=list(pinned),
+        excluded=list(excluded),
+    )
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -291,16 +273,13 @@ def run_selection(
 ) -> Any:
     """``harp.select`` on the store's posterior means; cached, since the user flips back and forth.
 
-    When harp offers ``with_budget`` (re-cap a selection at another budget without rerunning the greedy), a
-    budget change reuses the cached uncapped ranking; otherwise every change runs ``harp.select`` in full.
+    A budget change reuses the cached uncapped ranking (``with_budget`` re-caps it without rerunning the greedy).
     """
     bundle = _load_bundle(path, token)
-    if _with_budget is None:
-        return _select(bundle, envelope, weights, budget, pinned, excluded)
     ranking = _ranking(path, token, envelope, weights, pinned, excluded)
     if budget is None:
         return ranking
-    return _with_budget(
+    return with_budget(
         ranking,
         int(budget),
         phi=bundle.phi,

@@ -7,19 +7,30 @@ every stage's results) and the CSV export helpers. Everything else lives in subm
 __version__ = "0.1.0"
 
 from harp.export import selection_csv, selection_manifest, write_selection
-from harp.select import Selection, select
-from harp.store import SelectionInputs, Store, StoreError, export_parquet, import_parquet
+from harp.select import Selection, select, with_budget
+from harp.store import (
+    SelectionInputs,
+    Store,
+    StoreError,
+    StoreIncompleteError,
+    StoreLockedError,
+    export_parquet,
+    import_parquet,
+)
 
 __all__ = [
     "Selection",
     "SelectionInputs",
     "Store",
     "StoreError",
+    "StoreIncompleteError",
+    "StoreLockedError",
     "__version__",
     "export_parquet",
     "import_parquet",
     "select",
     "selection_csv",
     "selection_manifest",
+    "with_budget",
     "write_selection",
 ]

@@ -101,6 +101,9 @@ def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
         raise ValueError(f"phi has {n_leaves} rows but members has {len(value)} leaves")
     members = []
     for g, points in enumerate(value):
+        if isinstance(points, np.ndarray) and points.dtype == np.int64 and points.ndim == 1:
+            members.append(points)  # the common case (arrays from a store), checked in bulk below
+            continue
         array = np.asarray(points)
         if array.size == 0:
             members.append(np.zeros(0, dtype=np.int64))
@@ -109,16 +112,24 @@ def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
             raise ValueError(
                 f"members[{g}] must be a 1-D array of integer point indices, got {array.dtype} {array.shape}"
             )
-        if (array < 0).any():
-            raise ValueError(f"members[{g}] holds a negative point index {int(array.min())}")
         members.append(array.astype(np.int64, copy=False))
     flat = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
-    if flat.size:
+    if flat.size == 0:
+        return members
+    if flat.min() < 0:
+        g = next(g for g, m in enumerate(members) if m.size and m.min() < 0)
+        raise ValueError(f"members[{g}] holds a negative point index {int(members[g].min())}")
+    # Counting is linear when ids are dense (the usual case); sort otherwise.
+    if int(flat.max()) < 4 * flat.size + 1024:
+        counts = np.bincount(flat)
+        repeated = np.flatnonzero(counts > 1)
+    else:
         unique, counts = np.unique(flat, return_counts=True)
-        if (counts > 1).any():
-            point = int(unique[np.argmax(counts > 1)])
-            leaves = [g for g, m in enumerate(members) if (m == point).any()]
-            raise ValueError(f"members: point {point} is in more than one leaf (leaves {leaves[:5]})")
+        repeated = unique[counts > 1]
+    if repeated.size:
+        point = int(repeated[0])
+        leaves = [g for g, m in enumerate(members) if (m == point).any()]
+        raise ValueError(f"members: point {point} is in more than one leaf (leaves {leaves[:5]})")
     return members
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -366,10 +365,15 @@ def app(obj: Context, store: Path, host: str, port: int) -> None:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
     ]
     obj.log(f"serving {store} at http://{host}:{port}")
     environment = {**os.environ, "HARP_STORE": str(store.resolve())}
-    raise SystemExit(subprocess.call(command, env=environment))
+    # Replace this process, so stopping `harp app` (Ctrl-C, kill) stops the server too.
+    os.execve(sys.executable, command, environment)
 
 
 def _register_extensions() -> None:

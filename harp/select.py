@@ -149,10 +149,61 @@ def select(
 
     order, gains = greedy_order(phi, base, weights, envelope_code, pinned_ids, excluded_ids)
     cut = best_prefix_cut(gains, n_pinned=pinned_ids.size)
-    points, point_leaves = _take_points(members_list, order[:cut], budget)
+    return _assemble(phi, base, weights, members_list, envelope_code, order, gains, cut, budget)
+
+
+def with_budget(
+    selection: Selection,
+    budget: int | None,
+    *,
+    phi: Any,
+    base: Any,
+    envelope: str,
+    weights: Any = None,
+    members: Any = None,
+) -> Selection:
+    """The same selection under another point budget, without rerunning the greedy.
+
+    The greedy order and the cut do not depend on the budget, so this equals ``select(..., budget=budget)`` with
+    the arguments that produced ``selection`` (which the caller must pass again, pins and exclusions aside).
+    """
+    envelope_code = check_envelope(envelope)
+    phi = check_matrix(phi, "phi")
+    base = check_base(base, phi.shape[1])
+    weights = check_weights(weights, phi.shape[1])
+    members_list = check_members(members, phi.shape[0])
+    budget = check_budget(budget)
+    if selection.order.size and int(selection.order.max()) >= phi.shape[0]:
+        raise ValueError(f"selection ranks leaf {int(selection.order.max())} but phi has {phi.shape[0]} rows")
+    return _assemble(
+        phi,
+        base,
+        weights,
+        members_list,
+        envelope_code,
+        selection.order,
+        selection.gains,
+        selection.cut,
+        budget,
+    )
+
+
+def _assemble(
+    phi: np.ndarray,
+    base: np.ndarray,
+    weights: np.ndarray,
+    members: list[np.ndarray],
+    envelope: str,
+    order: np.ndarray,
+    gains: np.ndarray,
+    cut: int,
+    budget: int | None,
+) -> Selection:
+    """Points, kept leaves and predicted scores of the first ``cut`` leaves of ``order`` under ``budget``."""
+    points, point_leaves = _take_points(members, order[:cut], budget)
     kept = np.isin(order[:cut], np.unique(point_leaves))
     leaves = order[:cut][kept]
-    predicted = predicted_scores(phi, base, leaves, envelope_code)
+    predicted = predicted_scores(phi, base, leaves, envelope)
     return Selection(
         order=order,
         gains=gains,

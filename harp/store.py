@@ -66,6 +66,14 @@ class StoreError(Exception):
     """A store file that cannot be used as asked: missing, corrupt, foreign, too new, locked, or exists."""
 
 
+class StoreLockedError(StoreError):
+    """Another connection held the store for longer than ``lock_timeout``; retrying later can succeed."""
+
+
+class StoreIncompleteError(StoreError):
+    """The store is valid but lacks what was asked for (no tree, domains or posterior effects yet)."""
+
+
 @dataclass(frozen=True)
 class SelectionInputs:
     """Everything :func:`harp.select` and the app need, read from a store in a few queries.
@@ -183,7 +191,7 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.Duck
             )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise StoreError(message) from conflict
+            raise StoreLockedError(message) from conflict
         time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
         delay = min(delay * 2, 0.25)
 
@@ -1138,11 +1146,11 @@ class Store:
         leaf_size = np.asarray(leaves["size"], dtype=np.int64)
         n_leaves, n_domains = leaf_size.size, len(domains["name"])
         if n_leaves == 0 or n_domains == 0:
-            raise StoreError(
+            raise StoreIncompleteError(
                 f"{self.path} has {n_leaves} leaves and {n_domains} domains: build the tree and domains first"
             )
         if len(effects["mean"]) != n_leaves * n_domains:
-            raise StoreError(
+            raise StoreIncompleteError(
                 f"{self.path} has no posterior effects for its {n_leaves} leaves x {n_domains} domains yet; "
                 "run the measurement and Bayes stages (or `harp synth` for a demo store)"
             )

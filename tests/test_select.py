@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from reference_select import reference_order
 
 from harp import select
-from harp.select import best_prefix_cut, greedy_order, predicted_scores
+from harp.select import best_prefix_cut, greedy_order, predicted_scores, with_budget
 
 NONE = np.zeros(0, dtype=np.int64)
 
@@ -103,6 +103,24 @@ def test_without_pins_or_exclusions_the_defaults_change_nothing(rng):
     explicit = select(phi, base, envelope="C", pinned=[], excluded=[], weights=np.ones(4))
     np.testing.assert_array_equal(plain.order, explicit.order)
     np.testing.assert_array_equal(plain.gains, explicit.gains)
+
+
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_with_budget_equals_a_fresh_select(rng, envelope):
+    phi = rng.normal(0.01, 0.05, (40, 5))
+    base = rng.uniform(0.2, 0.9, 5)
+    members = [np.arange(3 * g, 3 * g + 1 + g % 3) for g in range(40)]
+    full = select(phi, base, envelope=envelope, members=members, pinned=[5], excluded=[6])
+    for budget in [None, 0, 1, 7, 10_000]:
+        fresh = select(phi, base, envelope=envelope, members=members, budget=budget, pinned=[5], excluded=[6])
+        cheap = with_budget(full, budget, phi=phi, base=base, envelope=envelope, members=members)
+        for field in ("order", "gains", "leaves", "points", "point_leaves", "predicted"):
+            np.testing.assert_array_equal(getattr(cheap, field), getattr(fresh, field))
+        assert cheap.cut == fresh.cut and cheap.utility == fresh.utility
+    with pytest.raises(ValueError, match="budget must be >= 0"):
+        with_budget(full, -1, phi=phi, base=base, envelope=envelope, members=members)
+    with pytest.raises(ValueError, match="selection ranks leaf 39 but phi has 10 rows"):
+        with_budget(full, 5, phi=phi[:10], base=base, envelope=envelope)
 
 
 def test_empty_pool():
