@@ -766,6 +766,29 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 if gain > best_gain or (gain == best_gain and g < best):
                     best = g
                     best_gain = gain
+            # Refresh the most promising bound until it is current: its gain is then one that is reached, and
+            # only bounds above it need looking at.
+            while trees[_ALL, 1] > -np.inf:
+                g = _tree_top(trees[_ALL], size)
+                if stamp[g] == drift:
+                    gain = _exact_gain(g, state)
+                    if gain > best_gain or (gain == best_gain and g < best):
+                        best = g
+                        best_gain = gain
+                    break
+                _refresh_e(
+                    g,
+                    total,
+                    saturated,
+                    phi,
+                    weights,
+                    weight_sum,
+                    saturated_term,
+                    saturated_part,
+                    stamp,
+                    drift,
+                )
+                _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
             while True:
                 threshold = best_gain - _TOLERANCE - drift
                 if trees[_ALL, 1] < threshold:
