@@ -7,6 +7,7 @@ every stage's results) and the CSV export helpers. Everything else lives in subm
 __version__ = "0.1.0"
 
 from harp.export import selection_csv, selection_manifest, write_selection
+from harp.pipeline import HarpResult, harp
 from harp.select import Selection, select, with_budget
 from harp.store import (
     SelectionInputs,
@@ -19,6 +20,7 @@ from harp.store import (
 )
 
 __all__ = [
+    "HarpResult",
     "Selection",
     "SelectionInputs",
     "Store",
@@ -27,6 +29,7 @@ __all__ = [
     "StoreLockedError",
     "__version__",
     "export_parquet",
+    "harp",
     "import_parquet",
     "select",
     "selection_csv",

@@ -201,6 +201,14 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     default=None,
     help="Train on at most this many (most central) examples of a leaf.",
 )
+@click.option(
+    "--next",
+    "next_k",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Measure the K unmeasured leaves whose measurement would most change the selection "
+    "(needs effects: run `harp infer` first, and again after).",
+)
 def measure_command(
     store_path: Path,
     model: str,
@@ -222,6 +230,7 @@ def measure_command(
     workers_per_device: int,
     address: str | None,
     max_examples_per_leaf: int | None,
+    next_k: int | None,
 ) -> None:
     """Train a LoRA adapter per leaf and store its effect phi on every eval domain (resumable).
 
@@ -237,8 +246,8 @@ def measure_command(
     from harp.measure import run_measurements
     from harp.store import Store
 
-    if (leaves is None) == (budget is None):
-        raise click.UsageError("give exactly one of --leaves and --budget")
+    if [leaves, budget, next_k].count(None) != 2:
+        raise click.UsageError("give exactly one of --leaves, --budget and --next")
     if budget is not None and features is None:
         raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
     leaf_ids = _int_list(leaves, "--leaves")
@@ -252,7 +261,12 @@ def measure_command(
         store = Store.open(store_path)
         pool = load_training_pool(pool_path)
         eval_set = load_eval_set(eval_path)
-        if leaf_ids is None:
+        if next_k is not None:
+            from harp.active import next_leaves
+
+            leaf_ids = [int(g) for g in next_leaves(store, next_k).leaves]
+            _log(f"--next {next_k}: measuring leaves {leaf_ids}; run `harp infer` afterwards")
+        elif leaf_ids is None:
             assert features is not None and budget is not None
             leaf_ids = [int(g) for g in _representatives(store, features, budget)]
         report = run_measurements(

@@ -340,7 +340,7 @@ def test_cli_measure_with_budget(tiny_model: Path, eval_set: EvalSet, tmp_path: 
     assert {g // 2 for g in report["measured"]} == {0, 1}
 
     result = CliRunner().invoke(main, [*arguments, "--budget", "2", "--leaves", "1"])
-    assert result.exit_code == 2 and "exactly one of --leaves and --budget" in result.output
+    assert result.exit_code == 2 and "exactly one of --leaves, --budget and --next" in result.output
     result = CliRunner().invoke(main, [*arguments[:-2], "--budget", "2"])
     assert result.exit_code == 2 and "--budget needs --features" in result.output
     result = CliRunner().invoke(main, [*arguments, "--leaves", "7"])
