@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--domains", type=int, default=8)
     parser.add_argument("--per-domain", type=int, default=40)
+    parser.add_argument("--pool-per-domain", type=int, default=None, help="cap the pool questions of a topic")
     parser.add_argument("--arithmetic", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -63,7 +64,7 @@ def main() -> None:
                     "domain": topic,
                 }
             )
-        for row in rows[args.per_domain :]:
+        for row in rows[args.per_domain :][: args.pool_per_domain]:
             pool.append(
                 {"prompt": as_prompt(row), "response": f" {row['correct_answer']}", "source": f"mmlu/{topic}"}
             )
