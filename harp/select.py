@@ -288,6 +288,12 @@ def _clip(value: float) -> float:
     return value
 
 
+@numba.njit(cache=True, inline="always")
+def _better(gain: float, g: int, best_gain: float, best: int) -> bool:
+    """Whether leaf g with this gain beats the best so far: a larger gain, or an equal one and a smaller id."""
+    return gain > best_gain or (gain == best_gain and g < best)
+
+
 @numba.njit(cache=True)
 def _tree_size(n: int) -> int:
     size = 1
@@ -515,7 +521,7 @@ def _pick(trees: np.ndarray, size: int, cap: float, candidates: np.ndarray, stat
         # Only bounds are known: score the most promising capped leaf to learn a gain that is reached.
         g = _tree_top(trees[_CAPPED], size)
         gain = _exact_gain(g, state)
-        if gain > best_gain or (gain == best_gain and g < best):
+        if _better(gain, g, best_gain, best):
             best = g
             best_gain = gain
         low = best_gain
@@ -529,7 +535,7 @@ def _pick(trees: np.ndarray, size: int, cap: float, candidates: np.ndarray, stat
         for i in range(count):
             g = candidates[i]
             gain = _exact_gain(g, state)
-            if gain > best_gain or (gain == best_gain and g < best):
+            if _better(gain, g, best_gain, best):
                 best = g
                 best_gain = gain
     return best, best_gain
@@ -748,7 +754,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 for i in range(n_scanned):
                     g = scanned[i]
                     gain = _exact_gain(g, state)
-                    if gain > best_gain or (gain == best_gain and g < best):
+                    if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
             if trees[_OPEN, 1] >= best_gain - _TOLERANCE:
@@ -756,14 +762,14 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 for i in range(count):
                     g = candidates[i]
                     gain = _exact_gain(g, state)
-                    if gain > best_gain or (gain == best_gain and g < best):
+                    if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
         else:
             if trees[_OPEN, 1] > -np.inf:
                 g = _tree_top(trees[_OPEN], size)
                 gain = _exact_gain(g, state)
-                if gain > best_gain or (gain == best_gain and g < best):
+                if _better(gain, g, best_gain, best):
                     best = g
                     best_gain = gain
             # Refresh the most promising bound until it is current: its gain is then one that is reached, and
@@ -772,7 +778,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 g = _tree_top(trees[_ALL], size)
                 if stamp[g] == drift:
                     gain = _exact_gain(g, state)
-                    if gain > best_gain or (gain == best_gain and g < best):
+                    if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
                     break
@@ -813,7 +819,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                         )
                         _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
                     gain = _exact_gain(g, state)
-                    if gain > best_gain or (gain == best_gain and g < best):
+                    if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
                 if not stale:
