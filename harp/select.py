@@ -504,6 +504,18 @@ def _exact_gain(g: int, state: Any) -> float:
 
 
 @numba.njit(cache=True)
+def _best_of(leaves: np.ndarray, count: int, state: Any, best: int, best_gain: float) -> tuple[int, float]:
+    """Score ``leaves[:count]`` exactly and return the best of them and the best so far."""
+    for i in range(count):
+        g = leaves[i]
+        gain = _exact_gain(g, state)
+        if _better(gain, g, best_gain, best):
+            best = g
+            best_gain = gain
+    return best, best_gain
+
+
+@numba.njit(cache=True)
 def _pick(trees: np.ndarray, size: int, cap: float, candidates: np.ndarray, state: Any) -> tuple[int, float]:
     """The remaining leaf with the largest exact gain (ties: smaller id).
 
@@ -532,12 +544,7 @@ def _pick(trees: np.ndarray, size: int, cap: float, candidates: np.ndarray, stat
         if trees[k, 1] + shift < low - _TOLERANCE:
             continue
         count = _tree_collect(trees[k], size, low - _TOLERANCE - shift, candidates)
-        for i in range(count):
-            g = candidates[i]
-            gain = _exact_gain(g, state)
-            if _better(gain, g, best_gain, best):
-                best = g
-                best_gain = gain
+        best, best_gain = _best_of(candidates, count, state, best, best_gain)
     return best, best_gain
 
 
@@ -634,6 +641,27 @@ def _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, sa
 
 
 @numba.njit(cache=True)
+def _renew_e(g, books, drift):  # type: ignore[no-untyped-def]
+    """Refresh leaf g at the current scores and move it to its trees."""
+    (
+        total,
+        saturated,
+        phi,
+        weights,
+        weight_sum,
+        approx,
+        moved,
+        saturated_term,
+        saturated_part,
+        stamp,
+        trees,
+        size,
+    ) = books
+    _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift)
+    _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
+
+
+@numba.njit(cache=True)
 def _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild):  # type: ignore[no-untyped-def]
     values = (
         approx[g] + saturated_part[g] - stamp[g],
@@ -714,6 +742,20 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     for k in range(3):
         _tree_build(trees[k], size)
 
+    books = (
+        total,
+        saturated,
+        phi,
+        weights,
+        weight_sum,
+        approx,
+        moved,
+        saturated_term,
+        saturated_part,
+        stamp,
+        trees,
+        size,
+    )
     candidates = np.empty(n_leaves, dtype=np.int64)
     scanned = np.empty(n_leaves, dtype=np.int64)
     dirty = np.empty(n_leaves, dtype=np.int64)
@@ -751,20 +793,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             # Leaves that move no unsaturated domain gain at most 0: only the scanned ones, whose ids are
             # smaller, can tie, and only when a drop in a saturated domain can be too small to see.
             if _saturated_cap(total, saturated, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
-                for i in range(n_scanned):
-                    g = scanned[i]
-                    gain = _exact_gain(g, state)
-                    if _better(gain, g, best_gain, best):
-                        best = g
-                        best_gain = gain
+                best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
             if trees[_OPEN, 1] >= best_gain - _TOLERANCE:
                 count = _tree_collect(trees[_OPEN], size, best_gain - _TOLERANCE, candidates)
-                for i in range(count):
-                    g = candidates[i]
-                    gain = _exact_gain(g, state)
-                    if _better(gain, g, best_gain, best):
-                        best = g
-                        best_gain = gain
+                best, best_gain = _best_of(candidates, count, state, best, best_gain)
         else:
             if trees[_OPEN, 1] > -np.inf:
                 g = _tree_top(trees[_OPEN], size)
@@ -782,19 +814,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                         best = g
                         best_gain = gain
                     break
-                _refresh_e(
-                    g,
-                    total,
-                    saturated,
-                    phi,
-                    weights,
-                    weight_sum,
-                    saturated_term,
-                    saturated_part,
-                    stamp,
-                    drift,
-                )
-                _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
+                _renew_e(g, books, drift)
             while True:
                 threshold = best_gain - _TOLERANCE - drift
                 if trees[_ALL, 1] < threshold:
@@ -805,19 +825,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                     g = candidates[i]
                     if stamp[g] != drift:
                         stale = True
-                        _refresh_e(
-                            g,
-                            total,
-                            saturated,
-                            phi,
-                            weights,
-                            weight_sum,
-                            saturated_term,
-                            saturated_part,
-                            stamp,
-                            drift,
-                        )
-                        _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
+                        _renew_e(g, books, drift)
                     gain = _exact_gain(g, state)
                     if _better(gain, g, best_gain, best):
                         best = g
