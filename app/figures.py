@@ -9,6 +9,7 @@ never from point indices.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,6 +266,85 @@ def mark_leaves(
         visible=bool(len(opened)),
     )
     return fig
+
+
+class _ReadyFigure(go.Figure):
+    """A figure that is only a finished plotly JSON dict, for ``st.plotly_chart``.
+
+    ``st.plotly_chart`` accepts a ``go.Figure`` without validating it again and calls its ``to_dict``; a plain dict
+    would be validated by rebuilding a ``go.Figure`` from it. ``go.Figure.to_dict`` deep-copies every array, and
+    building the map as graph objects validates each of them: together about half a second per first run at
+    10,000 leaves. This class skips both (``__init__`` too: the dict is all it has).
+    """
+
+    def to_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.__dict__["_ready_spec"]
+
+
+def ready_figure(spec: dict[str, Any]) -> go.Figure:
+    """Wrap a finished plotly JSON dict (``{"data": [...], "layout": {...}}``) for ``st.plotly_chart``."""
+    figure = object.__new__(_ReadyFigure)
+    figure.__dict__["_ready_spec"] = spec
+    return figure
+
+
+def typed_array(values: Any, dtype: str = "f4") -> dict[str, Any]:
+    """plotly.js's typed-array JSON form (``{"dtype", "bdata", "shape"}``, as ``go.Figure.to_dict`` writes it):
+    a quarter of the size of a list of floats, and no per-number parsing in the browser."""
+    array = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    spec: dict[str, Any] = {"dtype": dtype, "bdata": base64.b64encode(array.tobytes()).decode("ascii")}
+    if array.ndim > 1:
+        spec["shape"] = ", ".join(str(n) for n in array.shape)
+    return spec
+
+
+def map_spec(base: Mapping[str, Any], marks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The map's JSON dict: ``base`` (a :func:`leaf_map` figure's ``to_dict()``, shared, never mutated) with its
+    marking traces replaced by ``marks`` (from :func:`mark_traces`)."""
+    data = list(base["data"])
+    names = [trace.get("name") for trace in data]
+    for mark in marks:
+        data[names.index(mark["name"])] = dict(mark)
+    return {"data": data, "layout": base["layout"]}
+
+
+def mark_traces(
+    base: Mapping[str, Any],
+    data: LeafMapData,
+    *,
+    selected: Mapping[str, np.ndarray],
+    opened: Sequence[int],
+) -> list[dict[str, Any]]:
+    """The selection rings and open-leaf crosses as plotly JSON traces, the same as :func:`mark_leaves` sets
+    on a figure, built from the marking traces of ``base`` (a :func:`leaf_map` ``to_dict()``)."""
+    traces = {trace.get("name"): trace for trace in base["data"]}
+    sizes = marker_sizes(data.size)
+    out: list[dict[str, Any]] = []
+    for envelope, ring in (("C", 7.0), ("E", 13.0)):
+        template = traces[f"selected ({ENVELOPE_NAMES[envelope]})"]
+        leaves = np.asarray(selected.get(envelope, []), dtype=np.int64)
+        out.append(
+            {
+                **template,
+                "x": typed_array(data.x[leaves]),
+                "y": typed_array(data.y[leaves]),
+                "customdata": typed_array(leaves.reshape(-1, 1), "i4"),
+                "visible": envelope in selected,
+                "marker": {**template.get("marker", {}), "size": typed_array(sizes[leaves] + ring)},
+            }
+        )
+    template = traces["open in leaf panel"]
+    opened_ids = np.asarray(opened, dtype=np.int64)
+    out.append(
+        {
+            **template,
+            "x": typed_array(data.x[opened_ids]),
+            "y": typed_array(data.y[opened_ids]),
+            "customdata": typed_array(opened_ids.reshape(-1, 1), "i4"),
+            "visible": bool(len(opened_ids)),
+        }
+    )
+    return out
 
 
 def leaf_ids_from_event(event: Any) -> list[int]:

@@ -296,6 +296,71 @@ def test_mark_leaves_updates_a_cached_map_in_place() -> None:
     assert fig.data[2].visible and fig.data[3].visible and not fig.data[4].visible
 
 
+@pytest.mark.parametrize(
+    ("selected", "opened"),
+    [({}, []), ({"C": np.array([3])}, [5]), ({"C": np.array([3]), "E": np.array([3, 4, 11])}, [0, 7])],
+    ids=["nothing", "C-and-open", "both"],
+)
+def test_ready_map_spec_equals_the_marked_figure(selected, opened) -> None:
+    """The shared base dict plus mark_traces sends what mark_leaves on a graph-object figure would."""
+    import plotly.io
+    import plotly.tools
+
+    data = _map_data()
+    effect = np.linspace(-0.02, 0.05, 12)
+    base = figures.leaf_map(data, effect, np.full(12, 0.01), color_label="x").to_dict()
+    before = plotly.io.to_json(base, validate=False)
+    marked = figures.mark_leaves(
+        figures.leaf_map(data, effect, np.full(12, 0.01), color_label="x"),
+        data,
+        selected=selected,
+        opened=opened,
+    )
+    ready = figures.ready_figure(
+        figures.map_spec(base, figures.mark_traces(base, data, selected=selected, opened=opened))
+    )
+
+    def decoded(figure) -> dict:
+        # What st.plotly_chart sends, with typed arrays decoded to plain lists for comparison.
+        spec = json.loads(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(figure, True)))
+        for trace in spec["data"]:
+            for key in ("x", "y", "customdata"):
+                if isinstance(trace.get(key), dict):
+                    trace[key] = _decode(trace[key])
+            if isinstance(trace.get("marker", {}).get("size"), dict):
+                trace["marker"]["size"] = _decode(trace["marker"]["size"])
+        return spec
+
+    want, got = decoded(marked), decoded(ready)
+    assert got["layout"] == want["layout"]
+    assert [t["name"] for t in got["data"]] == [t["name"] for t in want["data"]]
+    for mine, theirs in zip(got["data"], want["data"], strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            if key in ("x", "y", "customdata") or key == "marker":
+                np.testing.assert_allclose(
+                    np.asarray(_sizes_or(mine[key]), dtype=float),
+                    np.asarray(_sizes_or(theirs[key]), dtype=float),
+                    rtol=1e-6,
+                )
+            else:
+                assert mine[key] == theirs[key], key
+    assert plotly.io.to_json(base, validate=False) == before  # the shared base is never mutated
+
+
+def _decode(spec: dict) -> list:
+    import base64
+
+    array = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
+    if "shape" in spec:
+        array = array.reshape([int(n) for n in spec["shape"].split(",")])
+    return array.tolist()
+
+
+def _sizes_or(value):
+    return value.get("size", []) if isinstance(value, dict) else value
+
+
 def test_thin_indices_keeps_ends_and_cut() -> None:
     shown = figures.thin_indices(10_001, keep=(1234,), max_points=100)
     assert shown[0] == 0 and shown[-1] == 10_000 and 1234 in shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
@@ -56,23 +58,46 @@ def _map_data(bundle: StoreBundle, view: ViewState) -> figures.LeafMapData:
     )
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _base_map(
+    path: str, token: tuple[int, ...], color: str, weights: tuple[float, ...], labels: str
+) -> dict[str, Any]:
+    """The map's JSON dict without selection marks, shared by every session (never mutated).
+
+    Its 10,000-marker traces with their hover texts depend only on the store, the colored quantity and the
+    labels. Building them as plotly graph objects and converting them back costs about half a second at 10,000
+    leaves, so that happens once per setting, not on every rerun or first load.
+    """
+    bundle = data._load_bundle(path, token)  # already read (and cached) by this run
+    view = ViewState(
+        envelope="C",
+        budget=0,
+        weights=weights,
+        active=tuple(True for _ in weights),
+        color=color,
+        pinned=(),
+        excluded=(),
+    )
+    effect, spread, label = panels.colored_effect(bundle, view)
+    figure = figures.leaf_map(_map_data(bundle, view), effect, spread, color_label=label, labels=labels)
+    return figure.to_dict()
+
+
 def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
     labels = st.session_state.get("ctl_labels", "none")
-    # The big traces (10,000 markers with hover text) depend only on the store, the colored quantity and the
-    # labels; the rings and crosses change on every budget or pin change. Keep this session's figure and update
-    # only the small traces in place: building the figure anew costs more than the rest of a rerun.
-    weights_key = tuple(view.effective_weights()) if view.color == OBJECTIVE else ()
-    key = (bundle.path, bundle.token, view.color, weights_key, labels)
-    cached = st.session_state.get("_map_figure")
-    data = _map_data(bundle, view)
-    if cached is None or cached[0] != key:
-        effect, spread, label = panels.colored_effect(bundle, view)
-        figure = figures.leaf_map(data, effect, spread, color_label=label, labels=labels)
-        st.session_state["_map_figure"] = (key, figure)
-    else:
-        figure = cached[1]
+    # Only the small marking traces (rings, crosses) change with the budget, weights or pins; the big ones come
+    # from the shared cache and go out as a ready dict (no graph objects, no deep copy).
+    by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
+    weights_key = () if by_domain else tuple(float(w) for w in view.effective_weights())
+    base = _base_map(bundle.path, bundle.token, view.color, weights_key, labels)
     opened = [g for g in st.session_state.get("open_leaves", []) if 0 <= g < bundle.n_leaves]
-    figures.mark_leaves(figure, data, selected={e: s.leaves for e, s in selections.items()}, opened=opened)
+    marks = figures.mark_traces(
+        base,
+        _map_data(bundle, view),
+        selected={e: s.leaves for e, s in selections.items()},
+        opened=opened,
+    )
+    figure = figures.ready_figure(figures.map_spec(base, marks))
     st.plotly_chart(
         figure,
         key="leaf_map",
