@@ -49,9 +49,11 @@ def hover_text(text: object, max_chars: int = 80) -> str:
     """Untrusted text for a plotly hover label: one line, short, links broken, HTML-escaped.
 
     Plotly splits a label on its own tags and then inserts the rest as text nodes, decoding entities; so after
-    :func:`html.escape` a ``<script>`` shows as the characters ``<script>`` and never becomes an element.
+    :func:`html.escape` a ``<script>`` shows as the characters ``<script>`` and never becomes an element. Quotes
+    stay as they are: with ``<`` escaped no tag (and so no attribute) can form, and plotly does not decode
+    ``&quot;``, so escaping them would show the entity itself (a real browser showed ``href=&quot;...``).
     """
-    return html.escape(neutralise_links(one_line(text, max_chars)), quote=True)
+    return html.escape(neutralise_links(one_line(text, max_chars)), quote=False)
 
 
 def markdown_text(text: object, max_chars: int | None = None) -> str:

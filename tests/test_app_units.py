@@ -55,6 +55,12 @@ def test_hover_text_escapes_html(raw: str, forbidden: str) -> None:
     assert "&lt;" in out
 
 
+def test_hover_text_leaves_quotes_alone() -> None:
+    # plotly's hover shows "&quot;" literally; quotes cannot open an attribute once "<" is escaped.
+    out = text.hover_text('<a href="x">it\'s</a>', max_chars=200)
+    assert out == '&lt;a href="x"&gt;it\'s&lt;/a&gt;'
+
+
 def test_hover_text_breaks_markdown_and_bare_links() -> None:
     out = text.hover_text("See [the guide](http://example.com) or javascript:alert(1)", max_chars=200)
     assert "](" not in out

@@ -163,3 +163,199 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
         nav = other.locator('[data-testid="stSidebarNav"]').inner_text()
         assert "Explore" in nav and "streamlit app" not in nav.lower()
         assert other.locator('[data-testid="stException"]').count() == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Map interaction, hostile hover text, and a saved selection, against one shared server.
+
+HOSTILE_IMG = "<img src=x onerror=window.__pwned=1> look"
+HOSTILE_LINK = '<a href="javascript:window.__pwned=2">go</a>'
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A small synthetic store whose most isolated leaf shows two hostile example texts; one app server and one
+    browser for the tests below."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    import duckdb
+
+    from harp.store import Store
+    from harp.synth import synth_store
+
+    store = tmp_path_factory.mktemp("browser-shared") / "shared.duckdb"
+    synth_store(store, leaves=300, domains=5, seed=5)
+    x, y = Store.open(store, read_only=True).layout()
+    points = np.column_stack([x, y])
+    gaps = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    lonely = int(np.argmax(gaps.min(axis=1)))
+    with duckdb.connect(str(store)) as con:
+        for rank, hostile in enumerate((HOSTILE_IMG, HOSTILE_LINK)):
+            con.execute(
+                "UPDATE points SET text = ? WHERE leaf_id = ? AND rank_in_leaf = ?", [hostile, lonely, rank]
+            )
+    with (
+        app_server(store) as url,
+        playwright_api.sync_playwright() as playwright,
+        chromium(playwright) as context,
+    ):
+        yield {"store": store, "url": url, "context": context, "lonely": lonely}
+
+
+def _leaf_pixels(page, store: Path) -> np.ndarray:
+    from harp.store import Store
+
+    page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=60_000)
+    page.wait_for_timeout(500)
+    x, y = Store.open(store, read_only=True).layout()
+    return np.array([data_to_page(page, float(a), float(b)) for a, b in zip(x, y, strict=True)])
+
+
+def _wait_input(page, label: str, expected: str, timeout_s: float = 60.0) -> None:
+    box = page.get_by_label(label, exact=True)
+    deadline = time.monotonic() + timeout_s
+    while box.input_value() != expected:
+        assert time.monotonic() < deadline, (
+            f"{label}: expected {expected!r}, page shows {box.input_value()!r}"
+        )
+        page.wait_for_timeout(100)
+
+
+def _selection_inputs(store: Path):
+    from harp.store import Store
+
+    inputs = Store.open(store, read_only=True).selection_inputs()
+    weights = np.where(inputs.active, 1.0, 0.0) if inputs.active.any() else None
+    return inputs, weights
+
+
+def test_lasso_opens_leaves_then_pin_and_exclude(shared) -> None:
+    from app.state import format_leaf_ids
+    from harp.select import select
+
+    store, page = shared["store"], shared["context"].new_page()
+    inputs, weights = _selection_inputs(store)
+    _load(page, shared["url"])
+    pixels = _leaf_pixels(page, store)
+
+    # A square lasso around some leaves whose edges pass no leaf closer than 4 px (so the expected set is exact).
+    def clean_square(centre: np.ndarray, half: float) -> np.ndarray | None:
+        low, high = centre - half, centre + half
+        inside = np.all((pixels > low) & (pixels < high), axis=1)
+        near = np.all((pixels > low - 4) & (pixels < high + 4), axis=1)
+        edge = np.min(np.abs(np.concatenate([pixels - low, pixels - high], axis=1)), axis=1)
+        return inside if 2 <= inside.sum() <= 40 and not np.any(edge[near] < 4) else None
+
+    found = (
+        (centre, half, inside)
+        for centre in pixels[np.argsort(np.linalg.norm(pixels - np.median(pixels, axis=0), axis=1))][:60]
+        for half in (25.0, 35.0, 45.0, 60.0)
+        if (inside := clean_square(centre + 0.5, half)) is not None
+    )
+    centre, half, inside = next(found, (None, None, None))
+    if inside is None:
+        pytest.skip("no clean lasso square on this layout")
+    low, high = centre + 0.5 - half, centre + 0.5 + half
+    want = sorted(int(g) for g in np.flatnonzero(inside))
+
+    page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+    corners = [(low[0], low[1]), (high[0], low[1]), (high[0], high[1]), (low[0], high[1]), (low[0], low[1])]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for (ax, ay), (bx, by) in zip(corners, corners[1:], strict=False):
+        for step in np.linspace(0.0, 1.0, 8)[1:]:
+            page.mouse.move(ax + (bx - ax) * step, ay + (by - ay) * step)
+    page.mouse.up()
+    _wait_input(page, "Open leaves", format_leaf_ids(want))
+    wait_idle(page)
+
+    page.get_by_role("button", name="Pin open leaves").click()
+    _wait_input(page, "Pinned leaves", format_leaf_ids(want))
+    pinned = select(
+        inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members, pinned=want
+    )
+    _wait_metric(page, "HARP-C leaves", f"{len(pinned.leaves):,}")
+    _wait_metric(page, "HARP-C points", f"{len(pinned.points):,}")
+    assert "pin=" in page.url
+
+    page.get_by_role("button", name="Exclude open leaves").click()
+    _wait_input(page, "Excluded leaves", format_leaf_ids(want))
+    _wait_input(page, "Pinned leaves", "")
+    excluded = select(
+        inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members, excluded=want
+    )
+    _wait_metric(page, "HARP-C leaves", f"{len(excluded.leaves):,}")
+    _wait_metric(page, "HARP-C points", f"{len(excluded.points):,}")
+    wait_idle(page)
+    assert "exclude=" in page.url and "pin=" not in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_hover_shows_hostile_example_text_as_text(shared) -> None:
+    page = shared["context"].new_page()
+    _load(page, shared["url"])
+    pixels = _leaf_pixels(page, shared["store"])
+    px, py = pixels[shared["lonely"]]
+    label = page.locator(".hoverlayer .hovertext")
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2)):
+        page.mouse.move(px + dx + 30, py + dy + 30)
+        page.mouse.move(px + dx, py + dy)
+        page.wait_for_timeout(300)
+        if label.count() and f"leaf {shared['lonely']}" in label.first.text_content():
+            break
+    else:
+        raise AssertionError(f"no hover label for leaf {shared['lonely']}")
+    shown = label.first.text_content()
+    # The markup arrives as characters, never as elements; the link scheme is broken up.
+    assert "<img src=x onerror=window.__pwned=1>" in shown
+    assert '<a href="javascript' in shown
+    hover = page.locator(".hoverlayer")
+    assert hover.locator("img").count() == 0 and hover.locator("a").count() == 0
+    assert page.locator(".js-plotly-plot img, .js-plotly-plot foreignObject").count() == 0
+    page.wait_for_timeout(300)  # an <img onerror> would have fired by now
+    assert page.evaluate("() => window.__pwned === undefined")
+    page.close()
+
+
+def test_save_a_named_selection_and_reload_it(shared) -> None:
+    from harp.select import select
+    from harp.store import Store
+
+    store, page = shared["store"], shared["context"].new_page()
+    inputs, weights = _selection_inputs(store)
+    full = select(inputs.phi, inputs.base, envelope="E", weights=weights, members=inputs.members)
+    budget = max(1, len(full.points) // 2)
+    want = select(
+        inputs.phi, inputs.base, envelope="E", weights=weights, members=inputs.members, budget=budget
+    )
+
+    _load(page, shared["url"] + f"/?envelope=E&budget={budget}")
+    _wait_metric(page, "HARP-E points", f"{len(want.points):,}")
+    page.get_by_role("tab", name="Export and save").click()
+    name = page.get_by_label("Name", exact=True)
+    name.wait_for(timeout=60_000)
+    name.fill("half budget <b>E</b>")
+    page.get_by_role("button", name="Save selection").click()
+    page.get_by_text("Reload it from the").first.wait_for(timeout=60_000)
+    saved = {row["name"]: row for row in Store.open(store, read_only=True).list_selections()}
+    assert "half budget <b>E</b>" in saved
+
+    # Move away from the saved view, then reload it from the Selections page.
+    box = page.get_by_label("Budget, exact", exact=True)
+    box.fill("1")
+    box.press("Enter")
+    _wait_metric(page, "HARP-E points", "1")
+    wait_idle(page)
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Selections").click()
+    page.get_by_role("button", name="Load into Explore").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert page.get_by_text("half budget <b>E</b>").count() >= 1  # the name shows as text
+    page.get_by_role("button", name="Load into Explore").click()
+    _wait_metric(page, "HARP-E points", f"{len(want.points):,}")
+    _wait_metric(page, "HARP-E leaves", f"{len(want.leaves):,}")
+    _wait_input(page, "Budget, exact", str(budget))
+    wait_idle(page)
+    assert f"budget={budget}" in page.url and "envelope=E" in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
