@@ -421,6 +421,49 @@ def _add_moved_runs(
 
 
 @numba.njit(cache=True)
+def _shifted_runs(runs: np.ndarray, sorted_row: np.ndarray, old: float, new: float) -> tuple[int, float]:
+    """Runs of leaves to update when an unsaturated HARP-E score moves from ``old`` to ``new``, and the shared change.
+
+    While no leaf can push the score below 0 (``t + x > 0`` for every effect x), a leaf's term is
+    ``clip(t + x) - clip(t) = min(x, c) - min(c, 0)`` with ``c = 1 - t``. Leaves with x below both values of c
+    (the unclipped ones) all change by the same amount, and so do leaves with x above both (the clipped ones).
+    Only the smaller of the two groups is visited; the other's common change is returned as ``shared``, which
+    the caller adds to a global offset and subtracts from every visited leaf. The leaves whose
+    ``clip(t + x) != clip(t)`` can flip are always visited: those between the two values of c, all clipped ones
+    when the score crosses 1, and a band of tiny effects a float sum can absorb. Otherwise (the clip at 0 may
+    bind) this falls back to :func:`_add_moved_runs` with nothing shared.
+    """
+    low = min(old, new)
+    high = max(old, new)
+    scale = 1.0 + abs(low) + abs(high)
+    widen = _WIDEN * scale
+    if not (low > 0.0 and sorted_row.size > 0 and low + sorted_row[0] > widen):
+        n_runs = _add_moved_runs(runs, 0, sorted_row, old, new, 0.0, -1, 0.0)
+        return _add_moved_runs(runs, n_runs, sorted_row, old, new, 0.0, 1, 0.0), 0.0
+    c_old = 1.0 - old
+    c_new = 1.0 - new
+    c_low = 1.0 - high
+    c_high = 1.0 - low
+    n_clipped = sorted_row.size - np.searchsorted(sorted_row, c_low - widen, side="left")
+    n_unclipped = np.searchsorted(sorted_row, c_high + widen, side="right")
+    if low < 1.0 <= high or n_clipped <= n_unclipped:
+        # Zero effects inside the run are visited too: their term stays 0, so they do not share the change.
+        shared = min(c_old, 0.0) - min(c_new, 0.0)
+        runs[0, 0] = sorted_row.size - n_clipped
+        runs[0, 1] = sorted_row.size
+    else:
+        shared = max(c_new, 0.0) - max(c_old, 0.0)
+        runs[0, 0] = 0
+        runs[0, 1] = n_unclipped
+    n_runs = 1
+    if low < 1.0:
+        tiny = _TINY * scale
+        n_runs = _add_run(runs, n_runs, sorted_row, -tiny, tiny, -1)
+        n_runs = _add_run(runs, n_runs, sorted_row, -tiny, tiny, 1)
+    return n_runs, shared
+
+
+@numba.njit(cache=True)
 def _merge_runs(runs: np.ndarray, n_runs: int) -> int:
     """Sort runs by start and merge overlaps in place, so no leaf is visited twice."""
     for i in range(1, n_runs):
@@ -629,6 +672,90 @@ _STILL = 2  # leaves that move no unsaturated domain, keyed by -id
 
 
 @numba.njit(cache=True)
+def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
+    """Recompute every remaining leaf's books from the current scores; domains at or above 1 are saturated."""
+    (
+        total,
+        saturated,
+        phi,
+        weights,
+        weight_sum,
+        approx,
+        moved,
+        saturated_term,
+        saturated_part,
+        stamp,
+        trees,
+        size,
+    ) = books
+    n_domains = total.size
+    for d in range(n_domains):
+        saturated[d] = weights[d] != 0.0 and total[d] >= 1.0
+    for g in range(remaining.size):
+        if not remaining[g]:
+            continue
+        acc = 0.0
+        count = 0
+        for d in range(n_domains):
+            if weights[d] != 0.0 and not saturated[d]:
+                after = _clip(total[d] + phi[g, d])
+                before = _clip(total[d])
+                acc += weights[d] * (after - before)
+                count += int(after != before)
+        approx[g] = acc / weight_sum
+        moved[g] = count
+        _refresh_e(
+            g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift
+        )
+        _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
+    for k in range(3):
+        _tree_build(trees[k], size)
+
+
+@numba.njit(cache=True)
+def _all_saturated(total: np.ndarray, weights: np.ndarray) -> bool:
+    for d in range(total.size):
+        if weights[d] != 0.0 and total[d] < 1.0:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, weighted, state):  # type: ignore[no-untyped-def]
+    """The pick while every weighted domain is at or above 1, or (-1, -inf) if no leaf keeps them all at 1.
+
+    Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
+    a leaf that keeps every weighted score at 1 gains exactly 0.0: the first such leaf by id wins, unless a
+    smaller id that lowers some score gains 0.0 too because the drop is lost to rounding (checked exactly when
+    ``_saturated_cap`` says a drop can be that small).
+    """
+    _, phi, _, total, _, _, weights, weight_sum, _ = state
+    n_scanned = 0
+    g = _tree_next(tree_all, size, 0)
+    while g >= 0:
+        still = True
+        w = witness[g]
+        if w >= 0 and weights[w] != 0.0 and total[w] + phi[g, w] < 1.0:
+            still = False
+        else:
+            for d in range(total.size):
+                if weights[d] != 0.0 and total[d] + phi[g, d] < 1.0:
+                    witness[g] = d
+                    still = False
+                    break
+        if still:
+            best = g
+            best_gain = 0.0
+            if _saturated_cap(total, weighted, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
+                best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
+            return best, best_gain
+        scanned[n_scanned] = g
+        n_scanned += 1
+        g = _tree_next(tree_all, size, g + 1)
+    return -1, -np.inf
+
+
+@numba.njit(cache=True)
 def _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift):  # type: ignore[no-untyped-def]
     part = 0.0
     for d in range(total.size):
@@ -713,7 +840,6 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     saturated = np.zeros(n_domains, dtype=np.bool_)
     hysteresis = np.zeros(n_domains)
     for d in range(n_domains):
-        saturated[d] = weights[d] != 0.0 and total[d] >= 1.0
         hysteresis[d] = min(0.25, 8.0 * np.mean(np.abs(phi[:, d]))) if n_leaves > 0 else 0.0
     size = _tree_size(n_leaves)
     trees = np.full((3, 2 * size), -np.inf)
@@ -725,23 +851,11 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     witness = np.full(n_leaves, -1, dtype=np.int64)
     remaining = np.zeros(n_leaves, dtype=np.bool_)
     drift = 0.0
+    # Stored ``approx`` values are the unsaturated gains minus ``offset``: a change shared by most leaves of a
+    # domain goes into the offset instead of into each leaf (see _shifted_runs).
+    offset = 0.0
     for g in free:
         remaining[g] = True
-        acc = 0.0
-        for d in range(n_domains):
-            if weights[d] != 0.0 and not saturated[d]:
-                after = _clip(total[d] + phi[g, d])
-                before = _clip(total[d])
-                acc += weights[d] * (after - before)
-                moved[g] += int(after != before)
-        approx[g] = acc / weight_sum
-        _refresh_e(
-            g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift
-        )
-        _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
-    for k in range(3):
-        _tree_build(trees[k], size)
-
     books = (
         total,
         saturated,
@@ -756,6 +870,11 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         trees,
         size,
     )
+    _track_e(books, remaining, drift)
+    # While every weighted domain is saturated and some leaf leaves all of them at 1, that leaf wins (see
+    # _frozen_pick) and nothing needs tracking; the books are rebuilt once when this stops.
+    stale = False
+    weighted = weights != 0.0
     candidates = np.empty(n_leaves, dtype=np.int64)
     scanned = np.empty(n_leaves, dtype=np.int64)
     dirty = np.empty(n_leaves, dtype=np.int64)
@@ -769,69 +888,79 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         # -- pick ---------------------------------------------------------------------------------------------
         best = -1
         best_gain = -np.inf
-        n_scanned = 0
-        g = _tree_next(trees[_STILL], size, 0)
-        while g >= 0:
-            still = True
-            w = witness[g]
-            if w >= 0 and saturated[w] and _clip(total[w] + phi[g, w]) != 1.0:
-                still = False
-            else:
-                for d in range(n_domains):
-                    if saturated[d] and _clip(total[d] + phi[g, d]) != 1.0:
-                        witness[g] = d
-                        still = False
-                        break
-            if still:
-                best = g
-                best_gain = 0.0
-                break
-            scanned[n_scanned] = g
-            n_scanned += 1
-            g = _tree_next(trees[_STILL], size, g + 1)
-        if best >= 0:
-            # Leaves that move no unsaturated domain gain at most 0: only the scanned ones, whose ids are
-            # smaller, can tie, and only when a drop in a saturated domain can be too small to see.
-            if _saturated_cap(total, saturated, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
-                best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
-            if trees[_OPEN, 1] >= best_gain - _TOLERANCE:
-                count = _tree_collect(trees[_OPEN], size, best_gain - _TOLERANCE, candidates)
-                best, best_gain = _best_of(candidates, count, state, best, best_gain)
-        else:
-            if trees[_OPEN, 1] > -np.inf:
-                g = _tree_top(trees[_OPEN], size)
-                gain = _exact_gain(g, state)
-                if _better(gain, g, best_gain, best):
+        frozen = False
+        if _all_saturated(total, weights):
+            best, best_gain = _frozen_pick(trees[_ALL], size, witness, scanned, sorted_phi, weighted, state)
+            frozen = best >= 0
+        if not frozen and stale:
+            # A pick whose drop was lost to rounding can leave a score just below 1, so check here, not above.
+            _track_e(books, remaining, drift)
+            offset = 0.0
+            stale = False
+        if best < 0:
+            n_scanned = 0
+            g = _tree_next(trees[_STILL], size, 0)
+            while g >= 0:
+                still = True
+                w = witness[g]
+                if w >= 0 and saturated[w] and _clip(total[w] + phi[g, w]) != 1.0:
+                    still = False
+                else:
+                    for d in range(n_domains):
+                        if saturated[d] and _clip(total[d] + phi[g, d]) != 1.0:
+                            witness[g] = d
+                            still = False
+                            break
+                if still:
                     best = g
-                    best_gain = gain
-            # Refresh the most promising bound until it is current: its gain is then one that is reached, and
-            # only bounds above it need looking at.
-            while trees[_ALL, 1] > -np.inf:
-                g = _tree_top(trees[_ALL], size)
-                if stamp[g] == drift:
+                    best_gain = 0.0
+                    break
+                scanned[n_scanned] = g
+                n_scanned += 1
+                g = _tree_next(trees[_STILL], size, g + 1)
+            if best >= 0:
+                # Leaves that move no unsaturated domain gain at most 0: only the scanned ones, whose ids are
+                # smaller, can tie, and only when a drop in a saturated domain can be too small to see.
+                if _saturated_cap(total, saturated, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
+                    best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
+                if trees[_OPEN, 1] + offset >= best_gain - _TOLERANCE:
+                    count = _tree_collect(trees[_OPEN], size, best_gain - _TOLERANCE - offset, candidates)
+                    best, best_gain = _best_of(candidates, count, state, best, best_gain)
+            else:
+                if trees[_OPEN, 1] > -np.inf:
+                    g = _tree_top(trees[_OPEN], size)
                     gain = _exact_gain(g, state)
                     if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
-                    break
-                _renew_e(g, books, drift)
-            while True:
-                threshold = best_gain - _TOLERANCE - drift
-                if trees[_ALL, 1] < threshold:
-                    break
-                count = _tree_collect(trees[_ALL], size, threshold, candidates)
-                stale = False
-                for i in range(count):
-                    g = candidates[i]
-                    if stamp[g] != drift:
-                        stale = True
-                        _renew_e(g, books, drift)
-                    gain = _exact_gain(g, state)
-                    if _better(gain, g, best_gain, best):
-                        best = g
-                        best_gain = gain
-                if not stale:
-                    break
+                # Refresh the most promising bound until it is current: its gain is then one that is reached, and
+                # only bounds above it need looking at.
+                while trees[_ALL, 1] > -np.inf:
+                    g = _tree_top(trees[_ALL], size)
+                    if stamp[g] == drift:
+                        gain = _exact_gain(g, state)
+                        if _better(gain, g, best_gain, best):
+                            best = g
+                            best_gain = gain
+                        break
+                    _renew_e(g, books, drift)
+                while True:
+                    threshold = best_gain - _TOLERANCE - drift - offset
+                    if trees[_ALL, 1] < threshold:
+                        break
+                    count = _tree_collect(trees[_ALL], size, threshold, candidates)
+                    stale = False
+                    for i in range(count):
+                        g = candidates[i]
+                        if stamp[g] != drift:
+                            stale = True
+                            _renew_e(g, books, drift)
+                        gain = _exact_gain(g, state)
+                        if _better(gain, g, best_gain, best):
+                            best = g
+                            best_gain = gain
+                    if not stale:
+                        break
         chosen = best
         order[step] = chosen
         gains[step] = best_gain
@@ -841,6 +970,12 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             _tree_set(trees[k], size, chosen, -np.inf)
 
         # -- update -------------------------------------------------------------------------------------------
+        if frozen:
+            for d in range(n_domains):
+                total[d] = total[d] + phi[chosen, d]
+            current[0] = _utility_e(total, weights, weight_sum)
+            stale = True
+            continue
         n_dirty = 0
         for d in range(n_domains):
             old = total[d]
@@ -859,12 +994,13 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                     drift += scale * (new - old)
                 continue
             row = sorted_phi[d]
+            shared = 0.0
             if was_saturated or now_saturated:
                 n_runs = _add_run(runs, 0, row, -np.inf, np.inf, -1)
                 n_runs = _add_run(runs, n_runs, row, -np.inf, np.inf, 1)
             else:
-                n_runs = _add_moved_runs(runs, 0, row, old, new, 0.0, -1, 0.0)
-                n_runs = _add_moved_runs(runs, n_runs, row, old, new, 0.0, 1, 0.0)
+                n_runs, shared = _shifted_runs(runs, row, old, new)
+                offset += scale * shared
             n_runs = _merge_runs(runs, n_runs)
             for r in range(n_runs):
                 for i in range(runs[r, 0], runs[r, 1]):
@@ -891,7 +1027,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                         value = scale * (_clip(new + x) - 1.0)
                         saturated_term[g, d] = value
                         saturated_part[g] += value
-                    approx[g] += scale * part
+                    approx[g] += scale * (part - shared)
                     moved[g] += step_moved
                     if not is_dirty[g]:
                         is_dirty[g] = True
@@ -903,6 +1039,14 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             g = dirty[i]
             is_dirty[g] = False
             _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild)
+        if abs(offset) > 0.5:
+            # Fold the offset back into the leaves now and then, so stored values stay small and exact enough.
+            rebuild = True
+            for g in range(n_leaves):
+                if remaining[g]:
+                    approx[g] += offset
+                    _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
+            offset = 0.0
         if rebuild:
             for k in range(3):
                 _tree_build(trees[k], size)
