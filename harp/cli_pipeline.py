@@ -67,6 +67,24 @@ def _load_features(path: Path) -> np.ndarray:
         raise ValueError(f"--features: cannot read {path} as a .npy array: {error}") from None
 
 
+def _leaf_list(value: str, name: str) -> np.ndarray:
+    """Leaf ids from ``"3,8,12"`` or from a .json/.txt/.npy file of ids; a ValueError names ``name``."""
+    from harp.load import _load_vector
+
+    if Path(value).suffix.lower() in (".json", ".txt", ".npy"):
+        ids = _load_vector(value, name)
+    else:
+        try:
+            ids = np.asarray([int(part) for part in value.split(",") if part.strip()], dtype=np.int64)
+        except ValueError:
+            raise ValueError(
+                f"{name}: expected comma-separated leaf ids or a file of ids, got {value!r}"
+            ) from None
+    if ids.size and not np.array_equal(ids, np.round(ids)):
+        raise ValueError(f"{name}: leaf ids must be integers")
+    return ids.astype(np.int64)
+
+
 def _echo_json(data: dict[str, Any]) -> None:
     click.echo(json.dumps(data, default=str))
 
@@ -259,8 +277,13 @@ def layout_command(
               help="A domain is active when some leaf has posterior mean / sd above this.")  # fmt: skip
 @click.option("--prior-sd", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Posterior sd of a domain without measurements.")  # fmt: skip
+@click.option("--hold-out", "hold_out", default=None,
+              help="Leaves whose measurements the fit must not see: comma-separated ids, or a .json/.txt/.npy "
+              "file of ids (to check the posterior against them).")  # fmt: skip
 @click.pass_obj
-def infer_command(obj: Any, store: Path, config_key: str | None, threshold: float, prior_sd: float) -> None:
+def infer_command(
+    obj: Any, store: Path, config_key: str | None, threshold: float, prior_sd: float, hold_out: str | None
+) -> None:
     """Empirical Bayes: posterior effects of every leaf on every domain from the measured leaves.
 
     Estimates the variance components per domain (REML), writes the posterior mean and sd of every leaf and the
@@ -269,19 +292,32 @@ def infer_command(obj: Any, store: Path, config_key: str | None, threshold: floa
     \b
     Example:
       harp infer --store pool.duckdb --threshold 1.645
+      harp infer --store pool.duckdb --hold-out holdout.json    # leaves to check the posterior against
     """
     from harp.load import infer_effects
 
     log = _logger(obj)
     with _errors(log):
+        held = None if hold_out is None else _leaf_list(hold_out, "--hold-out")
         opened = _open_store(store, create=False)
         run_id = opened.add_run(
-            "infer", {"config_key": config_key, "threshold": threshold, "prior_sd": prior_sd}
+            "infer",
+            {
+                "config_key": config_key,
+                "threshold": threshold,
+                "prior_sd": prior_sd,
+                "hold_out": None if held is None else [int(g) for g in held],
+            },
         )
         tick = time.perf_counter()
         try:
             effects, active = infer_effects(
-                opened, config_key=config_key, threshold=threshold, prior_sd=prior_sd, progress=log
+                opened,
+                config_key=config_key,
+                threshold=threshold,
+                prior_sd=prior_sd,
+                hold_out=held,
+                progress=log,
             )
         except BaseException:
             opened.finish_run(run_id, status="failed")

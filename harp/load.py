@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harp._validation import check_finite
+from harp._validation import check_finite, check_leaf_ids
 
 if TYPE_CHECKING:
     from harp.bayes import Effects
@@ -118,6 +118,7 @@ def infer_effects(
     config_key: str | None = None,
     threshold: float = 1.645,
     prior_sd: float = 0.1,
+    hold_out: Sequence[int] | np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Effects, np.ndarray]:
     """Fit the empirical-Bayes model to the store's measurements; write the effects and the active flags.
@@ -132,6 +133,9 @@ def infer_effects(
         See :func:`harp.bayes.active_domains`.
     prior_sd : float, default 0.1
         See :func:`harp.bayes.fit_effects`.
+    hold_out : sequence of int, optional
+        Leaf ids whose measurements the fit must not see (they stay in the store): a hold-out to check the
+        posterior against. Those leaves get inferred effects like any unmeasured leaf.
     progress : callable, optional
         Called with one-line progress messages.
 
@@ -162,6 +166,10 @@ def infer_effects(
         mask = np.asarray([key == config_key for key in rows["config_key"].to_pylist()], dtype=bool)
         rows = rows.filter(mask)
     n_leaves, n_domains = tree.leaf_parent.size, len(tree.domain_names)
+    if hold_out is not None:
+        held = check_leaf_ids(hold_out, "hold_out", n_leaves)
+        rows = rows.filter(~np.isin(rows["leaf_id"].to_numpy(), held))
+        say(f"holding out the measurements of {held.size} leaves")
     phi_hat, variance = measurement_matrix(
         rows["leaf_id"].to_numpy(),
         rows["domain_id"].to_numpy(),

@@ -401,3 +401,30 @@ def test_harp_infer_without_domains_is_an_error(tmp_path):
     store = Store.create(tmp_path / "empty.duckdb")
     result = CliRunner().invoke(main, ["infer", "--store", str(store.path)])
     assert result.exit_code == 1 and "has no tree yet" in result.output
+
+
+def test_infer_effects_hold_out_hides_measurements_but_keeps_them(tiny_store):
+    store = Store.open(tiny_store)
+    add_measurements(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesWarning)
+        effects, _ = infer_effects(store, hold_out=[0, 3])
+    # Leaf 0 was measured on domains 0 and 1, leaf 3 on domain 1: the fit sees leaves 1 and 2 only.
+    assert effects.n_measured.tolist() == [2, 1, 0]
+    assert store.selection_inputs().measured[:, 0].tolist() == [False, True, True, False]
+    assert store.read_table("measurements").num_rows == 6
+    with pytest.raises(ValueError, match="hold_out holds leaf 9"):
+        infer_effects(store, hold_out=[9])
+
+
+def test_harp_infer_hold_out(tiny_store, tmp_path):
+    add_measurements(Store.open(tiny_store))
+    held = tmp_path / "held.json"
+    held.write_text("[0]")
+    for value in (str(held), "0"):
+        result = CliRunner().invoke(main, ["infer", "--store", str(tiny_store), "--hold-out", value])
+        assert result.exit_code == 0, result.output
+        assert [domain["n_measured"] for domain in json.loads(result.stdout)["domains"]] == [2, 2, 0]
+    assert Store.open(tiny_store, read_only=True).runs()[-1]["config"]["hold_out"] == [0]
+    result = CliRunner().invoke(main, ["infer", "--store", str(tiny_store), "--hold-out", "0,x"])
+    assert result.exit_code == 1 and "--hold-out: expected comma-separated leaf ids" in result.output
