@@ -178,6 +178,12 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
 )
 @click.option("--seed", type=int, default=None, help="Seed [0].")
 @click.option(
+    "--score",
+    type=click.Choice(["accuracy", "probability"]),
+    default=None,
+    help="Per-question score: 0/1 accuracy, or the probability of the right answer [accuracy].",
+)
+@click.option(
     "--executor",
     type=click.Choice(["inprocess", "process", "ray"]),
     default="inprocess",
@@ -225,6 +231,7 @@ def measure_command(
     max_length: int | None,
     dtype: str | None,
     seed: int | None,
+    score: str | None,
     executor: str,
     devices: str | None,
     workers_per_device: int,
@@ -256,7 +263,7 @@ def measure_command(
         device_list = [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
     try:
         overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "lora_r": lora_r,
-                     "max_length": max_length, "dtype": dtype, "seed": seed}  # fmt: skip
+                     "max_length": max_length, "dtype": dtype, "seed": seed, "score": score}  # fmt: skip
         config = _config(config_path, overrides)
         store = Store.open(store_path)
         pool = load_training_pool(pool_path)

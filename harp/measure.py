@@ -14,7 +14,11 @@ Scores. Multiple choice: 1 when the option with the largest summed log-likelihoo
 one (ties: the first option), else 0. Every (question, option) pair of a batch goes through ONE forward pass.
 Short generation: 1 when the greedy answer (batched ``generate``, up to ``max_new_tokens``, first line) equals the
 expected answer after lower-casing and collapsing white space, else 0. Prompts read ``"{question}\\nAnswer:"``;
-options are scored as ``" {option}"``.
+options are scored as ``" {option}"``. With ``score="probability"`` the scores are graded instead, still in
+[0, 1]: the softmax probability of the right option over the options' summed log-likelihoods, and the per-token
+geometric-mean probability of the expected answer (teacher-forced, one forward pass per batch). A small model
+sits at 0 on exact match and near chance on multiple choice, where 0/1 scores hide every change a short LoRA run
+makes; graded scores resolve such changes with the same number of questions.
 
 Training. Each measurement starts from the same adapter initialisation (seeded, with LoRA's B = 0, so the
 untrained adapter is the base model), trains ``steps`` AdamW steps on batches of ``batch_size`` examples drawn
@@ -71,6 +75,7 @@ __all__ = [
     "build_data",
     "build_model",
     "choose_representatives",
+    "continuation_loglik",
     "evaluate",
     "leaf_centroids",
     "measure_leaf",
@@ -116,6 +121,12 @@ class MeasureConfig:
     eval_batch_size: int = _help("(question, option) pairs or generation prompts per forward pass.", 32)
     max_new_tokens: int = _help("Greedy tokens generated for a short-answer question.", 16)
     dtype: Literal["float32", "bfloat16", "float16"] = _help("Dtype of the base model weights.", "float32")
+    score: Literal["accuracy", "probability"] = _help(
+        "Per-question score: 'accuracy' (0/1: argmax option, exact greedy answer) or 'probability' (the model's "
+        "probability of the right option among the options; per-token geometric-mean probability of the "
+        "expected answer).",
+        "accuracy",
+    )
     seed: int = _help("Seed of the adapter initialisation, data order and dropout.", 0)
 
     def __post_init__(self) -> None:
@@ -146,6 +157,8 @@ class MeasureConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.score not in ("accuracy", "probability"):
+            raise ValueError(f"score must be 'accuracy' or 'probability', got {self.score!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
         if isinstance(self.target_modules, str) or not self.target_modules:
@@ -182,8 +195,11 @@ class MeasureConfig:
 
     def config_key(self, model: str, eval_fingerprint: str) -> str:
         """A short hash of this config, the model id, the eval set and :data:`MEASURE_VERSION`."""
+        config = self.to_dict()
+        if config["score"] == "accuracy":  # the field came later: keys made before it stay valid
+            del config["score"]
         payload = json.dumps(
-            {"config": self.to_dict(), "model": model, "eval": eval_fingerprint, "version": MEASURE_VERSION},
+            {"config": config, "model": model, "eval": eval_fingerprint, "version": MEASURE_VERSION},
             sort_keys=True,
         )
         return "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -409,6 +425,52 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower()).strip(" .")
 
 
+def continuation_loglik(
+    model: AdapterModel, pairs: Sequence[tuple[str, str]], config: MeasureConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-likelihood and token count of each ``continuation`` after its ``context``, in batches.
+
+    A context is tokenised with the tokenizer's special tokens, a continuation without; when the pair is longer
+    than ``max_length`` the context loses its start. Pairs of similar length share a forward pass.
+    """
+    import torch
+
+    tokenizer = model.tokenizer
+    sequences: list[list[int]] = []
+    starts_list: list[int] = []
+    encoded: dict[str, list[int]] = {}
+    for context_text, continuation_text in pairs:
+        if context_text not in encoded:
+            encoded[context_text] = _encode(tokenizer, context_text, special=True)
+        context = encoded[context_text]
+        continuation = _encode(tokenizer, continuation_text, special=False)[: config.max_length - 1]
+        kept = context[max(0, len(context) + len(continuation) - config.max_length) :]
+        sequences.append(kept + continuation)
+        starts_list.append(len(kept))
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    option_start = np.array(starts_list, dtype=np.int64)
+    loglik = np.empty(len(sequences))
+    pad = int(tokenizer.pad_token_id)
+    by_length = np.argsort(lengths, kind="stable")  # batches of similar length pad little
+    with torch.no_grad():
+        for start in range(0, len(sequences), config.eval_batch_size):
+            batch = by_length[start : start + config.eval_batch_size]
+            ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(model.device)
+            positions = np.arange(ids.shape[1])
+            starts = option_start[batch][:, None]
+            ends = lengths[batch][:, None]
+            attention = torch.from_numpy((positions < ends).astype(np.int64)).to(model.device)
+            # Token t is predicted by the logits at t - 1; score only the continuation's tokens.
+            target_mask = torch.from_numpy(((positions >= starts) & (positions < ends))[:, 1:]).to(
+                model.device
+            )
+            logits = model.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            targets = ids[:, 1:]
+            token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            loglik[batch] = (token_loglik * target_mask).sum(-1).cpu().numpy()
+    return loglik, lengths - option_start
+
+
 def option_loglik(
     model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
 ) -> np.ndarray:
@@ -419,43 +481,15 @@ def option_loglik(
     ndarray of shape (len(questions), max_choices)
         ``-inf`` where a question has fewer options.
     """
-    import torch
-
-    tokenizer = model.tokenizer
-    sequences: list[list[int]] = []
-    option_start: list[int] = []
+    pairs: list[tuple[str, str]] = []
     pair_question: list[int] = []
     pair_option: list[int] = []
     for position, i in enumerate(questions):
-        context = _encode(tokenizer, _context(eval_set.prompts[i]), special=True)
         for j, option in enumerate(eval_set.choices[i]):
-            continuation = _encode(tokenizer, " " + option, special=False)[: config.max_length - 1]
-            kept = context[max(0, len(context) + len(continuation) - config.max_length) :]
-            sequences.append(kept + continuation)
-            option_start.append(len(kept))
+            pairs.append((_context(eval_set.prompts[i]), " " + option))
             pair_question.append(position)
             pair_option.append(j)
-    lengths = np.array([len(sequence) for sequence in sequences])
-    loglik = np.empty(len(sequences))
-    pad = int(tokenizer.pad_token_id)
-    by_length = np.argsort(lengths, kind="stable")  # batches of similar length pad little
-    with torch.no_grad():
-        for start in range(0, len(sequences), config.eval_batch_size):
-            batch = by_length[start : start + config.eval_batch_size]
-            ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(model.device)
-            width = ids.shape[1]
-            positions = np.arange(width)
-            starts = np.array([option_start[k] for k in batch])[:, None]
-            ends = lengths[batch][:, None]
-            attention = torch.from_numpy((positions < ends).astype(np.int64)).to(model.device)
-            # Token t is predicted by the logits at t - 1; score only the option's tokens.
-            target_mask = torch.from_numpy(((positions >= starts) & (positions < ends))[:, 1:]).to(
-                model.device
-            )
-            logits = model.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-            targets = ids[:, 1:]
-            token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-            loglik[batch] = (token_loglik * target_mask).sum(-1).cpu().numpy()
+    loglik, _ = continuation_loglik(model, pairs, config)
     n_choices = max(len(eval_set.choices[i]) for i in questions)
     table = np.full((len(questions), n_choices), -np.inf)
     table[np.array(pair_question), np.array(pair_option)] = loglik
@@ -465,10 +499,24 @@ def option_loglik(
 def _choice_scores(
     model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
 ) -> np.ndarray:
-    """0/1 accuracy of the multiple-choice ``questions`` (ties: the first option)."""
+    """Scores of the multiple-choice ``questions``: 0/1 accuracy (ties: the first option) or, with
+    ``config.score == "probability"``, the probability of the right option among the options."""
     table = option_loglik(model, eval_set, questions, config)
     right = np.array([eval_set.answers[i] for i in questions], dtype=np.int64)
+    if config.score == "probability":
+        shifted = table - table.max(axis=1, keepdims=True)
+        probability = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        return probability[np.arange(len(questions)), right]
     return (np.argmax(table, axis=1) == right).astype(np.float64)
+
+
+def _answer_probability(
+    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
+) -> np.ndarray:
+    """Per-token geometric-mean probability of each expected answer (``" {answer}"``) after its prompt."""
+    pairs = [(_context(eval_set.prompts[i]), " " + str(eval_set.answers[i])) for i in questions]
+    loglik, tokens = continuation_loglik(model, pairs, config)
+    return np.exp(loglik / np.maximum(tokens, 1))
 
 
 def _generation_scores(
@@ -513,7 +561,8 @@ def evaluate(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> n
     if choice.size:
         scores[choice] = _choice_scores(model, eval_set, choice, config)
     if generate.size:
-        scores[generate] = _generation_scores(model, eval_set, generate, config)
+        score = _answer_probability if config.score == "probability" else _generation_scores
+        scores[generate] = score(model, eval_set, generate, config)
     return scores
 
 

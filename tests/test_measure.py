@@ -3,6 +3,8 @@ executors (in-process, worker processes, Ray) and the choice of representatives.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -57,6 +59,24 @@ def test_config_defaults_json_and_key() -> None:
 def test_config_rejects(changes: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MeasureConfig(**changes)
+
+
+def test_config_score_field_keeps_old_keys() -> None:
+    accuracy = MeasureConfig().config_key("model-a", "eval-1")
+    # A key made before the score field existed hashed the config without it: it must not change.
+    payload = json.dumps(
+        {
+            "config": {k: v for k, v in MeasureConfig().to_dict().items() if k != "score"},
+            "model": "model-a",
+            "eval": "eval-1",
+            "version": 1,
+        },
+        sort_keys=True,
+    )
+    assert accuracy == "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+    assert MeasureConfig(score="probability").config_key("model-a", "eval-1") != accuracy
+    with pytest.raises(ValueError, match="score must be 'accuracy' or 'probability', got 'f1'"):
+        MeasureConfig(score="f1")  # type: ignore[arg-type]
 
 
 def test_config_from_dict_rejects_unknown() -> None:
@@ -195,6 +215,33 @@ def test_train_evaluate_reset_and_determinism(tiny_model: Path, eval_set: EvalSe
     assert first.losses == second.losses == losses
     assert first.phi.shape == (2,) and (first.variance >= 0).all()
     np.testing.assert_array_equal(first.n_eval, [2, 3])
+
+
+@pytest.mark.train
+def test_probability_scores_match_the_log_likelihoods(tiny_model: Path, eval_set: EvalSet) -> None:
+    from harp.measure import build_model, continuation_loglik, evaluate, option_loglik
+
+    config = dataclasses.replace(CONFIG, score="probability")
+    model = build_model(tiny_model, config)
+    scores = evaluate(model, eval_set, config)
+    assert ((scores > 0) & (scores < 1)).all()
+    choice = np.flatnonzero(np.array(eval_set.kinds) == "choice")
+    table = option_loglik(model, eval_set, choice, config)
+    for row, i in enumerate(choice):
+        options = table[row, : len(eval_set.choices[i])]
+        expected = np.exp(options[eval_set.answers[i]]) / np.exp(options).sum()
+        assert scores[i] == pytest.approx(expected, rel=1e-6)
+    generate = np.flatnonzero(np.array(eval_set.kinds) == "generate")
+    pairs = [(f"{eval_set.prompts[i]}\nAnswer:", f" {eval_set.answers[i]}") for i in generate]
+    loglik, tokens = continuation_loglik(model, pairs, config)
+    lengths = [len(model.tokenizer(answer, add_special_tokens=False)["input_ids"]) for _, answer in pairs]
+    assert tokens.tolist() == lengths
+    np.testing.assert_allclose(scores[generate], np.exp(loglik / tokens), rtol=1e-6)
+    # The 0/1 scores of the same model are the argmax of the same table.
+    accuracy = evaluate(model, eval_set, CONFIG)
+    assert accuracy[choice].tolist() == [
+        float(np.argmax(table[row]) == eval_set.answers[i]) for row, i in enumerate(choice)
+    ]
 
 
 @pytest.mark.train
@@ -345,6 +392,17 @@ def test_cli_measure_with_budget(tiny_model: Path, eval_set: EvalSet, tmp_path: 
     assert result.exit_code == 2 and "--budget needs --features" in result.output
     result = CliRunner().invoke(main, [*arguments, "--leaves", "7"])
     assert result.exit_code == 1 and "Error: leaves must be leaf ids in 0..3, got 7" in result.output
+    # Graded scores are another configuration: the same leaf is measured again under its own key.
+    result = CliRunner().invoke(main, ["-q", *arguments, "--leaves", "0", "--score", "probability"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["measured"] == [0]
+    rows = store.read_table("measurements").to_pylist()
+    graded = [
+        row
+        for row in rows
+        if row["leaf_id"] == 0 and row["config_key"] == json.loads(result.stdout)["config_key"]
+    ]
+    assert len(graded) == 2 and any(row["phi"] not in (-1.0, -0.5, 0.0, 0.5, 1.0) for row in graded)
 
 
 def test_cli_embed_errors(tmp_path: Path) -> None:
