@@ -310,7 +310,10 @@ def _tree_set(tree: np.ndarray, size: int, index: int, value: float) -> None:
     while node >= 1:
         left = tree[2 * node]
         right = tree[2 * node + 1]
-        tree[node] = left if left >= right else right
+        top = left if left >= right else right
+        if tree[node] == top:
+            break  # the ancestors hold the same maxima as before
+        tree[node] = top
         node //= 2
 
 
@@ -990,8 +993,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             now_saturated = new >= (1.0 if was_saturated else 1.0 + hysteresis[d])
             saturated[d] = now_saturated
             if was_saturated and now_saturated:
-                if new > old:
-                    drift += scale * (new - old)
+                # Terms rise only for leaves with t + x < 1: above 1 - (smallest effect) none is left to rise.
+                top = 1.0 - sorted_phi[d, 0] + _WIDEN * (1.0 + abs(new))
+                if new > old and old < top:
+                    drift += scale * (min(new, top) - old)
                 continue
             row = sorted_phi[d]
             shared = 0.0
