@@ -2,8 +2,11 @@
 
 Reports the first-load time (navigation until the selection counts and the leaf map are drawn and the script is
 idle) and the median redraw time after a budget change (typing a new exact budget until the new point count is
-shown and the app is idle again, the map included). Targets from DESIGN.md: first load < 5 s, redraw < 0.5 s at
-10,000 leaves. Prints numbers; asserts nothing.
+shown, the app is idle again and the map shows the new selection rings). Half of the budget changes take a large
+step, which changes the selected leaves (rings appear or go); the other half move the budget by one point inside
+the last selected leaf, which leaves them as they were. ``harp.select`` on the same store says which is which, and
+the medians of both kinds are printed besides the overall one. Targets from DESIGN.md: first load < 5 s, redraw
+< 0.5 s at 10,000 leaves. Prints numbers; asserts nothing.
 
     .venv/bin/python benchmarks/bench_app.py                      # 10,000 leaves x 64 domains
     .venv/bin/python benchmarks/bench_app.py --leaves 2000 --domains 16 --repeats 5
@@ -38,10 +41,44 @@ def _wait_points(page, label: str, expected: str, timeout_s: float = 60.0) -> No
         page.wait_for_timeout(10)
 
 
-def _map_drawn(page) -> None:
-    page.wait_for_selector(
-        ".js-plotly-plot .gl-container canvas, .js-plotly-plot .scatterlayer", timeout=60_000
-    )
+# The leaf map is either a plotly chart in the page or the app's own map component (an iframe); in both the
+# number of HARP-C rings it draws can be read, so a redraw is timed until the map shows the new selection.
+MAP_FRAME = 'iframe[title="app.leaf_map.leaf_map"]'
+RINGS_IN_PAGE_JS = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const trace = gd && gd._fullData && gd._fullData.find(t => t.name === 'selected (HARP-C)');
+  return trace ? (trace.visible === true ? trace._length : 0) : null;
+}"""
+RINGS_IN_FRAME_JS = (
+    "() => document.body.dataset.ringsC === undefined ? null : Number(document.body.dataset.ringsC)"
+)
+
+
+def _map_frame(page):
+    """The map component's frame, or None when the map is a plotly chart in the page."""
+    handle = page.query_selector(MAP_FRAME)
+    return handle.content_frame() if handle else None
+
+
+def _rings(page) -> int | None:
+    frame = _map_frame(page)
+    try:
+        return frame.evaluate(RINGS_IN_FRAME_JS) if frame else page.evaluate(RINGS_IN_PAGE_JS)
+    except Exception:  # the frame or chart is being replaced
+        return None
+
+
+def _map_drawn(page, rings: int | None = None, timeout_s: float = 60.0) -> None:
+    """Wait until the map is drawn (with ``rings`` HARP-C rings, when given), then for two animation frames."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = _rings(page)
+        if shown is not None and (rings is None or shown == rings):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the map shows {shown} HARP-C rings, expected {rings}")
+        page.wait_for_timeout(10)
+    (_map_frame(page) or page).evaluate(SETTLE_JS)
 
 
 def set_budget(page, value: int) -> None:
@@ -74,28 +111,70 @@ def first_load(page, url: str, frames: Frames) -> tuple[float, float]:
     start = time.perf_counter()
     page.goto(url)
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
-    _map_drawn(page)
     wait_idle(page, 120_000)
-    page.evaluate(SETTLE_JS)
+    _map_drawn(page, timeout_s=120.0)
     end = time.perf_counter()
     received = [t for t in frames.received if start <= t <= end]
     return end - start, (received[-1] if received else end) - start
 
 
-def redraws(page, budgets: list[int], frames: Frames) -> tuple[list[float], list[float]]:
-    """Per budget change: total seconds until redrawn and idle, and the server's part of it."""
+def redraws(page, budgets: list[int], rings: list[int], frames: Frames) -> tuple[list[float], list[float]]:
+    """Per budget change: total seconds until redrawn (``rings`` HARP-C rings on the map) and idle, and the
+    server's part of it."""
     totals, server = [], []
-    for budget in budgets:
+    for budget, count in zip(budgets, rings, strict=True):
         start = time.perf_counter()
         set_budget(page, budget)
         _wait_points(page, "HARP-C points", f"{budget:,}")
         wait_idle(page)
-        _map_drawn(page)
-        page.evaluate(SETTLE_JS)
+        _map_drawn(page, count)
         end = time.perf_counter()
         totals.append(end - start)
         server.append(frames.server_span(start, end))
     return totals, server
+
+
+def budget_steps(store: Path, repeats: int) -> tuple[list[int], list[int], list[bool]]:
+    """Budgets to time, the number of HARP-C leaves each selects, and whether each changes the selected leaves.
+
+    The app's default view (HARP-C, weight 1 on the active domains, on all when none is active) selects the
+    first ``cut`` leaves of the greedy order, and a budget keeps the points of the first of them. ``repeats``
+    steps alternate between a budget that ends inside the first selected leaf and one that ends inside the last
+    (so the leaves, and the rings on the map, change), each followed by a step of one point less (which keeps the
+    leaves unless that point was a leaf's only one). No budget repeats, so no step is served from the app's
+    selection cache. ``harp.select`` classifies every step.
+    """
+    import numpy as np
+
+    from harp.select import select
+    from harp.store import Store
+
+    inputs = Store.open(store, read_only=True).selection_inputs()
+    weights = np.where(inputs.active, 1.0, 0.0) if inputs.active.any() else None
+
+    def leaves(budget: int | None) -> np.ndarray:
+        chosen = select(
+            inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members, budget=budget
+        )
+        return np.sort(chosen.leaves)
+
+    full = select(inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members)
+    cum = np.cumsum([len(inputs.members[g]) for g in full.order[: full.cut]])
+    starts = np.concatenate(([0], cum[:-1]))
+    # Budgets inside the first and inside the last selected leaf, evenly spread, largest first.
+    first = np.linspace(cum[0], starts[0] + 2, (repeats + 1) // 2).round().astype(int)
+    last = np.linspace(cum[-1], starts[-1] + 2, repeats // 2).round().astype(int)
+    budgets: list[int] = []
+    for k in range(repeats):
+        big = max(2, int(first[k // 2] if k % 2 == 0 else last[k // 2]))
+        budgets += [big, big - 1]
+    before, rings, changed = leaves(None), [], []
+    for budget in budgets:
+        after = leaves(budget)
+        rings.append(len(after))
+        changed.append(not np.array_equal(before, after))
+        before = after
+    return budgets, rings, changed
 
 
 def screenshots(page, url: str, out: Path) -> None:
@@ -104,8 +183,8 @@ def screenshots(page, url: str, out: Path) -> None:
     page.set_viewport_size({"width": 1500, "height": 1050})
     page.goto(url + "/?envelope=both&budget=3000")
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
-    _map_drawn(page)
     wait_idle(page)
+    _map_drawn(page)
     page.wait_for_timeout(800)
     page.screenshot(path=str(out / "app-explore.png"))
 
@@ -155,7 +234,12 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=10_000)
     parser.add_argument("--domains", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=7, help="budget changes to time")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="budget steps that change the leaves, each followed by a one-point step",
+    )
     parser.add_argument("--store", type=Path, help="use this store instead of a fresh synthetic one")
     parser.add_argument("--screenshots", type=Path, help="also save screenshots of the main views here")
     args = parser.parse_args()
@@ -185,9 +269,8 @@ def main() -> None:
             page = context.new_page()
             frames = Frames(page)
             warm, warm_server = first_load(page, url, frames)
-            points = int(metric_value(page, "HARP-C points").replace(",", ""))
-            budgets = [max(1, points * k // (args.repeats + 2)) for k in range(args.repeats + 1, 1, -1)]
-            times, server = redraws(page, budgets, frames)
+            budgets, rings, changed = budget_steps(store, args.repeats)
+            times, server = redraws(page, budgets, rings, frames)
             print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
             print(f"first load (cold server): {cold:.2f} s")
             print(
@@ -199,6 +282,14 @@ def main() -> None:
                 f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)}   target < 0.5 s   "
                 f"(server part: median {statistics.median(server):.3f} s)"
             )
+            for label, kind in (("selected leaves changed", True), ("same selected leaves", False)):
+                some = [t for t, c in zip(times, changed, strict=True) if c == kind]
+                parts = [s for s, c in zip(server, changed, strict=True) if c == kind]
+                if some:
+                    print(
+                        f"  {label}: median {statistics.median(some):.3f} s, max {max(some):.3f} s "
+                        f"over {len(some)}   (server part: median {statistics.median(parts):.3f} s)"
+                    )
             if args.screenshots:
                 screenshots(page, url, args.screenshots)
                 print(f"screenshots written to {args.screenshots}")
