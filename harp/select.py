@@ -716,21 +716,27 @@ def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _all_saturated(total: np.ndarray, weights: np.ndarray) -> bool:
+def _frozen(total: np.ndarray, weights: np.ndarray, sorted_phi: np.ndarray, at_one: np.ndarray) -> bool:
+    """Whether no leaf can raise any weighted score: each is at or above 1, or at or below 0 and out of reach.
+
+    ``at_one`` is set to the weighted domains at or above 1, the only ones a leaf can still lower.
+    """
     for d in range(total.size):
-        if weights[d] != 0.0 and total[d] < 1.0:
-            return False
+        at_one[d] = weights[d] != 0.0 and total[d] >= 1.0
+        if weights[d] != 0.0 and not at_one[d]:
+            if total[d] > 0.0 or total[d] + sorted_phi[d, sorted_phi.shape[1] - 1] > 0.0:
+                return False
     return True
 
 
 @numba.njit(cache=True)
-def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, weighted, state):  # type: ignore[no-untyped-def]
-    """The pick while every weighted domain is at or above 1, or (-1, -inf) if no leaf keeps them all at 1.
+def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, at_one, state):  # type: ignore[no-untyped-def]
+    """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
-    a leaf that keeps every weighted score at 1 gains exactly 0.0: the first such leaf by id wins, unless a
-    smaller id that lowers some score gains 0.0 too because the drop is lost to rounding (checked exactly when
-    ``_saturated_cap`` says a drop can be that small).
+    a leaf that keeps every score in ``at_one`` at 1 gains exactly 0.0 (the other weighted scores stay at 0):
+    the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because the drop
+    is lost to rounding (checked exactly when ``_saturated_cap`` says a drop can be that small).
     """
     _, phi, _, total, _, _, weights, weight_sum, _ = state
     n_scanned = 0
@@ -738,18 +744,18 @@ def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, weighted, state):
     while g >= 0:
         still = True
         w = witness[g]
-        if w >= 0 and weights[w] != 0.0 and total[w] + phi[g, w] < 1.0:
+        if w >= 0 and at_one[w] and total[w] + phi[g, w] < 1.0:
             still = False
         else:
             for d in range(total.size):
-                if weights[d] != 0.0 and total[d] + phi[g, d] < 1.0:
+                if at_one[d] and total[d] + phi[g, d] < 1.0:
                     witness[g] = d
                     still = False
                     break
         if still:
             best = g
             best_gain = 0.0
-            if _saturated_cap(total, weighted, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
+            if _saturated_cap(total, at_one, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
                 best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
             return best, best_gain
         scanned[n_scanned] = g
@@ -874,10 +880,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         size,
     )
     _track_e(books, remaining, drift)
-    # While every weighted domain is saturated and some leaf leaves all of them at 1, that leaf wins (see
-    # _frozen_pick) and nothing needs tracking; the books are rebuilt once when this stops.
+    # While no leaf can raise any score and some leaf leaves them all unchanged, that leaf wins (see _frozen_pick)
+    # and nothing needs tracking; the books are rebuilt once when this stops.
     stale = False
-    weighted = weights != 0.0
+    at_one = np.zeros(n_domains, dtype=np.bool_)
     candidates = np.empty(n_leaves, dtype=np.int64)
     scanned = np.empty(n_leaves, dtype=np.int64)
     dirty = np.empty(n_leaves, dtype=np.int64)
@@ -885,15 +891,16 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     runs = np.empty((8, 2), dtype=np.int64)
     n_remaining = free.size
     for _ in range(free.size):
-        if 2 * n_remaining < sorted_leaf.shape[1]:
+        # Compacting costs O(D) a step amortised; walking over chosen leaves in the runs costs more.
+        if 10 * n_remaining < 9 * sorted_leaf.shape[1]:
             sorted_phi, sorted_leaf = _compact(sorted_phi, sorted_leaf, remaining, n_remaining)
         n_remaining -= 1
         # -- pick ---------------------------------------------------------------------------------------------
         best = -1
         best_gain = -np.inf
         frozen = False
-        if _all_saturated(total, weights):
-            best, best_gain = _frozen_pick(trees[_ALL], size, witness, scanned, sorted_phi, weighted, state)
+        if _frozen(total, weights, sorted_phi, at_one):
+            best, best_gain = _frozen_pick(trees[_ALL], size, witness, scanned, sorted_phi, at_one, state)
             frozen = best >= 0
         if not frozen and stale:
             # A pick whose drop was lost to rounding can leave a score just below 1, so check here, not above.
