@@ -124,6 +124,9 @@ def metric_value(page: Any, label: str) -> str:
     return str(metric.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
+# The leaf map is the app's own component (app/leaf_map.py): an iframe whose body reports what it draws.
+MAP_FRAME = 'iframe[title="app.leaf_map.leaf_map"]'
+MAP_DRAWN_JS = "() => document.body.dataset.ringsC !== undefined"
 _AXES_JS = """() => {
   const gd = document.querySelector('.js-plotly-plot');
   const box = gd.getBoundingClientRect();
@@ -132,7 +135,19 @@ _AXES_JS = """() => {
 }"""
 
 
+def map_frame(page: Any, timeout_ms: float = 60_000) -> Any:
+    """The leaf map's frame, once the map is drawn in it."""
+    frame = page.wait_for_selector(MAP_FRAME, timeout=timeout_ms).content_frame()
+    frame.wait_for_function(MAP_DRAWN_JS, timeout=timeout_ms)
+    return frame
+
+
 def data_to_page(page: Any, x: float, y: float) -> tuple[float, float]:
-    """Page pixel of the data point (x, y) on the first plotly chart (linear axes)."""
-    axes = page.evaluate(_AXES_JS)
-    return axes["left"] + axes["xm"] * x + axes["xb"], axes["top"] + axes["ym"] * y + axes["yb"]
+    """Page pixel of the data point (x, y) on the leaf map (linear axes)."""
+    handle = page.query_selector(MAP_FRAME)
+    box = handle.bounding_box()
+    axes = handle.content_frame().evaluate(_AXES_JS)
+    return (
+        box["x"] + axes["left"] + axes["xm"] * x + axes["xb"],
+        box["y"] + axes["top"] + axes["ym"] * y + axes["yb"],
+    )

@@ -3,8 +3,8 @@
 Notation as in ``harp.select``: leaf g, domain d, ``phi[g, d]`` the posterior mean effect of leaf g on domain d,
 ``sd[g, d]`` its posterior standard deviation, ``b_d`` the base score, ``w_d`` the weights. Functions take plain
 numpy arrays and return ``go.Figure``; they never read the store or Streamlit state, so they are unit-tested
-directly. Leaf ids travel in each trace's ``customdata`` (first column); selection handlers read them from there,
-never from point indices.
+directly. Leaf ids travel in each trace's ``customdata`` (first column); the map component (``app.leaf_map``)
+reads clicked and lassoed leaves from there, never from point indices.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ MAP_TRACES = (
     "selected (HARP-E)",
     "open in leaf panel",
 )
+MARK_TRACES = MAP_TRACES[2:]  # the small traces a rerun changes (see :func:`mark_traces`)
 
 
 def leaf_map(
@@ -268,26 +269,6 @@ def mark_leaves(
     return fig
 
 
-class _ReadyFigure(go.Figure):
-    """A figure that is only a finished plotly JSON dict, for ``st.plotly_chart``.
-
-    ``st.plotly_chart`` accepts a ``go.Figure`` without validating it again and calls its ``to_dict``; a plain dict
-    would be validated by rebuilding a ``go.Figure`` from it. ``go.Figure.to_dict`` deep-copies every array, and
-    building the map as graph objects validates each of them: together about half a second per first run at
-    10,000 leaves. This class skips both (``__init__`` too: the dict is all it has).
-    """
-
-    def to_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.__dict__["_ready_spec"]
-
-
-def ready_figure(spec: dict[str, Any]) -> go.Figure:
-    """Wrap a finished plotly JSON dict (``{"data": [...], "layout": {...}}``) for ``st.plotly_chart``."""
-    figure = object.__new__(_ReadyFigure)
-    figure.__dict__["_ready_spec"] = spec
-    return figure
-
-
 def typed_array(values: Any, dtype: str = "f4") -> dict[str, Any]:
     """plotly.js's typed-array JSON form (``{"dtype", "bdata", "shape"}``, as ``go.Figure.to_dict`` writes it):
     a quarter of the size of a list of floats, and no per-number parsing in the browser."""
@@ -298,16 +279,6 @@ def typed_array(values: Any, dtype: str = "f4") -> dict[str, Any]:
     return spec
 
 
-def map_spec(base: Mapping[str, Any], marks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The map's JSON dict: ``base`` (a :func:`leaf_map` figure's ``to_dict()``, shared, never mutated) with its
-    marking traces replaced by ``marks`` (from :func:`mark_traces`)."""
-    data = list(base["data"])
-    names = [trace.get("name") for trace in data]
-    for mark in marks:
-        data[names.index(mark["name"])] = dict(mark)
-    return {"data": data, "layout": base["layout"]}
-
-
 def mark_traces(
     base: Mapping[str, Any],
     data: LeafMapData,
@@ -316,7 +287,11 @@ def mark_traces(
     opened: Sequence[int],
 ) -> list[dict[str, Any]]:
     """The selection rings and open-leaf crosses as plotly JSON traces, the same as :func:`mark_leaves` sets
-    on a figure, built from the marking traces of ``base`` (a :func:`leaf_map` ``to_dict()``)."""
+    on a figure, built from the marking traces of ``base`` (a :func:`leaf_map` ``to_dict()``).
+
+    The app sends these on every rerun to its map component (``app.leaf_map``), which draws them over the
+    leaves; the rest of ``base`` goes to the browser once.
+    """
     traces = {trace.get("name"): trace for trace in base["data"]}
     sizes = marker_sizes(data.size)
     out: list[dict[str, Any]] = []
@@ -345,35 +320,6 @@ def mark_traces(
         }
     )
     return out
-
-
-def leaf_ids_from_event(event: Any) -> list[int]:
-    """Sorted distinct leaf ids of the points in a ``st.plotly_chart`` selection event (from ``customdata``)."""
-    if not event:
-        return []
-    selection = event.get("selection", {}) if hasattr(event, "get") else {}
-    points = selection.get("points", []) if hasattr(selection, "get") else []
-    leaves: set[int] = set()
-    for point in points or []:
-        custom = point.get("customdata") if hasattr(point, "get") else None
-        if custom is None:
-            continue
-        # A row of a typed customdata array arrives as {"0": leaf, "1": parent, ...}, a plain one as a list.
-        if isinstance(custom, dict):
-            first = custom.get("0", custom.get(0))
-        elif isinstance(custom, list | tuple):
-            first = custom[0] if custom else None
-        else:
-            first = custom
-        if first is None:
-            continue
-        try:
-            value = float(first)
-        except (TypeError, ValueError):
-            continue
-        if np.isfinite(value) and value >= 0:
-            leaves.add(int(value))
-    return sorted(leaves)
 
 
 def thin_indices(n: int, *, keep: Sequence[int] = (), max_points: int = 2000) -> np.ndarray:

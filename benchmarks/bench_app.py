@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.browser import CHROMIUM, app_server, chromium, metric_value, wait_idle  # noqa: E402
+from app.browser import CHROMIUM, MAP_FRAME, app_server, chromium, metric_value, wait_idle  # noqa: E402
 
 SETTLE_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
 
@@ -41,21 +41,12 @@ def _wait_points(page, label: str, expected: str, timeout_s: float = 60.0) -> No
         page.wait_for_timeout(10)
 
 
-# The leaf map is either a plotly chart in the page or the app's own map component (an iframe); in both the
-# number of HARP-C rings it draws can be read, so a redraw is timed until the map shows the new selection.
-MAP_FRAME = 'iframe[title="app.leaf_map.leaf_map"]'
-RINGS_IN_PAGE_JS = """() => {
-  const gd = document.querySelector('.js-plotly-plot');
-  const trace = gd && gd._fullData && gd._fullData.find(t => t.name === 'selected (HARP-C)');
-  return trace ? (trace.visible === true ? trace._length : 0) : null;
-}"""
-RINGS_IN_FRAME_JS = (
-    "() => document.body.dataset.ringsC === undefined ? null : Number(document.body.dataset.ringsC)"
-)
+# The map component's body reports how many HARP-C rings it draws (app/leaf_map_frontend/leaf_map.js), so a
+# redraw is timed until the map shows the new selection.
+RINGS_JS = "() => document.body.dataset.ringsC === undefined ? null : Number(document.body.dataset.ringsC)"
 
 
 def _map_frame(page):
-    """The map component's frame, or None when the map is a plotly chart in the page."""
     handle = page.query_selector(MAP_FRAME)
     return handle.content_frame() if handle else None
 
@@ -63,8 +54,8 @@ def _map_frame(page):
 def _rings(page) -> int | None:
     frame = _map_frame(page)
     try:
-        return frame.evaluate(RINGS_IN_FRAME_JS) if frame else page.evaluate(RINGS_IN_PAGE_JS)
-    except Exception:  # the frame or chart is being replaced
+        return frame.evaluate(RINGS_JS) if frame else None
+    except Exception:  # the frame is being replaced
         return None
 
 
@@ -78,7 +69,7 @@ def _map_drawn(page, rings: int | None = None, timeout_s: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the map shows {shown} HARP-C rings, expected {rings}")
         page.wait_for_timeout(10)
-    (_map_frame(page) or page).evaluate(SETTLE_JS)
+    _map_frame(page).evaluate(SETTLE_JS)
 
 
 def set_budget(page, value: int) -> None:
@@ -189,13 +180,13 @@ def screenshots(page, url: str, out: Path) -> None:
     page.screenshot(path=str(out / "app-explore.png"))
 
     # Hover a leaf for its facts and examples.
-    canvas = page.locator(".js-plotly-plot").first
-    box = canvas.bounding_box()
-    if box:
+    frame = _map_frame(page)
+    box = page.locator(MAP_FRAME).first.bounding_box()
+    if box and frame:
         for dx in range(0, 200, 8):
             page.mouse.move(box["x"] + box["width"] * 0.45 + dx, box["y"] + box["height"] * 0.5)
             page.wait_for_timeout(60)
-            if page.locator(".hoverlayer .hovertext").count():
+            if frame.locator(".hoverlayer .hovertext").count():
                 break
         page.wait_for_timeout(300)
         page.screenshot(path=str(out / "app-hover.png"), clip={**box, "height": min(box["height"], 700)})

@@ -85,6 +85,17 @@ def shows(at: AppTest, envelope: str, selection) -> None:
     assert metric(at, f"{name} leaves") == f"{len(selection.leaves):,}"
 
 
+def map_sent(at: AppTest) -> tuple[str, list[dict]]:
+    """What the leaf map component sends the browser: the base figure's JSON (the file it fetches) and the marks."""
+    import json
+
+    from app.leaf_map import serving_dir
+
+    (component,) = at.get("component_instance")
+    args = json.loads(component.proto.json_args)
+    return (serving_dir() / args["base"]).read_text(), args["marks"]
+
+
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
@@ -236,11 +247,11 @@ def test_color_by_domain_and_the_map_carries_escaped_leaf_data(monkeypatch, fres
     name = inputs.domain_names[1]
     at = run(make_app(monkeypatch, fresh_store, color=name))
     assert at.selectbox(key="ctl_color").value == name
-    charts = at.get("plotly_chart")
-    spec = charts[0].proto.spec
+    spec, marks = map_sent(at)
     assert "&lt;script&gt;" in spec
     assert "<script>" not in spec and "javascript:" not in spec
     assert f"phi[{name}]" in spec
+    assert [m["name"] for m in marks] == ["selected (HARP-C)", "selected (HARP-E)", "open in leaf panel"]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import figures, text  # noqa: E402
+from app import figures, leaf_map, text  # noqa: E402
 from app.state import (  # noqa: E402
     OBJECTIVE,
     StoreShape,
@@ -307,10 +307,9 @@ def test_mark_leaves_updates_a_cached_map_in_place() -> None:
     [({}, []), ({"C": np.array([3])}, [5]), ({"C": np.array([3]), "E": np.array([3, 4, 11])}, [0, 7])],
     ids=["nothing", "C-and-open", "both"],
 )
-def test_ready_map_spec_equals_the_marked_figure(selected, opened) -> None:
-    """The shared base dict plus mark_traces sends what mark_leaves on a graph-object figure would."""
+def test_mark_traces_equal_the_marks_of_the_marked_figure(selected, opened) -> None:
+    """The marks the map component gets on a rerun are what mark_leaves sets on a graph-object figure."""
     import plotly.io
-    import plotly.tools
 
     data = _map_data()
     effect = np.linspace(-0.02, 0.05, 12)
@@ -322,36 +321,63 @@ def test_ready_map_spec_equals_the_marked_figure(selected, opened) -> None:
         selected=selected,
         opened=opened,
     )
-    ready = figures.ready_figure(
-        figures.map_spec(base, figures.mark_traces(base, data, selected=selected, opened=opened))
-    )
-
-    def decoded(figure) -> dict:
-        # What st.plotly_chart sends, with typed arrays decoded to plain lists for comparison.
-        spec = json.loads(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(figure, True)))
-        for trace in spec["data"]:
-            for key in ("x", "y", "customdata"):
-                if isinstance(trace.get(key), dict):
-                    trace[key] = _decode(trace[key])
-            if isinstance(trace.get("marker", {}).get("size"), dict):
-                trace["marker"]["size"] = _decode(trace["marker"]["size"])
-        return spec
-
-    want, got = decoded(marked), decoded(ready)
-    assert got["layout"] == want["layout"]
-    assert [t["name"] for t in got["data"]] == [t["name"] for t in want["data"]]
-    for mine, theirs in zip(got["data"], want["data"], strict=True):
+    marks = json.loads(json.dumps(figures.mark_traces(base, data, selected=selected, opened=opened)))
+    want = [t for t in json.loads(marked.to_json())["data"] if t["name"] in figures.MARK_TRACES]
+    assert [t["name"] for t in marks] == [t["name"] for t in want] == list(figures.MARK_TRACES)
+    for mine, theirs in zip(marks, want, strict=True):
         assert mine.keys() == theirs.keys()
         for key in mine:
-            if key in ("x", "y", "customdata") or key == "marker":
+            if key in ("x", "y", "customdata", "marker"):
                 np.testing.assert_allclose(
-                    np.asarray(_sizes_or(mine[key]), dtype=float),
-                    np.asarray(_sizes_or(theirs[key]), dtype=float),
+                    np.asarray(_sizes_or(_decoded(mine[key])), dtype=float),
+                    np.asarray(_sizes_or(_decoded(theirs[key])), dtype=float),
                     rtol=1e-6,
                 )
             else:
                 assert mine[key] == theirs[key], key
+        assert {k: v for k, v in mine["marker"].items() if k != "size"} == {
+            k: v for k, v in theirs["marker"].items() if k != "size"
+        }
     assert plotly.io.to_json(base, validate=False) == before  # the shared base is never mutated
+
+
+def _decoded(value):
+    """A typed-array spec as a list; a marker dict with its size decoded; anything else as it is."""
+    if isinstance(value, dict) and "bdata" in value:
+        return _decode(value)
+    if isinstance(value, dict) and isinstance(value.get("size"), dict):
+        return {**value, "size": _decode(value["size"])}
+    return value
+
+
+def test_base_payload_is_the_figure_without_its_marks() -> None:
+    data = _map_data()
+    figure = figures.leaf_map(data, np.linspace(-1, 1, 12), np.zeros(12), color_label="x", labels="parent")
+    payload = leaf_map.base_payload(figure.to_dict(), figures.MARK_TRACES)
+    sent = json.loads(payload)
+    whole = json.loads(figure.to_json())
+    assert [t["name"] for t in sent["data"]] == ["inferred leaf", "measured leaf", "parents"]
+    assert sent["data"] == [t for t in whole["data"] if t["name"] not in figures.MARK_TRACES]
+    assert sent["layout"] == whole["layout"]
+    assert sent["data"][0]["x"].keys() == {"dtype", "bdata"}  # typed arrays, not lists of numbers
+    assert leaf_map.base_file(payload) == leaf_map.base_file(bytes(payload))
+    assert leaf_map.base_file(payload) != leaf_map.base_file(payload + b" ")
+
+
+def test_publish_serves_the_frontend_and_keeps_recent_bases(monkeypatch) -> None:
+    folder = leaf_map.serving_dir()
+    assert {"index.html", "leaf_map.js", "plotly.min.js"} <= {p.name for p in folder.iterdir()}
+    assert "plotly.min.js" in (folder / "index.html").read_text()  # served from here, no CDN
+    monkeypatch.setattr(leaf_map, "KEEP_BASES", 2)
+    names = []
+    for k in range(4):
+        payload = f'{{"data": [], "layout": {{"k": {k}}}}}'.encode()
+        names.append(leaf_map.base_file(payload))
+        leaf_map.publish(names[-1], payload)
+    kept = {p.name for p in folder.glob("base-*.json")}
+    assert names[-1] in kept and names[0] not in kept and len(kept) <= 2
+    leaf_map.publish(names[0], b'{"again": true}')  # a pruned base is written again when used
+    assert (folder / names[0]).read_bytes() == b'{"again": true}'
 
 
 def _decode(spec: dict) -> list:
@@ -380,23 +406,12 @@ def test_leaf_map_labels_large_nodes() -> None:
     assert list(labels.text) == ["L0", "L1"]
 
 
-def test_leaf_ids_from_event() -> None:
-    event = {
-        "selection": {
-            "points": [
-                {"customdata": [4.0, 1.0, 20.0, 0.1, 0.01]},
-                {"customdata": {"0": 9, "1": 0, "2": 73, "3": 0.002, "4": 0.004}},  # as Streamlit sends it
-                {"customdata": []},
-                {"customdata": [4.0]},
-                {"customdata": 7},
-                {"curve_number": 0},
-                {"customdata": ["not a number"]},
-            ]
-        }
-    }
-    assert figures.leaf_ids_from_event(event) == [4, 7, 9]
-    assert figures.leaf_ids_from_event(None) == []
-    assert figures.leaf_ids_from_event({"selection": {"points": []}}) == []
+def test_leaf_ids_from_the_map_value() -> None:
+    value = {"leaves": [9, 4.0, 4, -1, "x", None, float("nan"), 7], "at": 1700000000000}
+    assert leaf_map.leaf_ids_from_value(value) == [4, 7, 9]
+    assert leaf_map.leaf_ids_from_value(None) == []
+    assert leaf_map.leaf_ids_from_value({"leaves": []}) == []
+    assert leaf_map.leaf_ids_from_value([1, 2]) == []
 
 
 def test_objective_effect_is_the_weighted_mean() -> None:

@@ -18,7 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.browser import CHROMIUM, app_server, chromium, data_to_page, metric_value, wait_idle  # noqa: E402
+from app.browser import (  # noqa: E402
+    CHROMIUM,
+    app_server,
+    chromium,
+    data_to_page,
+    map_frame,
+    metric_value,
+    wait_idle,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -81,7 +89,7 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
         _wait_metric(page, "HARP-C points", f"{len(c_full.points):,}")
 
         # Click the most isolated leaf on the map: it opens in the leaf panel (leaf ids travel in customdata).
-        page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=60_000)
+        map_frame(page)
         page.wait_for_timeout(500)
         x, y = Store.open(store, read_only=True).layout()
         pixels = np.array([data_to_page(page, float(a), float(b)) for a, b in zip(x, y, strict=True)])
@@ -205,7 +213,7 @@ def shared(tmp_path_factory):
 def _leaf_pixels(page, store: Path) -> np.ndarray:
     from harp.store import Store
 
-    page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=60_000)
+    map_frame(page)
     page.wait_for_timeout(500)
     x, y = Store.open(store, read_only=True).layout()
     return np.array([data_to_page(page, float(a), float(b)) for a, b in zip(x, y, strict=True)])
@@ -258,7 +266,7 @@ def test_lasso_opens_leaves_then_pin_and_exclude(shared) -> None:
     low, high = centre + 0.5 - half, centre + 0.5 + half
     want = sorted(int(g) for g in np.flatnonzero(inside))
 
-    page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+    map_frame(page).locator('.modebar-btn[data-title="Lasso Select"]').first.click()
     corners = [(low[0], low[1]), (high[0], low[1]), (high[0], high[1]), (low[0], high[1]), (low[0], low[1])]
     page.mouse.move(*corners[0])
     page.mouse.down()
@@ -297,7 +305,8 @@ def test_hover_shows_hostile_example_text_as_text(shared) -> None:
     _load(page, shared["url"])
     pixels = _leaf_pixels(page, shared["store"])
     px, py = pixels[shared["lonely"]]
-    label = page.locator(".hoverlayer .hovertext")
+    frame = map_frame(page)  # the hover label is drawn inside the map's frame
+    label = frame.locator(".hoverlayer .hovertext")
     for dx, dy in ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2)):
         page.mouse.move(px + dx + 30, py + dy + 30)
         page.mouse.move(px + dx, py + dy)
@@ -310,10 +319,11 @@ def test_hover_shows_hostile_example_text_as_text(shared) -> None:
     # The markup arrives as characters, never as elements; the link scheme is broken up.
     assert "<img src=x onerror=window.__pwned=1>" in shown
     assert '<a href="javascript' in shown
-    hover = page.locator(".hoverlayer")
+    hover = frame.locator(".hoverlayer")
     assert hover.locator("img").count() == 0 and hover.locator("a").count() == 0
-    assert page.locator(".js-plotly-plot img, .js-plotly-plot foreignObject").count() == 0
+    assert frame.locator(".js-plotly-plot img, .js-plotly-plot foreignObject").count() == 0
     page.wait_for_timeout(300)  # an <img onerror> would have fired by now
+    assert frame.evaluate("() => window.__pwned === undefined")
     assert page.evaluate("() => window.__pwned === undefined")
     page.close()
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, panels, text
+from app import controls, data, figures, leaf_map, panels, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 
@@ -21,7 +21,7 @@ def _load() -> tuple[StoreBundle, str | None]:
 
 
 def _on_map_select() -> None:
-    leaves = figures.leaf_ids_from_event(st.session_state.get("leaf_map"))
+    leaves = leaf_map.leaf_ids_from_value(st.session_state.get("leaf_map"))
     if leaves:
         controls.set_open_leaves(leaves)
 
@@ -61,12 +61,13 @@ def _map_data(bundle: StoreBundle, view: ViewState) -> figures.LeafMapData:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _base_map(
     path: str, token: tuple[int, ...], color: str, weights: tuple[float, ...], labels: str
-) -> dict[str, Any]:
-    """The map's JSON dict without selection marks, shared by every session (never mutated).
+) -> tuple[dict[str, Any], str, bytes]:
+    """The map's JSON dict without selection marks (shared by every session, never mutated), and the served
+    file name and JSON of its big part (see ``app.leaf_map``).
 
     Its 10,000-marker traces with their hover texts depend only on the store, the colored quantity and the
-    labels. Building them as plotly graph objects and converting them back costs about half a second at 10,000
-    leaves, so that happens once per setting, not on every rerun or first load.
+    labels. Building them as plotly graph objects and encoding them costs about half a second at 10,000 leaves,
+    so that happens once per setting, not on every rerun or first load.
     """
     bundle = data._load_bundle(path, token)  # already read (and cached) by this run
     view = ViewState(
@@ -80,30 +81,28 @@ def _base_map(
     )
     effect, spread, label = panels.colored_effect(bundle, view)
     figure = figures.leaf_map(_map_data(bundle, view), effect, spread, color_label=label, labels=labels)
-    return figure.to_dict()
+    spec = figure.to_dict()
+    payload = leaf_map.base_payload(spec, figures.MARK_TRACES)
+    return spec, leaf_map.base_file(payload), payload
 
 
 def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
     labels = st.session_state.get("ctl_labels", "none")
-    # Only the small marking traces (rings, crosses) change with the budget, weights or pins; the big ones come
-    # from the shared cache and go out as a ready dict (no graph objects, no deep copy).
+    # The browser draws the big part once per setting (fetched as a file); a rerun sends only the marks (rings,
+    # crosses), which it draws over the map without redrawing the leaves.
     by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
     weights_key = () if by_domain else tuple(float(w) for w in view.effective_weights())
-    base = _base_map(bundle.path, bundle.token, view.color, weights_key, labels)
+    spec, name, payload = _base_map(bundle.path, bundle.token, view.color, weights_key, labels)
+    leaf_map.publish(name, payload)
     opened = [g for g in st.session_state.get("open_leaves", []) if 0 <= g < bundle.n_leaves]
     marks = figures.mark_traces(
-        base,
+        spec,
         _map_data(bundle, view),
         selected={e: s.leaves for e, s in selections.items()},
         opened=opened,
     )
-    figure = figures.ready_figure(figures.map_spec(base, marks))
-    st.plotly_chart(
-        figure,
-        key="leaf_map",
-        on_select=_on_map_select,
-        selection_mode=("points", "box", "lasso"),
-        config={"displaylogo": False, "scrollZoom": True},
+    leaf_map.leaf_map(
+        name, marks, height=int(spec["layout"]["height"]), key="leaf_map", on_change=_on_map_select
     )
     st.caption(
         "Click a leaf to open it below; use the lasso or box tool (top right of the map) to open several. "

@@ -1,0 +1,133 @@
+"""The leaf map as a small Streamlit component of our own: the 10,000 leaves are drawn once, a rerun sends marks.
+
+``st.plotly_chart`` sends the whole figure on every rerun and remounts the chart whenever any part of it changes,
+so a budget change that adds or drops one selection ring made the browser parse, theme and redraw every leaf
+again (seconds at 10,000 leaves). Here the figure is split in two:
+
+- the **base** (the leaf traces with their hover texts, the labels, the layout and color bar, built by
+  :func:`app.figures.leaf_map` without its marks) is written once per setting as a JSON file into the component's
+  folder, and the browser fetches and draws it only when its name changes;
+- the **marks** (selection rings, open-leaf crosses: :func:`app.figures.mark_traces`) go with every rerun as
+  component arguments, and the browser draws them on a canvas over the map without touching the leaves.
+
+The frontend is a static ``index.html`` and plain ``leaf_map.js`` (in ``leaf_map_frontend/``, no npm build) that
+speak Streamlit's component protocol by ``postMessage``. plotly.js is the copy bundled with the plotly Python
+package, served from the same folder, so the map works offline. Clicked and lassoed leaves come back as the
+component's value, ``{"leaves": [leaf ids], "at": time}``.
+
+The folder Streamlit serves is a temporary directory per server process: the two frontend files, plotly.min.js,
+and the most recent base files, each named by the hash of its contents.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FRONTEND = Path(__file__).resolve().with_name("leaf_map_frontend")
+FRONTEND_FILES = ("index.html", "leaf_map.js")
+KEEP_BASES = 24  # base files kept in the served folder (about 2 MB each at 10,000 leaves)
+LEGEND_HEIGHT = 28  # pixels under the plot for the marks' legend
+
+
+@functools.cache
+def serving_dir() -> Path:
+    """The folder Streamlit serves the component from, made once per process."""
+    folder = Path(tempfile.mkdtemp(prefix="harp-leaf-map-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in FRONTEND_FILES:
+        shutil.copyfile(FRONTEND / name, folder / name)
+    # A copy, not a link: Streamlit refuses to serve a file that resolves outside the component's folder.
+    with resources.as_file(resources.files("plotly") / "package_data" / "plotly.min.js") as plotly_js:
+        shutil.copyfile(plotly_js, folder / "plotly.min.js")
+    return folder
+
+
+def base_file(payload: bytes) -> str:
+    """The served file name for a base figure's JSON: ``base-<hash>.json``."""
+    return f"base-{hashlib.sha256(payload).hexdigest()[:24]}.json"
+
+
+def publish(name: str, payload: bytes) -> None:
+    """Make sure ``name`` (from :func:`base_file`) is served, and keep only the most recently used base files.
+
+    Called on every rerun: a file removed to make room for other settings' files is written again.
+    """
+    folder = serving_dir()
+    path = folder / name
+    if path.exists():
+        os.utime(path)
+        return
+    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(payload)
+    os.replace(partial, path)
+    bases = sorted(folder.glob("base-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in bases[KEEP_BASES:]:
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def base_payload(spec: Mapping[str, Any], mark_names: Sequence[str]) -> bytes:
+    """The base figure as JSON: ``spec`` (a :func:`app.figures.leaf_map` ``to_dict()``) without its marks.
+
+    Arrays go out in plotly's typed-array form (``{"dtype", "bdata"}``), which plotly.js decodes without parsing
+    numbers one by one.
+    """
+    import plotly.io
+
+    figure = {
+        "data": [trace for trace in spec["data"] if trace.get("name") not in mark_names],
+        "layout": spec["layout"],
+    }
+    return plotly.io.to_json(figure, validate=False).encode("utf-8")
+
+
+def leaf_ids_from_value(value: Any) -> list[int]:
+    """Sorted distinct leaf ids of the map component's value (``{"leaves": [...], ...}``); junk is skipped."""
+    if not isinstance(value, Mapping):
+        return []
+    leaves: set[int] = set()
+    for item in value.get("leaves") or []:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(number) and number >= 0:
+            leaves.add(int(number))
+    return sorted(leaves)
+
+
+def leaf_map(
+    base: str,
+    marks: Sequence[Mapping[str, Any]],
+    *,
+    height: int,
+    key: str,
+    on_change: Callable[[], None] | None = None,
+) -> Any:
+    """Show the map: the base figure served as ``base`` (see :func:`publish`) with ``marks`` drawn over it.
+
+    Returns the component's value (the last leaves clicked or lassoed, see :func:`leaf_ids_from_value`).
+    """
+    from streamlit.components import v1 as components
+
+    # Declared on every run (cheap): it registers the component with this process's runtime and its folder.
+    component = components.declare_component("leaf_map", path=str(serving_dir()))
+    return component(
+        base=base,
+        marks=list(marks),
+        key=key,
+        default=None,
+        on_change=on_change,
+        height=height + LEGEND_HEIGHT,
+    )

@@ -1,0 +1,204 @@
+// The HARP leaf map, a Streamlit component without a build step (see app/leaf_map.py for the why).
+//
+// Streamlit's component protocol, by postMessage to the parent page: we send "streamlit:componentReady" once,
+// receive "streamlit:render" with the arguments on every rerun that changes them, and send
+// "streamlit:setComponentValue" (the leaves the user clicked or lassoed) and "streamlit:setFrameHeight".
+//
+// Arguments: `base` names a JSON file next to this one with the 10,000-leaf plotly figure (fetched and drawn
+// only when the name changes); `marks` are the selection rings and open-leaf crosses as small plotly traces,
+// drawn on a 2-D canvas over the WebGL points, so a budget change never makes plotly redraw the leaves.
+"use strict";
+
+(function () {
+  const plot = document.getElementById("map");
+  const legend = document.getElementById("legend");
+  const problem = document.getElementById("problem");
+  const canvas = document.createElement("canvas");
+  canvas.id = "marks";
+  const CONFIG = { displaylogo: false, scrollZoom: true, responsive: true };
+  const TYPES = {
+    f4: Float32Array, f8: Float64Array, i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array,
+    i4: Int32Array, u4: Uint32Array,
+  };
+
+  let baseName = null; // the base figure on screen
+  let marks = []; // decoded marks: {name, color, width, symbol, x, y, size, visible}
+  const hidden = new Set(); // marks the user switched off in the legend
+  let pending = null;
+  let busy = false;
+
+  function post(type, data) {
+    window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*");
+  }
+
+  // plotly's typed-array JSON ({dtype, bdata}), a plain list, or a scalar.
+  function decode(value) {
+    if (value && typeof value === "object" && !Array.isArray(value) && value.bdata !== undefined) {
+      const bytes = Uint8Array.from(atob(value.bdata), (c) => c.charCodeAt(0));
+      return new (TYPES[value.dtype] || Float64Array)(bytes.buffer);
+    }
+    return value;
+  }
+
+  function decodeMark(trace) {
+    const marker = trace.marker || {};
+    return {
+      name: String(trace.name || ""),
+      visible: trace.visible === true || trace.visible === undefined,
+      color: String(marker.color || "#111111"),
+      width: Number((marker.line && marker.line.width) || 2),
+      symbol: String(marker.symbol || "circle-open"),
+      x: decode(trace.x) || [],
+      y: decode(trace.y) || [],
+      size: decode(marker.size === undefined ? 10 : marker.size),
+    };
+  }
+
+  function shown(mark) {
+    return mark.visible && !hidden.has(mark.name);
+  }
+
+  // Draw the marks in pixels of plotly's current axes, clipped to the plot area, on a canvas that sits in
+  // plotly's WebGL container: above the leaves, below the hover labels.
+  function drawMarks() {
+    const layout = plot._fullLayout;
+    if (!layout || !layout.xaxis || !layout.yaxis) return;
+    const holder = layout._glcontainer && layout._glcontainer.node();
+    if (holder && canvas.parentNode !== holder) holder.appendChild(canvas);
+    const width = layout.width;
+    const height = layout.height;
+    const ratio = window.devicePixelRatio || 1;
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+      canvas.style.width = width + "px";
+      canvas.style.height = height + "px";
+    }
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, width, height);
+    const xa = layout.xaxis;
+    const ya = layout.yaxis;
+    context.save();
+    context.beginPath();
+    context.rect(xa._offset, ya._offset, xa._length, ya._length);
+    context.clip();
+    for (const mark of marks) {
+      if (!shown(mark)) continue;
+      context.strokeStyle = mark.color;
+      context.lineWidth = mark.width;
+      context.beginPath();
+      const cross = mark.symbol.startsWith("x");
+      for (let i = 0; i < mark.x.length; i++) {
+        const px = xa._offset + xa.l2p(mark.x[i]);
+        const py = ya._offset + ya.l2p(mark.y[i]);
+        const radius = (typeof mark.size === "number" ? mark.size : mark.size[i]) / 2;
+        if (cross) {
+          const d = radius * 0.7;
+          context.moveTo(px - d, py - d);
+          context.lineTo(px + d, py + d);
+          context.moveTo(px - d, py + d);
+          context.lineTo(px + d, py - d);
+        } else {
+          context.moveTo(px + radius, py);
+          context.arc(px, py, radius, 0, 2 * Math.PI);
+        }
+      }
+      context.stroke();
+    }
+    context.restore();
+    // What the map shows, for the browser tests and the benchmark.
+    for (const mark of marks) {
+      const key = { "selected (HARP-C)": "ringsC", "selected (HARP-E)": "ringsE", "open in leaf panel": "opened" }[
+        mark.name
+      ];
+      if (key) document.body.dataset[key] = String(shown(mark) ? mark.x.length : 0);
+    }
+  }
+
+  function drawLegend() {
+    legend.replaceChildren();
+    for (const mark of marks) {
+      if (!mark.visible) continue;
+      const item = document.createElement("span");
+      const symbol = document.createElement("b");
+      symbol.textContent = mark.symbol.startsWith("x") ? "\u2715" : "\u25cb";
+      symbol.style.color = mark.color;
+      item.append(symbol, document.createTextNode(mark.name));
+      item.title = "Show or hide on the map";
+      if (hidden.has(mark.name)) item.className = "hidden";
+      item.addEventListener("click", () => {
+        if (hidden.has(mark.name)) hidden.delete(mark.name);
+        else hidden.add(mark.name);
+        drawMarks();
+        drawLegend();
+      });
+      legend.append(item);
+    }
+  }
+
+  // Leaf ids travel in the first column of each leaf trace's customdata; never rely on point indices.
+  function pick(points) {
+    const leaves = new Set();
+    for (const point of points || []) {
+      const custom = point.customdata;
+      if (custom === undefined || custom === null) continue;
+      const first = typeof custom === "object" ? custom[0] : custom;
+      const leaf = Number(first);
+      if (Number.isFinite(leaf) && leaf >= 0) leaves.add(Math.round(leaf));
+    }
+    if (!leaves.size) return;
+    const value = { leaves: Array.from(leaves).sort((a, b) => a - b), at: Date.now() };
+    post("streamlit:setComponentValue", { value: value, dataType: "json" });
+  }
+
+  function listen() {
+    plot.on("plotly_click", (event) => pick(event && event.points));
+    plot.on("plotly_selected", (event) => pick(event && event.points));
+    for (const name of ["plotly_afterplot", "plotly_relayout", "plotly_relayouting"]) plot.on(name, drawMarks);
+  }
+
+  async function render(args) {
+    marks = (args.marks || []).map(decodeMark);
+    if (args.base !== baseName) {
+      if (baseName === null && args.height) post("streamlit:setFrameHeight", { height: args.height });
+      const response = await fetch(args.base);
+      if (!response.ok) throw new Error("the map's data could not be fetched (" + response.status + ")");
+      const figure = await response.json();
+      const first = baseName === null;
+      await Plotly.react(plot, figure.data, figure.layout, CONFIG);
+      if (first) listen();
+      baseName = args.base;
+    }
+    drawMarks();
+    drawLegend();
+    post("streamlit:setFrameHeight", { height: document.body.scrollHeight });
+  }
+
+  async function update() {
+    busy = true;
+    try {
+      while (pending) {
+        const args = pending;
+        pending = null;
+        await render(args);
+      }
+      problem.hidden = true;
+    } catch (error) {
+      problem.textContent = "The leaf map could not be drawn: " + error.message + ". Reload the page to retry.";
+      problem.hidden = false;
+      post("streamlit:setFrameHeight", { height: document.body.scrollHeight });
+    } finally {
+      busy = false;
+    }
+  }
+
+  window.addEventListener("message", (event) => {
+    const message = event.data;
+    if (!message || message.type !== "streamlit:render") return;
+    pending = message.args || {};
+    if (!busy) update();
+  });
+  window.addEventListener("resize", drawMarks);
+  post("streamlit:componentReady", { apiVersion: 1 });
+})();
