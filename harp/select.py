@@ -430,11 +430,10 @@ def _shifted_runs(runs: np.ndarray, sorted_row: np.ndarray, old: float, new: flo
     While no leaf can push the score below 0 (``t + x > 0`` for every effect x), a leaf's term is
     ``clip(t + x) - clip(t) = min(x, c) - min(c, 0)`` with ``c = 1 - t``. Leaves with x below both values of c
     (the unclipped ones) all change by the same amount, and so do leaves with x above both (the clipped ones).
-    Only the smaller of the two groups is visited; the other's common change is returned as ``shared``, which
-    the caller adds to a global offset and subtracts from every visited leaf. The leaves whose
-    ``clip(t + x) != clip(t)`` can flip are always visited: those between the two values of c, all clipped ones
-    when the score crosses 1, and a band of tiny effects a float sum can absorb. Otherwise (the clip at 0 may
-    bind) this falls back to :func:`_add_moved_runs` with nothing shared.
+    Only the smaller group and the leaves between the two values of c are visited; the other group's common
+    change is returned as ``shared``, which the caller adds to a global offset and subtracts from every visited
+    leaf. (A leaf with x = 0 keeps a term of 0; it lies in the visited run unless ``shared`` is 0.) Otherwise
+    (the clip at 0 may bind) this falls back to :func:`_add_moved_runs` with nothing shared.
     """
     low = min(old, new)
     high = max(old, new)
@@ -449,8 +448,7 @@ def _shifted_runs(runs: np.ndarray, sorted_row: np.ndarray, old: float, new: flo
     c_high = 1.0 - low
     n_clipped = sorted_row.size - np.searchsorted(sorted_row, c_low - widen, side="left")
     n_unclipped = np.searchsorted(sorted_row, c_high + widen, side="right")
-    if low < 1.0 <= high or n_clipped <= n_unclipped:
-        # Zero effects inside the run are visited too: their term stays 0, so they do not share the change.
+    if n_clipped <= n_unclipped:
         shared = min(c_old, 0.0) - min(c_new, 0.0)
         runs[0, 0] = sorted_row.size - n_clipped
         runs[0, 1] = sorted_row.size
@@ -458,12 +456,7 @@ def _shifted_runs(runs: np.ndarray, sorted_row: np.ndarray, old: float, new: flo
         shared = max(c_new, 0.0) - max(c_old, 0.0)
         runs[0, 0] = 0
         runs[0, 1] = n_unclipped
-    n_runs = 1
-    if low < 1.0:
-        tiny = _TINY * scale
-        n_runs = _add_run(runs, n_runs, sorted_row, -tiny, tiny, -1)
-        n_runs = _add_run(runs, n_runs, sorted_row, -tiny, tiny, 1)
-    return n_runs, shared
+    return 1, shared
 
 
 @numba.njit(cache=True)
@@ -651,30 +644,6 @@ def _compact(
 
 
 @numba.njit(cache=True)
-def _tree_next(tree: np.ndarray, size: int, start: int) -> int:
-    """Smallest index >= start whose value is not -inf, or -1."""
-    if start >= size:
-        return -1
-    node = size + start
-    if tree[node] > -np.inf:
-        return start
-    while node > 1:
-        if node % 2 == 0 and tree[node + 1] > -np.inf:
-            node += 1
-            while node < size:
-                node = 2 * node if tree[2 * node] > -np.inf else 2 * node + 1
-            return node - size
-        node //= 2
-    return -1
-
-
-# Trees of the HARP-E kernel (rows of ``trees``):
-_ALL = 0  # every remaining leaf, keyed by its bound minus the drift so far (see _greedy_e)
-_OPEN = 1  # leaves that move some unsaturated domain, keyed by their gain over unsaturated domains
-_STILL = 2  # leaves that move no unsaturated domain, keyed by -id
-
-
-@numba.njit(cache=True)
 def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
     """Recompute every remaining leaf's books from the current scores; domains at or above 1 are saturated."""
     (
@@ -684,11 +653,10 @@ def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
         weights,
         weight_sum,
         approx,
-        moved,
         saturated_term,
         saturated_part,
         stamp,
-        trees,
+        tree,
         size,
     ) = books
     n_domains = total.size
@@ -698,21 +666,15 @@ def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
         if not remaining[g]:
             continue
         acc = 0.0
-        count = 0
         for d in range(n_domains):
             if weights[d] != 0.0 and not saturated[d]:
-                after = _clip(total[d] + phi[g, d])
-                before = _clip(total[d])
-                acc += weights[d] * (after - before)
-                count += int(after != before)
+                acc += weights[d] * (_clip(total[d] + phi[g, d]) - _clip(total[d]))
         approx[g] = acc / weight_sum
-        moved[g] = count
         _refresh_e(
             g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift
         )
-        _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
-    for k in range(3):
-        _tree_build(trees[k], size)
+        tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
+    _tree_build(tree, size)
 
 
 @numba.njit(cache=True)
@@ -730,26 +692,31 @@ def _frozen(total: np.ndarray, weights: np.ndarray, sorted_phi: np.ndarray, at_o
 
 
 @numba.njit(cache=True)
-def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, at_one, state):  # type: ignore[no-untyped-def]
+def _frozen_pick(alive, remaining, witness, witness_x, scanned, sorted_phi, at_one, state):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
     a leaf that keeps every score in ``at_one`` at 1 gains exactly 0.0 (the other weighted scores stay at 0):
     the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because the drop
     is lost to rounding (checked exactly when ``_saturated_cap`` says a drop can be that small).
+
+    ``alive`` lists the remaining leaves in id order (and some chosen ones, skipped). Each leaf that lowers a
+    score keeps that domain and its effect there as a witness, checked first next time.
     """
     _, phi, _, total, _, _, weights, weight_sum, _ = state
     n_scanned = 0
-    g = _tree_next(tree_all, size, 0)
-    while g >= 0:
+    for g in alive:
+        if not remaining[g]:
+            continue
         still = True
         w = witness[g]
-        if w >= 0 and at_one[w] and total[w] + phi[g, w] < 1.0:
+        if w >= 0 and at_one[w] and total[w] + witness_x[g] < 1.0:
             still = False
         else:
             for d in range(total.size):
                 if at_one[d] and total[d] + phi[g, d] < 1.0:
                     witness[g] = d
+                    witness_x[g] = phi[g, d]
                     still = False
                     break
         if still:
@@ -760,7 +727,6 @@ def _frozen_pick(tree_all, size, witness, scanned, sorted_phi, at_one, state):  
             return best, best_gain
         scanned[n_scanned] = g
         n_scanned += 1
-        g = _tree_next(tree_all, size, g + 1)
     return -1, -np.inf
 
 
@@ -786,29 +752,14 @@ def _renew_e(g, books, drift):  # type: ignore[no-untyped-def]
         weights,
         weight_sum,
         approx,
-        moved,
         saturated_term,
         saturated_part,
         stamp,
-        trees,
+        tree,
         size,
     ) = books
     _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift)
-    _place_e(g, approx, moved, saturated_part, stamp, trees, size, False)
-
-
-@numba.njit(cache=True)
-def _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild):  # type: ignore[no-untyped-def]
-    values = (
-        approx[g] + saturated_part[g] - stamp[g],
-        approx[g] if moved[g] > 0 else -np.inf,
-        -float(g) if moved[g] == 0 else -np.inf,
-    )
-    for k in range(3):
-        if rebuild:
-            trees[k, size + g] = values[k]
-        elif trees[k, size + g] != values[k]:
-            _tree_set(trees[k], size, g, values[k])
+    _tree_set(tree, size, g, approx[g] + saturated_part[g] - stamp[g])
 
 
 @numba.njit(cache=True)
@@ -817,16 +768,17 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
 
     Domains with t_d >= 1 are *saturated*: a leaf's term there, ``clip(t_d + x) - 1``, is never positive, and
     when t_d hovers above 1 it moves for many leaves at every step. Those terms are therefore not tracked
-    exactly. Each leaf keeps (a) its exact gain over unsaturated domains, ``approx`` (incremental, as in the
-    module docstring), (b) ``moved``, how many unsaturated domains it would change, and (c) its saturated part
-    as of its last refresh. A saturated term is non-decreasing and 1-Lipschitz in t_d, so it can have risen
-    since the refresh by at most the upward movement of t_d; ``drift`` sums these movements over all saturated
-    domains (weighted), so ``approx + saturated_part + drift - stamp`` bounds every leaf's gain.
+    exactly. Each leaf keeps (a) its gain over unsaturated domains, ``approx`` (incremental, as in the module
+    docstring, less a shared ``offset``) and (b) its saturated part as of its last refresh. A saturated term is
+    non-decreasing and 1-Lipschitz in t_d, so it can have risen since the refresh by at most the upward movement
+    of t_d; ``drift`` sums these movements over all saturated domains (weighted), so
+    ``approx + offset + saturated_part + drift - stamp`` bounds every leaf's gain. One max-tree holds these
+    bounds less ``offset + drift``.
 
-    Picking: leaves that move no unsaturated domain are scanned in id order; the first that moves no saturated
-    domain either has a gain of exactly 0.0. If one exists and no leaf that lowers a saturated domain can come
-    within ``_TOLERANCE`` of 0 (``_saturated_cap``), only leaves with a positive unsaturated gain can beat it.
-    Otherwise leaves are taken by bound, refreshed and scored exactly until no bound can beat the best.
+    Picking: the leaf with the largest bound is refreshed until the top bound is current; its exact gain is one
+    that is reached, and every leaf whose bound comes within ``_TOLERANCE`` of the best is refreshed and scored
+    exactly until no bound can beat the best. Long plateaus of exactly zero gains are the stretches where no
+    leaf can raise any score; there the first leaf by id that changes nothing wins (``_frozen_pick``).
     """
     n_leaves, n_domains = phi.shape
     n_order = pinned.size + free.size
@@ -851,13 +803,14 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
     for d in range(n_domains):
         hysteresis[d] = min(0.25, 8.0 * np.mean(np.abs(phi[:, d]))) if n_leaves > 0 else 0.0
     size = _tree_size(n_leaves)
-    trees = np.full((3, 2 * size), -np.inf)
+    tree = np.full(2 * size, -np.inf)
     approx = np.zeros(n_leaves)
-    moved = np.zeros(n_leaves, dtype=np.int64)
     saturated_term = np.zeros((n_leaves, n_domains))
     saturated_part = np.zeros(n_leaves)
     stamp = np.zeros(n_leaves)
     witness = np.full(n_leaves, -1, dtype=np.int64)
+    witness_x = np.zeros(n_leaves)
+    alive = free.copy()
     remaining = np.zeros(n_leaves, dtype=np.bool_)
     drift = 0.0
     # Stored ``approx`` values are the unsaturated gains minus ``offset``: a change shared by most leaves of a
@@ -872,11 +825,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         weights,
         weight_sum,
         approx,
-        moved,
         saturated_term,
         saturated_part,
         stamp,
-        trees,
+        tree,
         size,
     )
     _track_e(books, remaining, drift)
@@ -894,13 +846,16 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         # Compacting costs O(D) a step amortised; walking over chosen leaves in the runs costs more.
         if 10 * n_remaining < 9 * sorted_leaf.shape[1]:
             sorted_phi, sorted_leaf = _compact(sorted_phi, sorted_leaf, remaining, n_remaining)
+            alive = alive[remaining[alive]]
         n_remaining -= 1
         # -- pick ---------------------------------------------------------------------------------------------
         best = -1
         best_gain = -np.inf
         frozen = False
         if _frozen(total, weights, sorted_phi, at_one):
-            best, best_gain = _frozen_pick(trees[_ALL], size, witness, scanned, sorted_phi, at_one, state)
+            best, best_gain = _frozen_pick(
+                alive, remaining, witness, witness_x, scanned, sorted_phi, at_one, state
+            )
             frozen = best >= 0
         if not frozen and stale:
             # A pick whose drop was lost to rounding can leave a score just below 1, so check here, not above.
@@ -908,76 +863,38 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             offset = 0.0
             stale = False
         if best < 0:
-            n_scanned = 0
-            g = _tree_next(trees[_STILL], size, 0)
-            while g >= 0:
-                still = True
-                w = witness[g]
-                if w >= 0 and saturated[w] and _clip(total[w] + phi[g, w]) != 1.0:
-                    still = False
-                else:
-                    for d in range(n_domains):
-                        if saturated[d] and _clip(total[d] + phi[g, d]) != 1.0:
-                            witness[g] = d
-                            still = False
-                            break
-                if still:
+            # Refresh the most promising bound until it is current: its gain is then one that is reached, and
+            # only bounds above it need looking at.
+            while tree[1] > -np.inf:
+                g = _tree_top(tree, size)
+                if stamp[g] == drift:
                     best = g
-                    best_gain = 0.0
+                    best_gain = _exact_gain(g, state)
                     break
-                scanned[n_scanned] = g
-                n_scanned += 1
-                g = _tree_next(trees[_STILL], size, g + 1)
-            if best >= 0:
-                # Leaves that move no unsaturated domain gain at most 0: only the scanned ones, whose ids are
-                # smaller, can tie, and only when a drop in a saturated domain can be too small to see.
-                if _saturated_cap(total, saturated, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
-                    best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
-                if trees[_OPEN, 1] + offset >= best_gain - _TOLERANCE:
-                    count = _tree_collect(trees[_OPEN], size, best_gain - _TOLERANCE - offset, candidates)
-                    best, best_gain = _best_of(candidates, count, state, best, best_gain)
-            else:
-                if trees[_OPEN, 1] > -np.inf:
-                    g = _tree_top(trees[_OPEN], size)
+                _renew_e(g, books, drift)
+            while True:
+                threshold = best_gain - _TOLERANCE - drift - offset
+                if tree[1] < threshold:
+                    break
+                count = _tree_collect(tree, size, threshold, candidates)
+                renewed = False
+                for i in range(count):
+                    g = candidates[i]
+                    if stamp[g] != drift:
+                        renewed = True
+                        _renew_e(g, books, drift)
                     gain = _exact_gain(g, state)
                     if _better(gain, g, best_gain, best):
                         best = g
                         best_gain = gain
-                # Refresh the most promising bound until it is current: its gain is then one that is reached, and
-                # only bounds above it need looking at.
-                while trees[_ALL, 1] > -np.inf:
-                    g = _tree_top(trees[_ALL], size)
-                    if stamp[g] == drift:
-                        gain = _exact_gain(g, state)
-                        if _better(gain, g, best_gain, best):
-                            best = g
-                            best_gain = gain
-                        break
-                    _renew_e(g, books, drift)
-                while True:
-                    threshold = best_gain - _TOLERANCE - drift - offset
-                    if trees[_ALL, 1] < threshold:
-                        break
-                    count = _tree_collect(trees[_ALL], size, threshold, candidates)
-                    stale = False
-                    for i in range(count):
-                        g = candidates[i]
-                        if stamp[g] != drift:
-                            stale = True
-                            _renew_e(g, books, drift)
-                        gain = _exact_gain(g, state)
-                        if _better(gain, g, best_gain, best):
-                            best = g
-                            best_gain = gain
-                    if not stale:
-                        break
+                if not renewed:
+                    break
         chosen = best
         order[step] = chosen
         gains[step] = best_gain
         step += 1
         remaining[chosen] = False
-        for k in range(3):
-            _tree_set(trees[k], size, chosen, -np.inf)
+        _tree_set(tree, size, chosen, -np.inf)
 
         # -- update -------------------------------------------------------------------------------------------
         if frozen:
@@ -1021,26 +938,18 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                         continue
                     x = row[i]
                     part = 0.0
-                    step_moved = 0
                     if not was_saturated:
-                        before = _clip(old)
-                        after = _clip(old + x)
-                        part -= after - before
-                        step_moved -= int(after != before)
+                        part -= _clip(old + x) - _clip(old)
                     else:
                         saturated_part[g] -= saturated_term[g, d]
                         saturated_term[g, d] = 0.0
                     if not now_saturated:
-                        before = _clip(new)
-                        after = _clip(new + x)
-                        part += after - before
-                        step_moved += int(after != before)
+                        part += _clip(new + x) - _clip(new)
                     else:
                         value = scale * (_clip(new + x) - 1.0)
                         saturated_term[g, d] = value
                         saturated_part[g] += value
                     approx[g] += scale * (part - shared)
-                    moved[g] += step_moved
                     if not is_dirty[g]:
                         is_dirty[g] = True
                         dirty[n_dirty] = g
@@ -1050,18 +959,20 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         for i in range(n_dirty):
             g = dirty[i]
             is_dirty[g] = False
-            _place_e(g, approx, moved, saturated_part, stamp, trees, size, rebuild)
+            if rebuild:
+                tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
+            else:
+                _tree_set(tree, size, g, approx[g] + saturated_part[g] - stamp[g])
         if abs(offset) > 0.5:
             # Fold the offset back into the leaves now and then, so stored values stay small and exact enough.
             rebuild = True
             for g in range(n_leaves):
                 if remaining[g]:
                     approx[g] += offset
-                    _place_e(g, approx, moved, saturated_part, stamp, trees, size, True)
+                    tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
             offset = 0.0
         if rebuild:
-            for k in range(3):
-                _tree_build(trees[k], size)
+            _tree_build(tree, size)
     return order, gains
 
 
