@@ -179,30 +179,32 @@ def finetune_command(args: argparse.Namespace) -> None:
             config=config.to_dict(),
             device=args.device,
         )
+    from harp.data import load_eval_set
+
     started = time.perf_counter()
+    out: dict[str, Any] = {
+        "config": config.to_dict(),
+        "model": args.model,
+        "subsets_store_hash": record["store_hash"],
+        "budget": record["budget"],
+        "domains": {name: load_eval_set(getattr(args, name)).domain.tolist() for name in ("eval", "test")},
+        "domain_names": load_eval_set(args.test).domain_names,
+        "results": [],
+    }
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(args.workers, len(jobs))) as workers:
-        results = []
         for result in workers.imap_unordered(_finetune, jobs):
             print(
                 f"{result['method']}: {result['n_points']} points, {result['steps']} steps, "
                 f"train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s",
                 flush=True,
             )
-            results.append(result)
-    from harp.data import load_eval_set
-
-    out = {
-        "config": config.to_dict(),
-        "model": args.model,
-        "subsets_store_hash": record["store_hash"],
-        "budget": record["budget"],
-        "wall_s": time.perf_counter() - started,
-        "domains": {name: load_eval_set(getattr(args, name)).domain.tolist() for name in ("eval", "test")},
-        "domain_names": load_eval_set(args.test).domain_names,
-        "results": sorted(results, key=lambda r: ["base", *METHODS].index(r["method"])),
-    }
-    Path(args.out).write_text(json.dumps(out) + "\n", encoding="utf-8")
+            # Written after every finetune, so a run stopped early keeps what it finished.
+            out["results"] = sorted(
+                [*out["results"], result], key=lambda r: ["base", *METHODS].index(r["method"])
+            )
+            out["wall_s"] = time.perf_counter() - started
+            Path(args.out).write_text(json.dumps(out) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -248,17 +250,32 @@ def hold_out_quality(store: Any) -> dict[str, Any]:
 
 
 def cost(store: Any) -> dict[str, Any]:
-    """LoRA runs and GPU time spent measuring, against measuring every leaf at the same mean cost."""
-    leaf_runs = [run for run in store.runs() if run["kind"] == "measure-leaf" and run["status"] == "done"]
-    seconds = [sum(float(v) for v in (run.get("timings") or {}).values()) for run in leaf_runs]
+    """LoRA runs and GPU time spent measuring, against measuring every leaf at the same rate.
+
+    GPU time is the wall time of every ``harp measure`` run: its ``total_s``, or, for a run that was killed
+    (status still "running"), the time from its start to its last finished leaf.
+    """
+    runs = store.runs()
+    leaf_runs = [run for run in runs if run["kind"] == "measure-leaf" and run["status"] == "done"]
+    gpu_s = 0.0
+    for run in (run for run in runs if run["kind"] == "measure"):
+        total = (run.get("timings") or {}).get("total_s")
+        if total is None:
+            ends = [
+                leaf["finished_at"] for leaf in leaf_runs if leaf["config"]["parent_run"] == run["run_id"]
+            ]
+            total = (max(ends) - run["started_at"]).total_seconds() if ends else 0.0
+        gpu_s += float(total)
+    measured = len({run["config"]["leaf_id"] for run in leaf_runs})
     n_leaves = store.selection_inputs().n_leaves
-    mean = float(np.mean(seconds)) if seconds else float("nan")
+    worker_s = [sum(float(v) for v in (run.get("timings") or {}).values()) for run in leaf_runs]
     return {
-        "measured_leaves": len(leaf_runs),
+        "lora_runs": len(leaf_runs),
+        "measured_leaves": measured,
         "leaves": n_leaves,
-        "worker_minutes": sum(seconds) / 60,
-        "mean_worker_s_per_leaf": mean,
-        "all_leaves_worker_minutes": n_leaves * mean / 60,
+        "gpu_minutes": gpu_s / 60,
+        "all_leaves_gpu_minutes": gpu_s / 60 * n_leaves / max(measured, 1),
+        "mean_worker_s_per_leaf": float(np.mean(worker_s)) if worker_s else float("nan"),
     }
 
 
@@ -307,9 +324,10 @@ def report_command(args: argparse.Namespace) -> None:
         print("no `harp infer --hold-out` run in the store\n")
     print("## Cost\n")
     print(
-        f"{spent['measured_leaves']} LoRA measurements of {spent['leaves']} leaves, "
-        f"{spent['worker_minutes']:.1f} worker-minutes ({spent['mean_worker_s_per_leaf']:.1f} s a leaf per worker); "
-        f"measuring every leaf would take about {spent['all_leaves_worker_minutes']:.0f} worker-minutes.\n"
+        f"{spent['lora_runs']} LoRA measurements ({spent['measured_leaves']} of {spent['leaves']} leaves) in "
+        f"{spent['gpu_minutes']:.1f} GPU-minutes ({spent['mean_worker_s_per_leaf']:.1f} s a leaf per worker, "
+        f"several workers at once); measuring every leaf at that rate: {spent['all_leaves_gpu_minutes']:.1f} "
+        "GPU-minutes.\n"
     )
     if args.finetunes:
         finetunes = json.loads(Path(args.finetunes).read_text(encoding="utf-8"))
