@@ -367,7 +367,7 @@ def test_base_payload_is_the_figure_without_its_marks() -> None:
 def test_publish_serves_the_frontend_and_keeps_recent_bases(monkeypatch) -> None:
     folder = leaf_map.serving_dir()
     assert {"index.html", "leaf_map.js", "plotly.min.js"} <= {p.name for p in folder.iterdir()}
-    assert "plotly.min.js" in (folder / "index.html").read_text()  # served from here, no CDN
+    assert 'script.src = "plotly.min.js"' in (folder / "leaf_map.js").read_text()  # served from here, no CDN
     monkeypatch.setattr(leaf_map, "KEEP_BASES", 2)
     names = []
     for k in range(4):

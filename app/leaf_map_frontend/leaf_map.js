@@ -21,6 +21,15 @@
     i4: Int32Array, u4: Uint32Array,
   };
 
+  // plotly.js (4.7 MB) is loaded after we tell Streamlit we are ready, so that the first render's arguments
+  // arrive, and the base figure downloads, while the browser compiles it.
+  const plotlyLoaded = new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = "plotly.min.js";
+    script.onload = resolve;
+    script.onerror = () => reject(new Error("plotly.min.js could not be loaded"));
+    document.head.append(script);
+  });
   let baseName = null; // the base figure on screen
   let marks = []; // decoded marks: {name, color, width, symbol, x, y, size, visible}
   const hidden = new Set(); // marks the user switched off in the legend
@@ -162,9 +171,11 @@
     marks = (args.marks || []).map(decodeMark);
     if (args.base !== baseName) {
       if (baseName === null && args.height) post("streamlit:setFrameHeight", { height: args.height });
-      const response = await fetch(args.base);
-      if (!response.ok) throw new Error("the map's data could not be fetched (" + response.status + ")");
-      const figure = await response.json();
+      const download = fetch(args.base).then((response) => {
+        if (!response.ok) throw new Error("the map's data could not be fetched (" + response.status + ")");
+        return response.json();
+      });
+      const [figure] = await Promise.all([download, plotlyLoaded]);
       const first = baseName === null;
       await Plotly.react(plot, figure.data, figure.layout, CONFIG);
       if (first) listen();
