@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny_encoder
 
 from harp.embed import embed_texts, load_features, packaged_model_path
 
@@ -69,25 +70,8 @@ def test_embed_rejects_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.train
 def test_embed_with_a_local_tiny_model(tmp_path: Path) -> None:
-    pytest.importorskip("sentence_transformers")
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from harp.measure import save_random_model
-
-    llama = save_random_model(tmp_path / "llama")
-    bert_dir = tmp_path / "bert"
-    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, pad_token_id=0)  # fmt: skip
-    BertModel(config).save_pretrained(bert_dir)
-    AutoTokenizer.from_pretrained(llama).save_pretrained(bert_dir)
-    word = models.Transformer(str(bert_dir))
-    SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean")]).save(
-        str(tmp_path / "encoder")
-    )
-    features = embed_texts(
-        ["hello there", "bye", "hello there"], tmp_path / "encoder", batch_size=2, device="cpu"
-    )
+    encoder = save_tiny_encoder(tmp_path)
+    features = embed_texts(["hello there", "bye", "hello there"], encoder, batch_size=2, device="cpu")
     assert features.shape == (3, 16) and features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(features[0], features[2], rtol=1e-5)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import save_tiny_encoder
 
 from harp.cli import main
 from harp.cli_run import read_run_config
@@ -87,6 +88,31 @@ def test_run_end_to_end_and_resume(tmp_path: Path, tmp_path_factory: pytest.Temp
     second = json.loads(again.stdout)
     assert second["measured_leaves"] == 4  # resumed: one more active leaf, nothing measured twice
     assert second["harp_c"]["utility"] >= second["base_utility"]
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_run_embeds_the_pool_when_no_features_are_given(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytest.importorskip("peft")
+    from harp.measure import save_random_model
+
+    model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
+    save_tiny_encoder(tmp_path)
+    config = write_inputs(tmp_path, str(model))
+    config.write_text(config.read_text().replace('features = "X_feat.npy"', 'embedding_model = "encoder"'))
+    result = CliRunner().invoke(main, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    cached = tmp_path / "run.X_feat.npy"
+    features = np.load(cached)
+    assert features.shape == (32, 16)  # the encoder's width, one row per pool example
+    assert "embedding 32 examples" in result.stderr
+    assert json.loads(result.stdout)["points"] == 32
+    again = CliRunner().invoke(main, ["run", str(config)])
+    assert again.exit_code == 0, again.output
+    assert f"using the cached embeddings {cached}" in again.stderr
+    np.testing.assert_array_equal(np.load(cached), features)
 
 
 @pytest.mark.parametrize(
