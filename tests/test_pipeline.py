@@ -138,3 +138,62 @@ def test_rejects_bad_arguments(changes: dict[str, Any], match: str, tmp_path: Pa
 def test_rejects_features_of_another_pool(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"X_feat has shape \(10, 8\) but train_examples has 48 examples"):
         harp(features()[:10], tmp_path / "no-model", pool_records(), EVAL)
+
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_pipeline import run
+run(Path({model!r}), Path({checkpoint!r}), lora_config={lora!r},
+    progress=lambda message: print(message, file=sys.stderr, flush=True))
+"""
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
+    """harp.harp killed with SIGKILL after its first measured leaf; the rerun repeats and loses nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    lora = {**LORA, "steps": 30}  # slower leaves, so the kill surely lands while leaves remain
+    script = KILLED_RUN.format(tests=str(repo / "tests"), model=str(tiny_model), checkpoint=str(tmp_path / "ck"),
+                               lora=lora)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    assert process.stderr is not None
+    deadline = time.monotonic() + 300
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "measured (1/" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert any("measured (1/" in line for line in seen), "".join(seen[-20:])
+    [store_path] = list((tmp_path / "ck").glob("*.duckdb"))
+    store = Store.open(store_path, read_only=True)
+    first = store.read_table("measurements").to_pylist()
+    [killed_leaf] = {row["leaf_id"] for row in first}
+    [killed] = [record for record in store.runs() if record["kind"] == "measure"]
+    assert killed["status"] == "running"
+
+    lines: list[str] = []
+    resumed = run(tiny_model, tmp_path / "ck", lora_config=lora, progress=lines.append)
+    rows = Store.open(store_path, read_only=True).read_table("measurements").to_pylist()
+    assert {(row["leaf_id"], row["run_id"]) for row in rows if row["leaf_id"] == killed_leaf} == {
+        (killed_leaf, killed["run_id"])
+    }, "the leaf measured before the kill must not be measured again"
+    assert any("1 already measured" in line for line in lines)
+    # Killed and resumed gives what one uninterrupted run gives.
+    clean = run(tiny_model, tmp_path / "clean", lora_config=lora)
+    np.testing.assert_allclose(resumed.info["phi"], clean.info["phi"], atol=1e-6)
+    np.testing.assert_array_equal(resumed.harp_c, clean.harp_c)
+    np.testing.assert_array_equal(resumed.harp_e, clean.harp_e)
