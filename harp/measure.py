@@ -433,6 +433,19 @@ def continuation_loglik(
     A context is tokenised with the tokenizer's special tokens, a continuation without; when the pair is longer
     than ``max_length`` the context loses its start. Pairs of similar length share a forward pass.
     """
+    loglik, tokens = _loglik_table(model, pairs, config, copies=1)
+    return loglik[0], tokens
+
+
+def _loglik_table(
+    model: Any, pairs: Sequence[tuple[str, str]], config: MeasureConfig, copies: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`continuation_loglik` for ``copies`` adapters at once, shape (copies, n_pairs).
+
+    Every batch of ``eval_batch_size`` pairs goes through the model ``copies`` times side by side (one forward
+    pass of ``copies * eval_batch_size`` rows); a :class:`harp.multi_lora.MultiLoraModel` routes group k of the
+    rows to adapter k. With ``copies=1`` this is the one-adapter path.
+    """
     import torch
 
     tokenizer = model.tokenizer
@@ -449,7 +462,7 @@ def continuation_loglik(
         starts_list.append(len(kept))
     lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
     option_start = np.array(starts_list, dtype=np.int64)
-    loglik = np.empty(len(sequences))
+    loglik = np.empty((copies, len(sequences)))
     pad = int(tokenizer.pad_token_id)
     by_length = np.argsort(lengths, kind="stable")  # batches of similar length pad little
     with torch.no_grad():
@@ -464,11 +477,40 @@ def continuation_loglik(
             target_mask = torch.from_numpy(((positions >= starts) & (positions < ends))[:, 1:]).to(
                 model.device
             )
+            if copies > 1:
+                ids, attention, target_mask = (t.repeat(copies, 1) for t in (ids, attention, target_mask))
             logits = model.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
             targets = ids[:, 1:]
             token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-            loglik[batch] = (token_loglik * target_mask).sum(-1).cpu().numpy()
+            summed = (token_loglik * target_mask).sum(-1).reshape(copies, len(batch))
+            loglik[:, batch] = summed.cpu().numpy()
     return loglik, lengths - option_start
+
+
+def _option_pairs(
+    eval_set: EvalSet, questions: np.ndarray
+) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    pairs: list[tuple[str, str]] = []
+    pair_question: list[int] = []
+    pair_option: list[int] = []
+    for position, i in enumerate(questions):
+        for j, option in enumerate(eval_set.choices[i]):
+            pairs.append((_context(eval_set.prompts[i]), " " + option))
+            pair_question.append(position)
+            pair_option.append(j)
+    return pairs, np.array(pair_question, dtype=np.int64), np.array(pair_option, dtype=np.int64)
+
+
+def _option_tables(
+    model: Any, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig, copies: int
+) -> np.ndarray:
+    """:func:`option_loglik` for ``copies`` adapters at once, shape (copies, len(questions), max_choices)."""
+    pairs, pair_question, pair_option = _option_pairs(eval_set, questions)
+    loglik, _ = _loglik_table(model, pairs, config, copies)
+    n_choices = max(len(eval_set.choices[i]) for i in questions)
+    table = np.full((copies, len(questions), n_choices), -np.inf)
+    table[:, pair_question, pair_option] = loglik
+    return table
 
 
 def option_loglik(
@@ -481,42 +523,23 @@ def option_loglik(
     ndarray of shape (len(questions), max_choices)
         ``-inf`` where a question has fewer options.
     """
-    pairs: list[tuple[str, str]] = []
-    pair_question: list[int] = []
-    pair_option: list[int] = []
-    for position, i in enumerate(questions):
-        for j, option in enumerate(eval_set.choices[i]):
-            pairs.append((_context(eval_set.prompts[i]), " " + option))
-            pair_question.append(position)
-            pair_option.append(j)
-    loglik, _ = continuation_loglik(model, pairs, config)
-    n_choices = max(len(eval_set.choices[i]) for i in questions)
-    table = np.full((len(questions), n_choices), -np.inf)
-    table[np.array(pair_question), np.array(pair_option)] = loglik
-    return table
+    return _option_tables(model, eval_set, questions, config, copies=1)[0]
 
 
-def _choice_scores(
-    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
-) -> np.ndarray:
-    """Scores of the multiple-choice ``questions``: 0/1 accuracy (ties: the first option) or, with
-    ``config.score == "probability"``, the probability of the right option among the options."""
-    table = option_loglik(model, eval_set, questions, config)
-    right = np.array([eval_set.answers[i] for i in questions], dtype=np.int64)
+def _choice_scores(table: np.ndarray, right: np.ndarray, config: MeasureConfig) -> np.ndarray:
+    """Scores from option log-likelihoods ``table`` (..., n_questions, max_choices): 0/1 accuracy (ties: the
+    first option) or, with ``config.score == "probability"``, the probability of the right option."""
     if config.score == "probability":
-        shifted = table - table.max(axis=1, keepdims=True)
-        probability = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-        return probability[np.arange(len(questions)), right]
-    return (np.argmax(table, axis=1) == right).astype(np.float64)
+        shifted = table - table.max(axis=-1, keepdims=True)
+        probability = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+        return np.take_along_axis(probability, np.broadcast_to(right[:, None], table.shape[:-1] + (1,)), -1)[
+            ..., 0
+        ]
+    return (np.argmax(table, axis=-1) == right).astype(np.float64)
 
 
-def _answer_probability(
-    model: AdapterModel, eval_set: EvalSet, questions: np.ndarray, config: MeasureConfig
-) -> np.ndarray:
-    """Per-token geometric-mean probability of each expected answer (``" {answer}"``) after its prompt."""
-    pairs = [(_context(eval_set.prompts[i]), " " + str(eval_set.answers[i])) for i in questions]
-    loglik, tokens = continuation_loglik(model, pairs, config)
-    return np.exp(loglik / np.maximum(tokens, 1))
+def _answer_pairs(eval_set: EvalSet, questions: np.ndarray) -> list[tuple[str, str]]:
+    return [(_context(eval_set.prompts[i]), " " + str(eval_set.answers[i])) for i in questions]
 
 
 def _generation_scores(
@@ -551,19 +574,43 @@ def _generation_scores(
     return scores
 
 
-def evaluate(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
-    """Per-question scores in [0, 1] of the model (with its current adapter), shape (n_questions,)."""
+def _score_table(
+    model: Any,
+    eval_set: EvalSet,
+    config: MeasureConfig,
+    copies: int,
+    generation: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Per-question scores of ``copies`` adapters evaluated side by side, shape (copies, n_questions).
+
+    ``generation(questions)`` returns the 0/1 exact-match scores of the short-generation questions for every
+    copy, shape (copies, len(questions)); it is only called with ``score="accuracy"``.
+    """
     kinds = np.array(eval_set.kinds)
-    scores = np.zeros(len(eval_set))
+    scores = np.zeros((copies, len(eval_set)))
     model.model.eval()
     choice = np.flatnonzero(kinds == "choice")
     generate = np.flatnonzero(kinds == "generate")
     if choice.size:
-        scores[choice] = _choice_scores(model, eval_set, choice, config)
-    if generate.size:
-        score = _answer_probability if config.score == "probability" else _generation_scores
-        scores[generate] = score(model, eval_set, generate, config)
+        table = _option_tables(model, eval_set, choice, config, copies)
+        right = np.array([eval_set.answers[i] for i in choice], dtype=np.int64)
+        scores[:, choice] = _choice_scores(table, right, config)
+    if generate.size and config.score == "probability":
+        # Per-token geometric-mean probability of each expected answer (" {answer}") after its prompt.
+        loglik, tokens = _loglik_table(model, _answer_pairs(eval_set, generate), config, copies)
+        scores[:, generate] = np.exp(loglik / np.maximum(tokens, 1))
+    elif generate.size:
+        scores[:, generate] = generation(generate)
     return scores
+
+
+def evaluate(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
+    """Per-question scores in [0, 1] of the model (with its current adapter), shape (n_questions,)."""
+
+    def generation(questions: np.ndarray) -> np.ndarray:
+        return _generation_scores(model, eval_set, questions, config)[None]
+
+    return _score_table(model, eval_set, config, 1, generation)[0]
 
 
 def base_scores(model: AdapterModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
