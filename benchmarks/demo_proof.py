@@ -15,7 +15,8 @@ Methods, all with the same point budget: HARP-C and HARP-E (``harp.select`` on t
 the active domains, as ``harp select`` does), random points (seeded), embedding-centroid (the leaves nearest each
 eval domain's centroid in embedding space, taken round-robin over domains until the budget is filled), and the
 full pool (every example, for reference). Every finetune uses the measurement's LoRA settings, one pass over its
-subset (``ceil(n / batch_size)`` steps), the same seed.
+subset (``ceil(n / batch_size)`` steps; ``--steps N`` gives every subset N steps instead, cycling over a small
+one), the same seed.
 
 Inference quality uses the hold-out leaves of the last ``harp infer --hold-out`` run: their measured phi against
 the posterior mean the fit computed without them (correlation, RMSE, share inside the 90 % posterior interval,
@@ -136,8 +137,8 @@ def _finetune(job: dict[str, Any]) -> dict[str, Any]:
     pool = load_training_pool(job["pool"])
     points = np.asarray(job["points"], dtype=np.int64)
     losses: list[float] = []
+    steps = job["steps"] or math.ceil(points.size / config.batch_size)
     if points.size:
-        steps = math.ceil(points.size / config.batch_size)
         losses = train_adapter(
             model, pool.subset(points), MeasureConfig.from_dict({**job["config"], "steps": steps})
         )
@@ -151,7 +152,7 @@ def _finetune(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "method": job["method"],
         "n_points": int(points.size),
-        "steps": math.ceil(points.size / config.batch_size) if points.size else 0,
+        "steps": steps if points.size else 0,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "train_s": trained - started,
@@ -167,9 +168,11 @@ def finetune_command(args: argparse.Namespace) -> None:
     config = MeasureConfig.from_dict(
         json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
     )
-    jobs = [{"method": "base", "points": []}] + [
-        {"method": name, "points": record["subsets"][name]} for name in METHODS if name in record["subsets"]
-    ]
+    methods = args.methods.split(",") if args.methods else ["base", *METHODS]
+    unknown = sorted(set(methods) - {"base", *record["subsets"]})
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; {args.subsets} has {sorted(record['subsets'])}")
+    jobs = [{"method": name, "points": [] if name == "base" else record["subsets"][name]} for name in methods]
     for job in jobs:
         job.update(
             model=args.model,
@@ -178,6 +181,7 @@ def finetune_command(args: argparse.Namespace) -> None:
             test=args.test,
             config=config.to_dict(),
             device=args.device,
+            steps=args.steps,
         )
     from harp.data import load_eval_set
 
@@ -187,6 +191,7 @@ def finetune_command(args: argparse.Namespace) -> None:
         "model": args.model,
         "subsets_store_hash": record["store_hash"],
         "budget": record["budget"],
+        "steps": args.steps,
         "domains": {name: load_eval_set(getattr(args, name)).domain.tolist() for name in ("eval", "test")},
         "domain_names": load_eval_set(args.test).domain_names,
         "results": [],
@@ -282,8 +287,8 @@ def cost(store: Any) -> dict[str, Any]:
 def _score_table(finetunes: dict[str, Any], split: str) -> list[str]:
     names = finetunes["domain_names"]
     domain = np.asarray(finetunes["domains"][split])
-    header = "| method | examples | " + " | ".join(names) + " | mean |"
-    lines = [header, "|" + "---|" * (len(names) + 3)]
+    header = "| method | examples | steps | " + " | ".join(names) + " | mean |"
+    lines = [header, "|" + "---|" * (len(names) + 4)]
     for result in finetunes["results"]:
         scores = np.asarray(result["scores"][split], dtype=float)
         cells = []
@@ -297,7 +302,7 @@ def _score_table(finetunes: dict[str, Any], split: str) -> list[str]:
             cells.append(f"{s.mean():.2f} ± {se:.2f}")
         mean_se = math.sqrt(sum(se**2 for se in ses)) / len(ses)
         lines.append(
-            f"| {result['method']} | {result['n_points']} | "
+            f"| {result['method']} | {result['n_points']} | {result['steps']} | "
             + " | ".join(cells)
             + f" | **{np.mean(means):.3f}** ± {mean_se:.3f} |"
         )
@@ -365,6 +370,15 @@ def main() -> None:
     finetune.add_argument("--subsets", type=Path, required=True)
     finetune.add_argument(
         "--config", type=Path, default=None, help="MeasureConfig JSON (as for harp measure)"
+    )
+    finetune.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="the same number of steps for every subset (default: one pass)",
+    )
+    finetune.add_argument(
+        "--methods", default=None, help="comma-separated subset names (default: base and all)"
     )
     finetune.add_argument("--device", default="cuda")
     finetune.add_argument("--workers", type=int, default=6)
