@@ -3,7 +3,7 @@
 Training text comes from a crawl or a user's files. Shown raw, it could inject HTML into a plotly hover label
 (plotly renders ``<a href>``, ``<span style>`` and friends), a link or a Streamlit directive into Markdown, or a
 formula into a spreadsheet that opens an exported CSV. Every path from the store to the screen or to a file goes
-through one of the functions below.
+through one of the functions below (and nested run records through :func:`json_cell`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import numbers
 import re
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,18 @@ def markdown_text(text: object, max_chars: int | None = None) -> str:
     """Untrusted text for ``st.markdown`` or a widget label: one line, links broken, every Markdown character
     backslash-escaped (Streamlit does not render raw HTML unless told to, so ``<`` is escaped for Markdown only)."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", neutralise_links(one_line(text, max_chars)))
+
+
+def json_cell(value: object) -> object:
+    """A table cell Arrow can serialise: a nested value (a run's config or timings) as one line of compact JSON.
+
+    Run configs differ in shape from one kind of run to the next (a list of leaves in one, a number in another),
+    which Arrow cannot put in one column; Streamlit then logs a traceback and shows Python reprs. ``st.dataframe``
+    shows strings as plain text, so a user string inside a config stays text. Other values pass unchanged.
+    """
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+    return value
 
 
 def csv_cell(value: object) -> str:

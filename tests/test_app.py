@@ -474,3 +474,32 @@ def test_leaves_page_opens_ticked_rows(monkeypatch, store_path) -> None:
     run(at)
     assert at.text_input(key="leaves_open").value == "7, 8"
     assert any("status" in d.value.columns and d.value["leaf"].tolist() == [7, 8] for d in at.dataframe)
+
+
+def test_store_page_shows_run_configs_as_json_text(monkeypatch, fresh_store) -> None:
+    """Runs of different kinds have configs of different shapes (a list of leaves in one, a number in another);
+    the runs table shows each config and timings as one line of JSON text, so Arrow serialises it as it is."""
+    import json
+
+    store = Store.open(fresh_store)
+    configs = [
+        {"leaves": [4, 5, 6], "model": "/tmp/m"},
+        {"leaves": 7, "note": "<b>user</b> [x](javascript:alert(1))"},
+        {"leaves": "REPS,HOLDOUT", "nested": {"r": [1, {"a": None}]}},
+    ]
+    for i, config in enumerate(configs):
+        run_id = store.add_run("probe", config, run_id=f"probe-{i}")
+        if i != 1:
+            store.finish_run(run_id, timings={"total": 1.5 + i, "steps": [1, 2]} if i else {"total": 2})
+    at = run(make_app(monkeypatch, fresh_store))
+    at.switch_page("views/store.py")
+    run(at)
+    assert not at.error
+    (runs,) = [d.value for d in at.dataframe if "config" in d.value.columns]
+    probes = runs[runs["kind"] == "probe"].set_index("run_id")
+    assert [json.loads(probes.loc[f"probe-{i}", "config"]) for i in range(3)] == configs
+    assert probes.loc["probe-1", "config"] == (
+        '{"leaves":7,"note":"<b>user</b> [x](javascript:alert(1))"}'
+    )  # compact, and the user's string as it is (a dataframe cell is plain text)
+    assert json.loads(probes.loc["probe-2", "timings"]) == {"total": 3.5, "steps": [1, 2]}
+    assert probes["timings"].isna().tolist() == [False, True, False]

@@ -111,6 +111,16 @@ def test_examples_csv_round_trips_and_is_safe() -> None:
     assert parsed[2] == ["1", "18", "3", "'=evil", 'quote " and, comma\nnewline']
 
 
+def test_json_cell_makes_nested_values_one_line_of_json_and_passes_the_rest() -> None:
+    value = {"b": [1, {"x": None}], "a": "<b>\u00e9\n</b>"}
+    cell = text.json_cell(value)
+    assert cell == '{"a":"<b>\u00e9\\n</b>","b":[1,{"x":null}]}'
+    assert json.loads(cell) == value
+    assert text.json_cell([1, "x"]) == '[1,"x"]'
+    for plain in ("text", 3, 1.5, None, True):
+        assert text.json_cell(plain) is plain
+
+
 # --------------------------------------------------------------------------------------------------------------
 # state: query parameters
 

@@ -36,7 +36,8 @@ for key, value in nested.items():
             key=f"store_summary_{key}",
         )
     elif value and isinstance(value[0], dict):
-        st.dataframe(pd.DataFrame(value), hide_index=True, key=f"store_summary_{key}")
+        rows = [{field: text.json_cell(v) for field, v in row.items()} for row in value]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"store_summary_{key}")
     else:
         st.write(value)
 
