@@ -199,6 +199,14 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     help="Adapters trained at once on each device.",
 )
 @click.option(
+    "--adapters-per-batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Leaves each worker trains side by side in one forward/backward pass (K LoRA adapters on one model); "
+    "results keep the same config key.",
+)
+@click.option(
     "--address", default=None, help="Ray cluster address (--executor ray); default: a local instance."
 )
 @click.option(
@@ -235,6 +243,7 @@ def measure_command(
     executor: str,
     devices: str | None,
     workers_per_device: int,
+    adapters_per_batch: int,
     address: str | None,
     max_examples_per_leaf: int | None,
     next_k: int | None,
@@ -248,6 +257,7 @@ def measure_command(
     Example:
       harp measure --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
           --eval eval.jsonl --budget 64 --features X_feat.npy --executor process --devices 0,1
+      harp measure ... --budget 64 --features X_feat.npy --adapters-per-batch 8
     """
     from harp.data import load_eval_set, load_training_pool
     from harp.measure import run_measurements
@@ -279,7 +289,7 @@ def measure_command(
         report = run_measurements(
             store, model, pool, eval_set, leaf_ids, config, executor=executor,  # type: ignore[arg-type]
             devices=device_list, workers_per_device=workers_per_device, address=address,
-            max_examples_per_leaf=max_examples_per_leaf, log=_log,
+            max_examples_per_leaf=max_examples_per_leaf, adapters_per_batch=adapters_per_batch, log=_log,
         )  # fmt: skip
     except (ValueError, ImportError, OSError, StoreError) as error:
         raise _fail(error) from None

@@ -24,15 +24,18 @@ Training. Each measurement starts from the same adapter initialisation (seeded, 
 untrained adapter is the base model), trains ``steps`` AdamW steps on batches of ``batch_size`` examples drawn
 from the leaf in a seeded order (cycling when the leaf is small), with the loss on response tokens only.
 
-Resume. A measurement is keyed by ``config_key``: a hash of the :class:`MeasureConfig`, the model and the eval
-set's fingerprint. :func:`run_measurements` skips the leaves the store already holds under that key and writes each
-finished leaf at once (all its domains in one transaction), so a killed run loses at most the leaves in flight.
+Resume. A measurement is keyed by ``config_key``: a hash of the :class:`MeasureConfig` (``eval_batch_size``
+excepted, see :meth:`MeasureConfig.config_key`), the model and the eval set's fingerprint. :func:`run_measurements`
+skips the leaves the store already holds under that key and writes each finished leaf at once (all its domains in
+one transaction), so a killed run loses at most the leaves in flight.
 
 Executors. Workers build the model once, then train and score leaf after leaf; the driver alone computes phi and
 writes the store. ``"inprocess"`` runs one worker here; ``"process"`` runs one worker process per entry of
 ``devices`` (repeat a device, or pass ``workers_per_device``, to train several adapters at once on one GPU);
 ``"ray"`` runs Ray actors on a local instance or the cluster at ``address`` (``gpus_per_worker`` below 1 packs
-several adapters on one GPU).
+several adapters on one GPU). With ``adapters_per_batch`` K > 1 every worker instead holds one model with K
+adapters side by side (:mod:`harp.multi_lora`) and measures K leaves per training loop; like the executor, this
+changes how fast leaves are measured, not what a measurement is.
 """
 
 from __future__ import annotations
@@ -118,7 +121,11 @@ class MeasureConfig:
     max_length: int = _help(
         "Tokens per training example or eval sequence (longer prompts lose their start).", 256
     )
-    eval_batch_size: int = _help("(question, option) pairs or generation prompts per forward pass.", 32)
+    eval_batch_size: int = _help(
+        "(question, option) pairs or generation prompts per forward pass (per adapter when several adapters share "
+        "a pass); an execution detail, hashed as its default in config_key.",
+        32,
+    )
     max_new_tokens: int = _help("Greedy tokens generated for a short-answer question.", 16)
     dtype: Literal["float32", "bfloat16", "float16"] = _help("Dtype of the base model weights.", "float32")
     score: Literal["accuracy", "probability"] = _help(
@@ -194,8 +201,24 @@ class MeasureConfig:
         return {f.name: f.metadata["help"] for f in dataclasses.fields(MeasureConfig)}
 
     def config_key(self, model: str, eval_fingerprint: str) -> str:
-        """A short hash of this config, the model id, the eval set and :data:`MEASURE_VERSION`."""
+        """A short hash of this config, the model id, the eval set and :data:`MEASURE_VERSION`.
+
+        ``eval_batch_size`` is an execution detail (how many pairs share a forward pass), not part of what a
+        measurement means, so it is hashed as its default (32) whatever its value: changing it does not block a
+        resume. Keys made before hashed the actual value; for the default that is the same payload, so those keys
+        stay valid. A store measured with another ``eval_batch_size`` under the old rule holds the key of
+        :meth:`legacy_config_key`; :func:`run_measurements` keeps resuming under that key (see there).
+        """
+        return self._key(model, eval_fingerprint, legacy=False)
+
+    def legacy_config_key(self, model: str, eval_fingerprint: str) -> str:
+        """The key as made before ``eval_batch_size`` left it: the hash of the actual ``eval_batch_size``."""
+        return self._key(model, eval_fingerprint, legacy=True)
+
+    def _key(self, model: str, eval_fingerprint: str, *, legacy: bool) -> str:
         config = self.to_dict()
+        if not legacy:
+            config["eval_batch_size"] = _DEFAULT_EVAL_BATCH_SIZE
         if config["score"] == "accuracy":  # the field came later: keys made before it stay valid
             del config["score"]
         payload = json.dumps(
@@ -203,6 +226,9 @@ class MeasureConfig:
             sort_keys=True,
         )
         return "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+_DEFAULT_EVAL_BATCH_SIZE = 32  # the hashed value of eval_batch_size in every config_key; never change it
 
 
 def learning_rate_at(step: int, config: MeasureConfig) -> float:
@@ -701,7 +727,11 @@ class LeafResult:
 
 
 class _Worker:
-    """Builds the model once, then scores the base model or trains and scores one leaf at a time."""
+    """Builds the model once, then scores the base model or trains and scores leaves.
+
+    With ``adapters_per_batch`` K > 1 the model carries K adapters side by side (:mod:`harp.multi_lora`) and
+    :meth:`run_group` measures up to K leaves in one training loop; with K = 1 it is the one-adapter peft path.
+    """
 
     def __init__(
         self,
@@ -710,6 +740,7 @@ class _Worker:
         config: MeasureConfig,
         device: Device,
         threads: int = 0,
+        adapters_per_batch: int = 1,
     ) -> None:
         if threads > 0:
             import torch
@@ -719,19 +750,68 @@ class _Worker:
         self.eval_set = eval_set
         self.config = config
         self.name = f"{os.getpid()}:{device}"
-        self.model = build_model(model_name_or_path, config, device)
+        self.adapters_per_batch = adapters_per_batch
+        self.model: Any
+        if adapters_per_batch > 1:
+            from harp.multi_lora import build_multi_model
+
+            self.model = build_multi_model(model_name_or_path, config, adapters_per_batch, device)
+        else:
+            self.model = build_model(model_name_or_path, config, device)
         self.load_s = time.perf_counter() - started
 
     def base(self) -> np.ndarray:
+        if self.adapters_per_batch > 1:
+            from harp.multi_lora import base_scores_multi
+
+            return base_scores_multi(self.model, self.eval_set, self.config)
         return base_scores(self.model, self.eval_set, self.config)
 
     def run(self, task: LeafTask) -> LeafResult:
-        started = time.perf_counter()
-        train_adapter(self.model, task.examples, self.config, seed=task.leaf_id)
-        trained = time.perf_counter()
-        scores = evaluate(self.model, self.eval_set, self.config)
-        timings = {"train_s": trained - started, "eval_s": time.perf_counter() - trained}
-        return LeafResult(task.leaf_id, scores, timings, self.name)
+        return self.run_group([task])[0]
+
+    def run_group(self, tasks: Sequence[LeafTask]) -> list[LeafResult]:
+        """Measure up to ``adapters_per_batch`` leaves; their results come back together."""
+        if self.adapters_per_batch > 1:
+            from harp.multi_lora import evaluate_adapters, train_adapters
+
+            started = time.perf_counter()
+            seeds = [task.leaf_id for task in tasks]
+            train_adapters(self.model, [task.examples for task in tasks], self.config, seeds=seeds)
+            trained = time.perf_counter()
+            table = evaluate_adapters(self.model, self.eval_set, self.config, len(tasks))
+            n = len(tasks)
+            # Each leaf's share of the group's time, so the leaves' timings add up to the device time.
+            timings = {"train_s": (trained - started) / n, "eval_s": (time.perf_counter() - trained) / n,
+                       "leaves_in_batch": float(n)}  # fmt: skip
+            return [LeafResult(t.leaf_id, table[k], dict(timings), self.name) for k, t in enumerate(tasks)]
+        results = []
+        for task in tasks:
+            started = time.perf_counter()
+            train_adapter(self.model, task.examples, self.config, seed=task.leaf_id)
+            trained = time.perf_counter()
+            scores = evaluate(self.model, self.eval_set, self.config)
+            timings = {"train_s": trained - started, "eval_s": time.perf_counter() - trained}
+            results.append(LeafResult(task.leaf_id, scores, timings, self.name))
+        return results
+
+
+def _groups(tasks: Iterable[LeafTask], size: int) -> Iterator[list[LeafTask]]:
+    """Consecutive groups of ``size`` tasks (the last may be smaller)."""
+    group: list[LeafTask] = []
+    for task in tasks:
+        group.append(task)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _check_adapters_per_batch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"adapters_per_batch must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 class Executor(Protocol):
@@ -749,19 +829,26 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """One worker in this process."""
+    """One worker in this process; ``adapters_per_batch`` leaves trained side by side in one model."""
 
     def __init__(
-        self, model_name_or_path: str, eval_set: EvalSet, config: MeasureConfig, *, device: Device = "cpu"
+        self,
+        model_name_or_path: str,
+        eval_set: EvalSet,
+        config: MeasureConfig,
+        *,
+        device: Device = "cpu",
+        adapters_per_batch: int = 1,
     ) -> None:
-        self.worker = _Worker(model_name_or_path, eval_set, config, device)
+        self.adapters_per_batch = _check_adapters_per_batch(adapters_per_batch)
+        self.worker = _Worker(model_name_or_path, eval_set, config, device, 0, self.adapters_per_batch)
 
     def base(self) -> np.ndarray:
         return self.worker.base()
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
-        for task in tasks:
-            yield self.worker.run(task)
+        for group in _groups(tasks, self.adapters_per_batch):
+            yield from self.worker.run_group(group)
 
     def close(self) -> None:
         pass
@@ -770,9 +857,16 @@ class InProcessExecutor:
 _PROCESS_WORKER: _Worker | None = None
 
 
-def _process_init(model: str, eval_set: EvalSet, config: MeasureConfig, device: Device, threads: int) -> None:
+def _process_init(
+    model: str,
+    eval_set: EvalSet,
+    config: MeasureConfig,
+    device: Device,
+    threads: int,
+    adapters_per_batch: int,
+) -> None:
     global _PROCESS_WORKER
-    _PROCESS_WORKER = _Worker(model, eval_set, config, device, threads)
+    _PROCESS_WORKER = _Worker(model, eval_set, config, device, threads, adapters_per_batch)
 
 
 def _process_base() -> np.ndarray:
@@ -784,16 +878,17 @@ def _process_ready() -> bool:
     return _PROCESS_WORKER is not None
 
 
-def _process_run(task: LeafTask) -> LeafResult:
+def _process_run(tasks: list[LeafTask]) -> list[LeafResult]:
     assert _PROCESS_WORKER is not None
-    return _PROCESS_WORKER.run(task)
+    return _PROCESS_WORKER.run_group(tasks)
 
 
 class ProcessExecutor:
     """One worker process per entry of ``devices`` (times ``workers_per_device``), started with ``spawn``.
 
-    Each worker keeps one task in flight and gets the next as soon as it finishes, so fast and slow devices
-    balance themselves. Several workers on one GPU train several adapters at once.
+    Each worker keeps one group of ``adapters_per_batch`` tasks in flight and gets the next as soon as it
+    finishes, so fast and slow devices balance themselves. Several workers on one GPU train several adapters at
+    once; ``adapters_per_batch`` > 1 makes each of them train that many side by side in one model.
     """
 
     def __init__(
@@ -804,11 +899,13 @@ class ProcessExecutor:
         *,
         devices: Sequence[Device],
         workers_per_device: int = 1,
+        adapters_per_batch: int = 1,
     ) -> None:
         if not devices:
             raise ValueError("devices must name at least one device, for example [0, 1] or ['cpu']")
         if workers_per_device < 1:
             raise ValueError(f"workers_per_device must be >= 1, got {workers_per_device}")
+        self.adapters_per_batch = _check_adapters_per_batch(adapters_per_batch)
         slots = [device for device in devices for _ in range(workers_per_device)]
         cpu_slots = sum(1 for device in slots if str(device).startswith("cpu"))
         threads = max(1, (os.cpu_count() or 1) // cpu_slots) if cpu_slots else 0
@@ -824,6 +921,7 @@ class ProcessExecutor:
                     config,
                     device,
                     threads if str(device).startswith("cpu") else 0,
+                    self.adapters_per_batch,
                 ),
             )
             for device in slots
@@ -837,13 +935,13 @@ class ProcessExecutor:
         return self.pools[0].submit(_process_base).result()
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
-        pending = iter(tasks)
-        in_flight: dict[futures.Future[LeafResult], int] = {}
+        pending = _groups(tasks, self.adapters_per_batch)
+        in_flight: dict[futures.Future[list[LeafResult]], int] = {}
 
         def feed(slot: int) -> None:
-            task = next(pending, None)
-            if task is not None:
-                in_flight[self.pools[slot].submit(_process_run, task)] = slot
+            group = next(pending, None)
+            if group is not None:
+                in_flight[self.pools[slot].submit(_process_run, group)] = slot
 
         for slot in range(len(self.pools)):
             feed(slot)
@@ -851,9 +949,9 @@ class ProcessExecutor:
             done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
             for future in done:
                 slot = in_flight.pop(future)
-                result = future.result()
+                results = future.result()
                 feed(slot)
-                yield result
+                yield from results
 
     def close(self) -> None:
         for pool in self.pools:
@@ -877,6 +975,7 @@ class RayExecutor:
         num_workers: int = 1,
         gpus_per_worker: float | None = None,
         runtime_env: dict[str, Any] | None = None,
+        adapters_per_batch: int = 1,
     ) -> None:
         try:
             import ray
@@ -884,6 +983,7 @@ class RayExecutor:
             raise ImportError("the Ray executor needs Ray: pip install 'harp-explorer[cluster]'") from None
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.adapters_per_batch = _check_adapters_per_batch(adapters_per_batch)
         if not ray.is_initialized():
             ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
         if gpus_per_worker is None:
@@ -892,29 +992,30 @@ class RayExecutor:
         remote = ray.remote(num_cpus=0 if gpus_per_worker > 0 else 1, num_gpus=gpus_per_worker)(_Worker)
         self.ray: Any = ray
         self.actors: list[Any] = [
-            remote.remote(model_name_or_path, eval_set, config, device) for _ in range(num_workers)
+            remote.remote(model_name_or_path, eval_set, config, device, 0, self.adapters_per_batch)
+            for _ in range(num_workers)
         ]
 
     def base(self) -> np.ndarray:
         return self.ray.get(self.actors[0].base.remote())
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
-        pending = iter(tasks)
+        pending = _groups(tasks, self.adapters_per_batch)
         in_flight: dict[Any, Any] = {}
 
         def feed(actor: Any) -> None:
-            task = next(pending, None)
-            if task is not None:
-                in_flight[actor.run.remote(task)] = actor
+            group = next(pending, None)
+            if group is not None:
+                in_flight[actor.run_group.remote(group)] = actor
 
         for actor in self.actors:
             feed(actor)
         while in_flight:
             ready, _ = self.ray.wait(list(in_flight), num_returns=1)
             actor = in_flight.pop(ready[0])
-            result = self.ray.get(ready[0])
+            results = self.ray.get(ready[0])
             feed(actor)
-            yield result
+            yield from results
 
     def close(self) -> None:
         for actor in self.actors:
@@ -931,11 +1032,14 @@ def make_executor(
     workers_per_device: int = 1,
     address: str | None = None,
     gpus_per_worker: float | None = None,
+    adapters_per_batch: int = 1,
 ) -> Executor:
     """Build an executor by name (see the module docstring)."""
     if executor == "inprocess":
         device = devices[0] if devices else ("cuda" if _cuda_available() else "cpu")
-        return InProcessExecutor(model_name_or_path, eval_set, config, device=device)
+        return InProcessExecutor(
+            model_name_or_path, eval_set, config, device=device, adapters_per_batch=adapters_per_batch
+        )
     if executor == "process":
         return ProcessExecutor(
             model_name_or_path,
@@ -943,6 +1047,7 @@ def make_executor(
             config,
             devices=list(devices) if devices else ["cpu"],
             workers_per_device=workers_per_device,
+            adapters_per_batch=adapters_per_batch,
         )
     if executor == "ray":
         return RayExecutor(
@@ -952,6 +1057,7 @@ def make_executor(
             address=address,
             num_workers=max(1, len(devices or [0])) * workers_per_device,
             gpus_per_worker=gpus_per_worker,
+            adapters_per_batch=adapters_per_batch,
         )
     raise ValueError(f"executor must be 'inprocess', 'process' or 'ray', got {executor!r}")
 
@@ -1029,6 +1135,7 @@ def run_measurements(
     address: str | None = None,
     gpus_per_worker: float | None = None,
     max_examples_per_leaf: int | None = None,
+    adapters_per_batch: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> MeasureReport:
     """Measure ``leaves`` (skipping those the store holds under the same ``config_key``) and store each at once.
@@ -1053,6 +1160,11 @@ def run_measurements(
         The Ray cluster's address.
     max_examples_per_leaf : int, optional
         Train on at most the first this many (most central) examples of a leaf.
+    adapters_per_batch : int, default 1
+        K: each worker trains K leaves' adapters side by side in one forward/backward pass
+        (:mod:`harp.multi_lora`) and writes the K results when the group finishes. An execution detail like the
+        executor: the measurements keep the same ``config_key``. Only with an executor given by name (an Executor
+        instance carries its own).
     log : callable, optional
         Receives one line of progress per event.
 
@@ -1061,9 +1173,20 @@ def run_measurements(
     MeasureReport
     """
     config = MeasureConfig() if config is None else config
+    adapters_per_batch = _check_adapters_per_batch(adapters_per_batch)
+    if not isinstance(executor, str) and adapters_per_batch != 1:
+        raise ValueError(
+            f"adapters_per_batch={adapters_per_batch} applies to an executor given by name; pass it to the "
+            "executor you built instead"
+        )
     say = log or (lambda message: None)
     model = str(model_name_or_path)
     key = config.config_key(_model_id(model), eval_set.fingerprint())
+    legacy = config.legacy_config_key(_model_id(model), eval_set.fingerprint())
+    if legacy != key and store.measured_leaves(legacy).size and not store.measured_leaves(key).size:
+        # Measured before eval_batch_size left the key: keep adding to that key, so the store holds one.
+        say(f"resuming under the older key {legacy} (made when eval_batch_size was part of config_key)")
+        key = legacy
     members = _leaf_members(store, len(train))
     wanted = [int(g) for g in np.asarray(leaves, dtype=np.int64).ravel()]
     for g in wanted:
@@ -1084,6 +1207,7 @@ def run_measurements(
         "executor": executor if isinstance(executor, str) else type(executor).__name__,
         "devices": [str(device) for device in devices or []],
         "workers_per_device": workers_per_device,
+        "adapters_per_batch": adapters_per_batch,
         "leaves": todo,
     }
     run_id = store.add_run("measure", run_config)
@@ -1104,6 +1228,7 @@ def run_measurements(
                 workers_per_device=workers_per_device,
                 address=address,
                 gpus_per_worker=gpus_per_worker,
+                adapters_per_batch=adapters_per_batch,
             )
             if owned
             else executor  # type: ignore[assignment]
@@ -1142,7 +1267,8 @@ def run_measurements(
             measured.append(result.leaf_id)
             say(
                 f"leaf {result.leaf_id} measured ({len(measured)}/{len(todo)}) in "
-                f"{sum(result.timings.values()):.1f}s; mean phi {phi[keep].mean():+.4f}"
+                f"{result.timings.get('train_s', 0.0) + result.timings.get('eval_s', 0.0):.1f}s; "
+                f"mean phi {phi[keep].mean():+.4f}"
             )
         status = "done"
     except KeyboardInterrupt:

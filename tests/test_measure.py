@@ -79,6 +79,24 @@ def test_config_score_field_keeps_old_keys() -> None:
         MeasureConfig(score="f1")  # type: ignore[arg-type]
 
 
+def test_config_key_leaves_out_eval_batch_size() -> None:
+    key = MeasureConfig().config_key("model-a", "eval-1")
+    # An execution detail: any eval_batch_size gives the key of the default, which is the key made before.
+    assert MeasureConfig(eval_batch_size=64).config_key("model-a", "eval-1") == key
+    assert MeasureConfig().legacy_config_key("model-a", "eval-1") == key
+    payload = json.dumps(
+        {
+            "config": {k: v for k, v in MeasureConfig(eval_batch_size=64).to_dict().items() if k != "score"},
+            "model": "model-a",
+            "eval": "eval-1",
+            "version": 1,
+        },
+        sort_keys=True,
+    )
+    old = "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+    assert MeasureConfig(eval_batch_size=64).legacy_config_key("model-a", "eval-1") == old != key
+
+
 def test_config_from_dict_rejects_unknown() -> None:
     with pytest.raises(ValueError, match=r"unknown measure config fields \['rank'\]"):
         MeasureConfig.from_dict({"rank": 4})
@@ -293,6 +311,27 @@ def test_run_measurements_writes_and_resumes(tiny_model: Path, eval_set: EvalSet
     other = MeasureConfig(**{**CONFIG.to_dict(), "steps": 2, "target_modules": CONFIG.target_modules})
     third = run_measurements(store, tiny_model, pool, eval_set, [0], other, executor=executor)
     assert third.measured == [0] and third.config_key != report.config_key
+
+
+@pytest.mark.train
+def test_resume_under_a_key_that_held_eval_batch_size(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    """A store measured when config_key still hashed a non-default eval_batch_size resumes under that key."""
+    from harp.measure import _model_id, run_measurements
+
+    config = dataclasses.replace(CONFIG, steps=1)  # eval_batch_size 8, not the default 32
+    old = config.legacy_config_key(_model_id(str(tiny_model)), eval_set.fingerprint())
+    assert old != config.config_key(_model_id(str(tiny_model)), eval_set.fingerprint())
+    store = make_store(tmp_path / "store.duckdb")
+    store.write_domains(eval_set.domain_names, [0.5, 0.5], [2, 3])
+    store.add_measurements({"leaf_id": [1], "domain_id": [0], "phi": [0.1], "variance": [0.01], "n_eval": [2],
+                            "run_id": ["old"], "config_key": [old]})  # fmt: skip
+    lines: list[str] = []
+    report = run_measurements(store, tiny_model, make_pool(), eval_set, [1, 2], config, log=lines.append)
+    assert report.config_key == old and report.skipped == [1] and report.measured == [2]
+    assert set(store.read_table("measurements").column("config_key").to_pylist()) == {old}
+    assert any("older key" in line for line in lines)
 
 
 @pytest.mark.train

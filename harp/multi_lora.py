@@ -1,0 +1,369 @@
+"""Stage 1b, batched: K LoRA adapters side by side on one frozen base model, trained in one forward/backward pass.
+
+Why. One small LoRA step (16 sequences of 128 tokens on a 135M model) leaves a large GPU mostly idle; running
+several worker processes per GPU helps (3.2x with 6 on an H200) but each holds its own model and CUDA context.
+Here the K adapters of K leaves share every forward and backward pass of one model instead.
+
+Layout. Every target ``nn.Linear`` (``config.target_modules``, matched as peft matches them) is replaced by a
+:class:`MultiLoraLinear` holding ``A`` of shape (K, r, in) and ``B`` of shape (K, out, r). A batch of N rows is
+read as ``n`` equal groups of N / n consecutive rows; group j goes through adapter ``adapters[j]``::
+
+    y = base(x) + (alpha / r) * B_k A_k dropout(x)        (batched matmuls over the groups)
+
+``MultiLoraModel.use(adapters)`` picks the adapters of the groups: ``range(n)`` (the default, all K), one
+adapter ``[k]`` for the whole batch, or ``[]`` for the base model alone.
+
+Equivalence with the one-adapter path (:func:`harp.measure.measure_leaf`). Adapter initialisation is peft's: the
+model is first wrapped by peft exactly as :func:`harp.measure.build_model` does (same seed), so every adapter
+starts from the very ``A`` (kaiming-uniform, ``a = sqrt(5)``) the one-adapter path uses, with ``B = 0``; the
+scale is ``alpha / r``; dropout acts on the LoRA input only. Training: adapter k draws its batches exactly as
+``_batch_order(n_k, config, (config.seed, leaf_id_k))`` (leaves of different sizes cycle on their own); the loss
+is the sum over groups of each group's mean token loss, so adapter k's gradient is that of its own loss; the
+gradient norm is clipped per adapter (each adapter's own norm over all its layers, as ``clip_grad_norm_`` does
+for one adapter); AdamW is elementwise and the optimizer is fresh for every group of leaves, so every adapter is
+optimised as if alone; the learning rate follows :func:`harp.measure.learning_rate_at`. With dropout 0 the
+losses, log-likelihoods and scores equal the one-adapter path's up to float reordering (the matmuls differ in
+shape); with dropout > 0 the masks are drawn from one stream for the whole batch, so they differ from the
+one-adapter path's masks (same distribution, not the same draws).
+
+Evaluation. Option log-likelihoods (multiple choice, and the graded answer probability of ``score="probability"``)
+are batched: each batch of ``eval_batch_size`` pairs is repeated for the n adapters and scored in one forward pass
+of ``n * eval_batch_size`` rows. Short-answer generation (``score="accuracy"`` on generation questions) loops
+over the adapters, selecting one at a time with ``use([k])`` and calling the same batched ``generate`` as the
+one-adapter path: batching ``generate`` over adapters would need the K groups to stop together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+    from torch import nn
+except ImportError as error:  # pragma: no cover - the [train] extra is missing
+    raise ImportError(
+        f"batched adapters need torch, transformers and peft ({error}): pip install 'harp-explorer[train]'"
+    ) from None
+
+from harp.data import EvalSet
+from harp.measure import (
+    AdapterModel,
+    Device,
+    LeafMeasurement,
+    MeasureConfig,
+    _batch_order,
+    _generation_scores,
+    _pad,
+    _score_table,
+    build_data,
+    build_model,
+    learning_rate_at,
+    paired_effects,
+)
+
+__all__ = [
+    "MultiLoraLinear",
+    "MultiLoraModel",
+    "base_scores_multi",
+    "build_multi_model",
+    "evaluate_adapters",
+    "measure_leaves",
+    "train_adapters",
+]
+
+
+@dataclass
+class _Routing:
+    """Which adapter serves each group of the batch; shared by every layer of one model."""
+
+    n_groups: int
+    index: Any = None  # None: adapters 0..n_groups-1 (a view, no copy); else a LongTensor of adapter ids
+
+
+class MultiLoraLinear(nn.Module):
+    """A frozen ``nn.Linear`` plus K LoRA adapters; see the module docstring for the grouping of rows."""
+
+    initial_a: torch.Tensor
+
+    def __init__(
+        self, base: nn.Linear, initial_a: torch.Tensor, n_adapters: int, scaling: float, dropout: float
+    ) -> None:
+        super().__init__()
+        self.base_layer = base
+        rank = initial_a.shape[0]
+        # (K, r, in) and (K, out, r); the adapter weights keep peft's dtype (float32 under a bf16 base).
+        self.lora_A = nn.Parameter(initial_a.detach().clone().unsqueeze(0).repeat(n_adapters, 1, 1))
+        self.lora_B = nn.Parameter(
+            torch.zeros(n_adapters, base.out_features, rank, dtype=initial_a.dtype, device=initial_a.device)
+        )
+        self.register_buffer("initial_a", initial_a.detach().clone(), persistent=False)
+        self.scaling = scaling
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.routing = _Routing(n_adapters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        routing = self.routing
+        if routing.n_groups == 0:
+            return result
+        if routing.index is None:
+            a, b = self.lora_A[: routing.n_groups], self.lora_B[: routing.n_groups]
+        else:
+            a, b = self.lora_A[routing.index], self.lora_B[routing.index]
+        rows = x.shape[0]
+        if rows % routing.n_groups:
+            raise ValueError(f"a batch of {rows} rows does not split into {routing.n_groups} equal groups")
+        grouped = self.dropout(x.to(a.dtype)).reshape(routing.n_groups, -1, x.shape[-1])
+        update = torch.bmm(torch.bmm(grouped, a.transpose(1, 2)), b.transpose(1, 2)) * self.scaling
+        return result + update.reshape(result.shape).to(result.dtype)
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.lora_A.copy_(self.initial_a.expand_as(self.lora_A))
+            self.lora_B.zero_()
+
+
+@dataclass
+class MultiLoraModel:
+    """A causal LM whose target layers carry K adapters (:class:`MultiLoraLinear`), with its tokenizer.
+
+    ``model``, ``tokenizer`` and ``device`` read like :class:`harp.measure.AdapterModel`'s, so the evaluation
+    helpers of :mod:`harp.measure` take it as it is once :meth:`use` has chosen the adapters of the groups.
+    """
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    n_adapters: int
+    layers: list[Any] = field(default_factory=list)
+
+    def reset_adapters(self) -> None:
+        """Put every adapter back to its initial weights (peft's A, B = 0): fresh adapters for the next leaves."""
+        for layer in self.layers:
+            layer.reset()
+
+    def parameters(self) -> list[Any]:
+        """The trainable tensors: A and B of every layer (each holds all K adapters)."""
+        return [p for layer in self.layers for p in (layer.lora_A, layer.lora_B)]
+
+    @contextlib.contextmanager
+    def use(self, adapters: Sequence[int] | None = None) -> Iterator[None]:
+        """Route group j of every batch to adapter ``adapters[j]`` (None: all K in order; ``[]``: the base model)."""
+        chosen = list(range(self.n_adapters)) if adapters is None else [int(k) for k in adapters]
+        for k in chosen:
+            if not 0 <= k < self.n_adapters:
+                raise ValueError(f"adapters must be ids in 0..{self.n_adapters - 1}, got {k}")
+        index = None if chosen == list(range(len(chosen))) else torch.tensor(chosen, device=self.device)
+        saved = [(layer.routing.n_groups, layer.routing.index) for layer in self.layers]
+        for layer in self.layers:
+            layer.routing.n_groups, layer.routing.index = len(chosen), index
+        try:
+            yield
+        finally:
+            for layer, (n_groups, old) in zip(self.layers, saved, strict=True):
+                layer.routing.n_groups, layer.routing.index = n_groups, old
+
+
+def build_multi_model(
+    model_name_or_path: Any, config: MeasureConfig, n_adapters: int, device: Device = "cpu"
+) -> MultiLoraModel:
+    """Load the model as :func:`harp.measure.build_model` does, then give every target layer ``n_adapters``
+    adapters initialised like that one adapter (so the two paths start from the same weights).
+
+    Parameters
+    ----------
+    model_name_or_path : str or Path
+    config : MeasureConfig
+    n_adapters : int
+        K, the adapters trained side by side (>= 1).
+    device : str or int
+    """
+    if isinstance(n_adapters, bool) or not isinstance(n_adapters, int) or n_adapters < 1:
+        raise ValueError(f"n_adapters must be an integer >= 1, got {n_adapters!r}")
+    from peft.tuners.lora import LoraLayer
+
+    single: AdapterModel = build_model(model_name_or_path, config, device)
+    initial: dict[str, Any] = {}
+    for name, module in single.model.named_modules():
+        lora_a: Any = getattr(module, "lora_A", {})
+        if isinstance(module, LoraLayer) and "default" in lora_a:
+            initial[name.removeprefix("base_model.model.")] = lora_a["default"].weight.detach().clone()
+    base = single.model.unload()  # the plain model: each LoRA layer replaced by its base Linear again
+    for parameter in base.parameters():
+        parameter.requires_grad_(False)
+    layers = []
+    for name, initial_a in initial.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = base.get_submodule(parent_name)
+        layer = MultiLoraLinear(
+            getattr(parent, child),
+            initial_a,
+            n_adapters,
+            config.lora_alpha / config.lora_r,
+            config.lora_dropout,
+        )
+        setattr(parent, child, layer)
+        layers.append(layer)
+    routing = _Routing(n_adapters)
+    for layer in layers:
+        layer.routing = routing  # one routing object: use() switches every layer at once
+    base.eval()
+    return MultiLoraModel(base, single.tokenizer, single.device, n_adapters, layers)
+
+
+def _check_leaves(model: MultiLoraModel, count: int, seeds: Sequence[int]) -> None:
+    if not 1 <= count <= model.n_adapters:
+        raise ValueError(f"give between 1 and {model.n_adapters} leaves (the model's adapters), got {count}")
+    if len(seeds) != count:
+        raise ValueError(f"seeds has {len(seeds)} entries but there are {count} leaves")
+
+
+def train_adapters(
+    model: MultiLoraModel,
+    leaves: Sequence[Sequence[tuple[str, str]]],
+    config: MeasureConfig,
+    *,
+    seeds: Sequence[int],
+) -> list[list[float]]:
+    """Reset the adapters and train adapter k on ``leaves[k]`` (k < n) for ``config.steps`` steps, all at once.
+
+    Parameters
+    ----------
+    model : MultiLoraModel
+    leaves : sequence of n lists of (prompt, response)
+        n <= K; adapters n..K-1 stay at their initial weights.
+    config : MeasureConfig
+    seeds : sequence of n ints
+        Each leaf's seed (its leaf id), as ``seed`` in :func:`harp.measure.train_adapter`.
+
+    Returns
+    -------
+    list of n lists of float
+        The loss of every step, per adapter.
+    """
+    _check_leaves(model, len(leaves), seeds)
+    n = len(leaves)
+    data = [build_data(model.tokenizer, examples, config) for examples in leaves]
+    orders = [
+        _batch_order(len(d.input_ids), config, (config.seed, int(seed)))
+        for d, seed in zip(data, seeds, strict=True)
+    ]
+    model.reset_adapters()
+    torch.manual_seed(int(np.random.default_rng([config.seed, *map(int, seeds)]).integers(2**62)))
+    trainable = model.parameters()
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    pad = int(model.tokenizer.pad_token_id)
+    losses = torch.empty(config.steps, n)
+    model.model.train()
+    with model.use(range(n)):
+        for step in range(config.steps):
+            rows = [
+                (d.input_ids[i], d.labels[i])
+                for d, order in zip(data, orders, strict=True)
+                for i in order[step]
+            ]
+            ids = torch.from_numpy(_pad([row[0] for row in rows], pad)).to(model.device)
+            labels = torch.from_numpy(_pad([row[1] for row in rows], -100)).to(model.device)
+            mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step, config)
+            logits = model.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            targets = labels[:, 1:]
+            token_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+            ).reshape(n, -1)
+            counted = (targets != -100).reshape(n, -1).sum(-1).clamp(min=1)
+            group_loss = (
+                token_loss.sum(-1) / counted
+            )  # each adapter's mean token loss, as the one-adapter path
+            group_loss.sum().backward()
+            if config.max_grad_norm > 0:
+                _clip_per_adapter(trainable, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses[step] = group_loss.detach().cpu()
+    model.model.eval()
+    return [losses[:, k].tolist() for k in range(n)]
+
+
+def _clip_per_adapter(parameters: Sequence[Any], max_norm: float) -> None:
+    """Scale adapter k's gradients so that their joint norm is at most ``max_norm`` (``clip_grad_norm_``'s rule,
+    ``max_norm / (norm + 1e-6)`` capped at 1), each adapter on its own norm. Dimension 0 indexes the adapter."""
+    squares = torch.stack([p.grad.float().pow(2).flatten(1).sum(1) for p in parameters if p.grad is not None])
+    coefficient = (max_norm / (squares.sum(0).sqrt() + 1e-6)).clamp(max=1.0)
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.mul_(coefficient.to(p.grad.dtype).view(-1, *([1] * (p.grad.dim() - 1))))
+
+
+def evaluate_adapters(model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig, n: int) -> np.ndarray:
+    """Per-question scores in [0, 1] of adapters 0..n-1, shape (n, n_questions).
+
+    Log-likelihood scores are batched over the n adapters; short-answer generation loops over them (see the
+    module docstring).
+    """
+    if not 1 <= n <= model.n_adapters:
+        raise ValueError(f"n must lie in 1..{model.n_adapters}, got {n}")
+
+    def generation(questions: np.ndarray) -> np.ndarray:
+        view = AdapterModel(model.model, model.tokenizer, model.device, {})
+        table = np.empty((n, questions.size))
+        for k in range(n):
+            with model.use([k]):
+                table[k] = _generation_scores(view, eval_set, questions, config)
+        return table
+
+    with model.use(range(n)):
+        return _score_table(model, eval_set, config, n, generation)
+
+
+def base_scores_multi(model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
+    """Per-question scores of the base model (every adapter off), shape (n_questions,)."""
+    with model.use([]):
+        return _score_table(
+            model,
+            eval_set,
+            config,
+            1,
+            lambda questions: _generation_scores(
+                AdapterModel(model.model, model.tokenizer, model.device, {}), eval_set, questions, config
+            )[None],
+        )[0]
+
+
+def measure_leaves(
+    model: MultiLoraModel,
+    leaves: Sequence[Sequence[tuple[str, str]]],
+    eval_set: EvalSet,
+    base: np.ndarray,
+    config: MeasureConfig,
+    *,
+    seeds: Sequence[int],
+) -> list[LeafMeasurement]:
+    """:func:`harp.measure.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``.
+
+    Each measurement's timings are the group's times divided by the number of leaves (so they add up to the
+    device time), plus ``leaves_in_batch``.
+    """
+    started = time.perf_counter()
+    losses = train_adapters(model, leaves, config, seeds=seeds)
+    trained = time.perf_counter()
+    scores = evaluate_adapters(model, eval_set, config, len(leaves))
+    done = time.perf_counter()
+    n = len(leaves)
+    timings = {
+        "train_s": (trained - started) / n,
+        "eval_s": (done - trained) / n,
+        "leaves_in_batch": float(n),
+    }
+    results = []
+    for k in range(n):
+        phi, variance, n_eval = paired_effects(scores[k], base, eval_set.domain, eval_set.n_domains)
+        results.append(LeafMeasurement(phi, variance, n_eval, scores[k], losses[k], dict(timings)))
+    return results
