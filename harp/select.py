@@ -22,8 +22,11 @@ when a step moves t_d only the leaves whose ``phi[g, d]`` lies in a few interval
 ``pos`` rises, the leaves above the old max are updated. A max-tree over the approximate gains gives the best
 leaf; every leaf within ``_TOLERANCE`` of it is then scored with the same floating-point expression as the naive
 definition, and the true best (ties to the smaller id) is taken. Leaves whose every weighted domain score is
-bitwise unchanged by adding them have a gain of exactly 0.0; they are kept in a second tree ordered by id, so
-long plateaus of zero gains cost O(log L) a step instead of O(L D).
+bitwise unchanged by adding them have a gain of exactly 0.0; HARP-C keeps them in a second tree ordered by id, so
+long plateaus of zero gains cost O(log L) a step instead of O(L D). HARP-E (see :func:`_greedy_e`) bounds the
+terms of domains at or above 1 instead of tracking them, puts a change that most leaves of a domain share into
+one offset, and stops tracking altogether while no leaf can raise any score (the winner is then the first leaf
+by id that changes nothing).
 """
 
 from __future__ import annotations

@@ -259,6 +259,24 @@ def test_greedy_order_matches_the_reference_on_a_hierarchical_pool(envelope):
     np.testing.assert_array_equal(gains, expected_gains)
 
 
+def test_harp_e_pick_whose_drop_is_lost_to_rounding():
+    # Found while adding HARP-E's no-tracking stretch (every weighted score at or above 1): after a few picks that
+    # change nothing, leaf 1 lowers domain 1 to just below 1 yet gains exactly 0.0 (the drop is lost to rounding)
+    # and wins on its id; the books skipped during the stretch must then be rebuilt although no score is >= 1 on
+    # every domain any more.
+    phi = np.array(
+        [[0.0, -0.3, -0.9], [0.0, -0.4, 0.0], [-0.2, 0.2, 0.0], [0.2, 0.2, 0.0], [0.4, 0.2, -0.9], [0.0, -0.4, -0.6],
+         [0.0, 0.2, 0.9], [0.6, 0.7, 1.4], [0.0, 0.1, 0.1], [-0.2, 0.9, 1.0], [0.0, 0.1, 0.0], [0.2, 0.0, 1.1]]
+    )  # fmt: skip
+    base = np.array([0.02, 0.5, 0.02])
+    weights = np.array([0.5642341776102571, 0.8013525089692385, 0.4363780507220125])
+    order, gains = greedy_order(phi, base, weights, "E", NONE, NONE)
+    expected_order, expected_gains = reference_order(phi, base, weights, "E")
+    np.testing.assert_array_equal(order, expected_order)
+    np.testing.assert_array_equal(gains, expected_gains)
+    np.testing.assert_array_equal(order[8:], [8, 5, 9, 10])
+
+
 # ---- validation -------------------------------------------------------------------------------------------------
 
 PHI = [[0.1, 0.0], [0.0, 0.2]]
