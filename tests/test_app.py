@@ -503,3 +503,79 @@ def test_store_page_shows_run_configs_as_json_text(monkeypatch, fresh_store) -> 
     )  # compact, and the user's string as it is (a dataframe cell is plain text)
     assert json.loads(probes.loc["probe-2", "timings"]) == {"total": 3.5, "steps": [1, 2]}
     assert probes["timings"].isna().tolist() == [False, True, False]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The shipped demo store (data/demo, what `make app` opens)
+
+DEMO_DOMAINS = [
+    "math_add",
+    "math_compare",
+    "math_div",
+    "math_mul",
+    "math_round",
+    "math_sub",
+    "mmlu_humanities",
+    "mmlu_other",
+    "mmlu_social",
+    "mmlu_stem",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harp.store import import_parquet
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    import_parquet(ROOT / "data" / "demo", path)
+    return path
+
+
+def clean(at: AppTest, where: str) -> AppTest:
+    run(at)
+    assert not at.error, (where, texts(at.error))
+    return at
+
+
+def test_the_shipped_demo_opens_on_every_page(monkeypatch, demo_store) -> None:
+    """`make app`'s store: every page and every Explore tab renders without an error, and shows the store's facts."""
+    inputs = Store.open(demo_store, read_only=True).selection_inputs()
+    assert list(inputs.domain_names) == DEMO_DOMAINS
+    assert (len(inputs.leaf_size), int(inputs.leaf_size.sum())) == (266, 13_462)
+
+    at = clean(make_app(monkeypatch, demo_store), "explore")
+    assert not at.warning
+    assert at.selectbox(key="ctl_color").options == ["weighted objective", *DEMO_DOMAINS]
+    assert at.number_input(key="ctl_budget_number").value == 13_462
+    default = expected(inputs, "C")  # weight 1 on the 7 active domains: six math skills and mmlu_social
+    assert inputs.active.sum() == 7 and inputs.active[DEMO_DOMAINS.index("mmlu_social")]
+    shows(at, "C", default)
+    _, marks = map_sent(at)
+    assert len(marks[0]["x"]) == len(default.leaves) > 0  # one ring per selected leaf
+
+    at.segmented_control(key="ctl_envelope").set_value("both")
+    clean(at, "explore, both")
+    shows(at, "C", default)
+    shows(at, "E", expected(inputs, "E"))
+    at.text_input(key="explore_open").set_value(str(int(default.leaves[0])))
+    for tab in ("Leaf panel", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save"):
+        at.session_state["explore_tab"] = tab
+        clean(at, tab)
+    at.selectbox(key="ctl_color").set_value("math_add")
+    clean(at, "color by math_add")
+    assert not at.info  # every domain of the demo has measurements
+
+    at.switch_page("views/leaves.py")
+    clean(at, "leaves")
+    assert any(len(d.value) == 266 for d in at.dataframe)
+    at.switch_page("views/selections.py")
+    clean(at, "selections")
+    assert "No selection saved yet" in texts(at.info)
+    at.switch_page("views/store.py")
+    clean(at, "store")
+    (domains,) = [d.value for d in at.dataframe if "domain" in d.value.columns]
+    assert domains["domain"].tolist() == DEMO_DOMAINS
+    assert domains["measured leaves"].tolist() == [118] * 10  # 142 measured, 24 held out of the fit
+    (runs,) = [d.value for d in at.dataframe if "config" in d.value.columns]
+    assert "demo-proof" in runs["kind"].tolist()
+    assert all(isinstance(c, str) for c in runs["config"])
