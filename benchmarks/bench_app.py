@@ -10,7 +10,8 @@ the medians of both kinds are printed besides the overall one. Targets from DESI
 
     .venv/bin/python benchmarks/bench_app.py                      # 10,000 leaves x 64 domains
     .venv/bin/python benchmarks/bench_app.py --leaves 2000 --domains 16 --repeats 5
-    .venv/bin/python benchmarks/bench_app.py --screenshots docs    # also (re)take the docs screenshots
+    .venv/bin/harp import --force data/demo .dev/demo.duckdb      # the shipped demo store (make app's)
+    .venv/bin/python benchmarks/bench_app.py --store .dev/demo.duckdb --screenshots docs   # retake docs/*.png
 
 Needs Debian's chromium at /usr/bin/chromium (``make chromium``) and the [app,dev] extras.
 """
@@ -168,25 +169,87 @@ def budget_steps(store: Path, repeats: int) -> tuple[list[int], list[int], list[
     return budgets, rings, changed
 
 
-def screenshots(page, url: str, out: Path) -> None:
-    """The main views, for docs/app.md."""
+def middle_of_layout(store: Path, share: float = 0.6) -> list[float]:
+    """x0, x1, y0, y1 around the middle ``share`` of the leaves' layout, a little padded: where the hover is shot."""
+    import numpy as np
+
+    from harp.store import Store
+
+    layout = Store.open(store, read_only=True).layout()
+    if layout is None:
+        return [0.0, 1.0, 0.0, 1.0]
+    tail = 50 * (1 - share)
+    bounds = []
+    for axis in layout:
+        low, high = np.percentile(axis, [tail, 100 - tail])
+        pad = 0.15 * (high - low)
+        bounds += [float(low - pad), float(high + pad)]
+    return bounds
+
+
+def first_selected(store: Path, count: int = 2) -> list[int]:
+    """The first ``count`` leaves of the default view's HARP-C order: the leaves the leaf-panel screenshot opens."""
+    import numpy as np
+
+    from harp.select import select
+    from harp.store import Store
+
+    inputs = Store.open(store, read_only=True).selection_inputs()
+    weights = np.where(inputs.active, 1.0, 0.0) if inputs.active.any() else None
+    chosen = select(inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members)
+    return [int(g) for g in chosen.order[:count]]
+
+
+def screenshots(
+    page, url: str, out: Path, open_leaves: list[int], zoom: list[float], budget: int = 2000
+) -> None:
+    """The main views, for docs/app.md: both envelopes at ``budget`` points; the hover on the map zoomed to
+    ``zoom`` (x0, x1, y0, y1 in layout coordinates); the leaf panel on ``open_leaves``."""
+    import numpy as np
+
     out.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1500, "height": 1050})
-    page.goto(url + "/?envelope=both&budget=3000")
+    page.set_viewport_size({"width": 1500, "height": 1160})  # the whole map and the line under it
+    view = f"/?envelope=both&budget={budget}"
+    page.goto(url + view)
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
     wait_idle(page)
     _map_drawn(page)
     page.wait_for_timeout(800)
     page.screenshot(path=str(out / "app-explore.png"))
 
-    # Hover a leaf for its facts and examples.
+    # Hover a leaf for its facts and examples, zoomed (a drag on the map, as a user would) onto the middle of
+    # the layout: UMAP packs most leaves of a real pool into a few dense islands.
     frame = _map_frame(page)
     box = page.locator(MAP_FRAME).first.bounding_box()
     if box and frame:
-        for dx in range(0, 200, 8):
-            page.mouse.move(box["x"] + box["width"] * 0.45 + dx, box["y"] + box["height"] * 0.5)
-            page.wait_for_timeout(60)
-            if frame.locator(".hoverlayer .hovertext").count():
+        corners = frame.evaluate(
+            """([x0, x1, y0, y1]) => {
+                const full = document.getElementById("map")._fullLayout, xa = full.xaxis, ya = full.yaxis;
+                return [xa._offset + xa.l2p(x0), ya._offset + ya.l2p(y1), xa._offset + xa.l2p(x1),
+                        ya._offset + ya.l2p(y0)];
+            }""",
+            zoom,
+        )
+        left, top, right, bottom = (c + box[k] for c, k in zip(corners, "xyxy", strict=True))
+        page.mouse.move(left, top)
+        page.mouse.down()
+        page.mouse.move(right, bottom, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(800)
+        # Plotly's "Double-click to zoom back out" note covers the color bar for a few seconds.
+        for _ in range(100):
+            if not frame.locator(".notifier-note").count():
+                break
+            page.wait_for_timeout(100)
+        hovered = False
+        for y in np.linspace(top + 0.4 * (bottom - top), top + 0.7 * (bottom - top), 6):
+            for x in np.linspace(left + 0.3 * (right - left), left + 0.6 * (right - left), 30):
+                page.mouse.move(float(x), float(y))
+                page.wait_for_timeout(40)
+                if frame.locator(".hoverlayer .hovertext").count():
+                    hovered = True
+                    break
+            if hovered:
                 break
         page.wait_for_timeout(300)
         page.screenshot(path=str(out / "app-hover.png"), clip={**box, "height": min(box["height"], 700)})
@@ -197,17 +260,19 @@ def screenshots(page, url: str, out: Path) -> None:
     page.wait_for_timeout(1000)
     page.locator('[data-testid="stExpander"]').first.screenshot(path=str(out / "app-weights.png"))
 
-    page.goto(url + "/?envelope=both&budget=3000&pin=0")
+    page.goto(url + view)
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
     wait_idle(page)
     box = page.get_by_label("Open leaves", exact=True)
-    box.fill("0, 1")
+    box.fill(", ".join(map(str, open_leaves)))
     box.press("Enter")
     page.get_by_text("Effects across domains").first.wait_for(timeout=60_000)
     wait_idle(page)
     page.wait_for_timeout(800)
-    panel = page.get_by_text("Effects across domains").first
-    panel.scroll_into_view_if_needed()
+    # The panel from its open-leaves box down: facts, buttons, effects and the first examples.
+    page.get_by_label("Open leaves", exact=True).evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.mouse.move(700, 500)
+    page.mouse.wheel(0, -90)  # and its label
     page.wait_for_timeout(500)
     page.screenshot(path=str(out / "app-leaf-panel.png"))
 
@@ -282,7 +347,7 @@ def main() -> None:
                         f"over {len(some)}   (server part: median {statistics.median(parts):.3f} s)"
                     )
             if args.screenshots:
-                screenshots(page, url, args.screenshots)
+                screenshots(page, url, args.screenshots, first_selected(store), middle_of_layout(store))
                 print(f"screenshots written to {args.screenshots}")
 
 
