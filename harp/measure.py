@@ -505,11 +505,13 @@ def _loglik_table(
             )
             if copies > 1:
                 ids, attention, target_mask = (t.repeat(copies, 1) for t in (ids, attention, target_mask))
-            logits = model.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-            targets = ids[:, 1:]
-            token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-            summed = (token_loglik * target_mask).sum(-1).reshape(copies, len(batch))
-            loglik[:, batch] = summed.cpu().numpy()
+            raw = model.model(input_ids=ids, attention_mask=attention).logits
+            for copy in range(copies):  # one copy's rows at a time: float32 logits of one batch, not of all
+                rows = slice(copy * len(batch), (copy + 1) * len(batch))
+                logits = raw[rows, :-1].float()
+                targets = ids[rows, 1:]
+                token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+                loglik[copy, batch] = (token_loglik * target_mask[rows]).sum(-1).cpu().numpy()
     return loglik, lengths - option_start
 
 

@@ -194,3 +194,23 @@ def test_cli_adapters_per_batch(tiny_model: Path, eval_set: EvalSet, tmp_path: P
     result = CliRunner().invoke(main, [*arguments, "--adapters-per-batch", "0"])
     assert result.exit_code == 2 and "--adapters-per-batch" in result.output
     assert "--adapters-per-batch" in CliRunner().invoke(main, ["measure", "--help"]).output
+
+
+@pytest.mark.slow
+def test_process_executor_with_batched_adapters(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) -> None:
+    """Groups of K tasks travel to worker processes and come back leaf by leaf, equal to the in-process run."""
+    from harp.measure import run_measurements
+
+    pool = make_pool()
+    config = dataclasses.replace(CONFIG, score="probability", steps=2)
+    local = run_measurements(make_store(tmp_path / "a.duckdb"), tiny_model, pool, eval_set, [0, 1, 2], config)
+    store = make_store(tmp_path / "b.duckdb")
+    spread = run_measurements(
+        store, tiny_model, pool, eval_set, [0, 1, 2], config, executor="process", devices=["cpu"],
+        adapters_per_batch=2,
+    )  # fmt: skip
+    assert sorted(spread.measured) == [0, 1, 2] and spread.config_key == local.config_key
+    expected, got = phi_by_leaf_domain(tmp_path / "a.duckdb"), phi_by_leaf_domain(store.path)
+    assert expected.keys() == got.keys()
+    for key, phi in expected.items():
+        assert got[key] == pytest.approx(phi, abs=1e-4)
