@@ -142,6 +142,7 @@ class MultiLoraModel:
     device: Any
     n_adapters: int
     layers: list[Any] = field(default_factory=list)
+    routing: _Routing = field(default_factory=lambda: _Routing(0))
 
     def reset_adapters(self) -> None:
         """Put every adapter back to its initial weights (peft's A, B = 0): fresh adapters for the next leaves."""
@@ -160,14 +161,12 @@ class MultiLoraModel:
             if not 0 <= k < self.n_adapters:
                 raise ValueError(f"adapters must be ids in 0..{self.n_adapters - 1}, got {k}")
         index = None if chosen == list(range(len(chosen))) else torch.tensor(chosen, device=self.device)
-        saved = [(layer.routing.n_groups, layer.routing.index) for layer in self.layers]
-        for layer in self.layers:
-            layer.routing.n_groups, layer.routing.index = len(chosen), index
+        saved = (self.routing.n_groups, self.routing.index)
+        self.routing.n_groups, self.routing.index = len(chosen), index
         try:
             yield
         finally:
-            for layer, (n_groups, old) in zip(self.layers, saved, strict=True):
-                layer.routing.n_groups, layer.routing.index = n_groups, old
+            self.routing.n_groups, self.routing.index = saved
 
 
 def build_multi_model(
@@ -197,24 +196,25 @@ def build_multi_model(
     base = single.model.unload()  # the plain model: each LoRA layer replaced by its base Linear again
     for parameter in base.parameters():
         parameter.requires_grad_(False)
+    routing = _Routing(n_adapters)  # one object for all layers: use() switches every layer at once
     layers = []
     for name, initial_a in initial.items():
         parent_name, _, child = name.rpartition(".")
         parent = base.get_submodule(parent_name)
+        target = getattr(parent, child)
+        if type(target) is not nn.Linear:
+            raise ValueError(
+                f"batched adapters need nn.Linear target layers, but {name} is a {type(target).__name__}: "
+                "measure this model with adapters_per_batch=1"
+            )
         layer = MultiLoraLinear(
-            getattr(parent, child),
-            initial_a,
-            n_adapters,
-            config.lora_alpha / config.lora_r,
-            config.lora_dropout,
+            target, initial_a, n_adapters, config.lora_alpha / config.lora_r, config.lora_dropout
         )
+        layer.routing = routing
         setattr(parent, child, layer)
         layers.append(layer)
-    routing = _Routing(n_adapters)
-    for layer in layers:
-        layer.routing = routing  # one routing object: use() switches every layer at once
     base.eval()
-    return MultiLoraModel(base, single.tokenizer, single.device, n_adapters, layers)
+    return MultiLoraModel(base, single.tokenizer, single.device, n_adapters, layers, routing)
 
 
 def _check_leaves(model: MultiLoraModel, count: int, seeds: Sequence[int]) -> None:
