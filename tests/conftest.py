@@ -1,4 +1,4 @@
-"""Shared fixtures: a seeded random generator, a small synthetic store and a hand-built tiny store.
+"""Shared fixtures: a seeded random generator, a small synthetic store, a hand-built tiny store, a tiny model.
 
 ``tmp_store`` and ``tiny_store`` are paths to fresh store files inside the test's ``tmp_path``; each test gets its
 own copy, so it may write to it. ``tiny_values`` holds the hand-written contents of ``tiny_store``.
@@ -108,3 +108,12 @@ def tiny_store(tmp_path: Path, _tiny_template: Path) -> Path:
 def tiny_values() -> dict[str, Any]:
     """The hand-written contents of ``tiny_store``."""
     return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (2 layers, small vocabulary) saved once for the session: the CPU stand-in for a real model."""
+    pytest.importorskip("peft")
+    from harp.measure import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("model") / "tiny-llama")

@@ -160,14 +160,6 @@ EVAL_RECORDS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("peft")
-    from harp.measure import save_random_model
-
-    return save_random_model(tmp_path_factory.mktemp("model") / "tiny-llama")
-
-
 @pytest.fixture
 def eval_set(tmp_path: Path) -> EvalSet:
     path = tmp_path / "eval.jsonl"

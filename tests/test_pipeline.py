@@ -38,14 +38,6 @@ def features(n: int = N_POINTS) -> np.ndarray:
     return centers[np.arange(n) % 3] + rng.normal(size=(n, 8))
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("peft")
-    from harp.measure import save_random_model
-
-    return save_random_model(tmp_path_factory.mktemp("model") / "tiny-llama")
-
-
 def run(model: Path, checkpoint: Path | None, **kwargs: Any) -> Any:
     arguments: dict[str, Any] = {
         "TOP_K_POINTS": 20,
