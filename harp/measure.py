@@ -769,23 +769,15 @@ class _Worker:
             return base_scores_multi(self.model, self.eval_set, self.config)
         return base_scores(self.model, self.eval_set, self.config)
 
-    def run(self, task: LeafTask) -> LeafResult:
-        return self.run_group([task])[0]
-
     def run_group(self, tasks: Sequence[LeafTask]) -> list[LeafResult]:
         """Measure up to ``adapters_per_batch`` leaves; their results come back together."""
         if self.adapters_per_batch > 1:
-            from harp.multi_lora import evaluate_adapters, train_adapters
+            from harp.multi_lora import train_and_score
 
-            started = time.perf_counter()
             seeds = [task.leaf_id for task in tasks]
-            train_adapters(self.model, [task.examples for task in tasks], self.config, seeds=seeds)
-            trained = time.perf_counter()
-            table = evaluate_adapters(self.model, self.eval_set, self.config, len(tasks))
-            n = len(tasks)
-            # Each leaf's share of the group's time, so the leaves' timings add up to the device time.
-            timings = {"train_s": (trained - started) / n, "eval_s": (time.perf_counter() - trained) / n,
-                       "leaves_in_batch": float(n)}  # fmt: skip
+            _, table, timings = train_and_score(
+                self.model, [task.examples for task in tasks], self.eval_set, self.config, seeds=seeds
+            )
             return [LeafResult(t.leaf_id, table[k], dict(timings), self.name) for k, t in enumerate(tasks)]
         results = []
         for task in tasks:

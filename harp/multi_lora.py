@@ -75,6 +75,7 @@ __all__ = [
     "evaluate_adapters",
     "measure_leaves",
     "train_adapters",
+    "train_and_score",
 ]
 
 
@@ -337,6 +338,32 @@ def base_scores_multi(model: MultiLoraModel, eval_set: EvalSet, config: MeasureC
         )[0]
 
 
+def train_and_score(
+    model: MultiLoraModel,
+    leaves: Sequence[Sequence[tuple[str, str]]],
+    eval_set: EvalSet,
+    config: MeasureConfig,
+    *,
+    seeds: Sequence[int],
+) -> tuple[list[list[float]], np.ndarray, dict[str, float]]:
+    """Train adapters 0..n-1 on ``leaves`` and score them: per-adapter losses, scores (n, n_questions), timings.
+
+    The timings are the group's times divided by the number of leaves (so the leaves' timings add up to the
+    device time), plus ``leaves_in_batch``; every leaf of the group gets the same.
+    """
+    started = time.perf_counter()
+    losses = train_adapters(model, leaves, config, seeds=seeds)
+    trained = time.perf_counter()
+    scores = evaluate_adapters(model, eval_set, config, len(leaves))
+    n = len(leaves)
+    timings = {
+        "train_s": (trained - started) / n,
+        "eval_s": (time.perf_counter() - trained) / n,
+        "leaves_in_batch": float(n),
+    }
+    return losses, scores, timings
+
+
 def measure_leaves(
     model: MultiLoraModel,
     leaves: Sequence[Sequence[tuple[str, str]]],
@@ -348,22 +375,11 @@ def measure_leaves(
 ) -> list[LeafMeasurement]:
     """:func:`harp.measure.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``.
 
-    Each measurement's timings are the group's times divided by the number of leaves (so they add up to the
-    device time), plus ``leaves_in_batch``.
+    Timings as in :func:`train_and_score`.
     """
-    started = time.perf_counter()
-    losses = train_adapters(model, leaves, config, seeds=seeds)
-    trained = time.perf_counter()
-    scores = evaluate_adapters(model, eval_set, config, len(leaves))
-    done = time.perf_counter()
-    n = len(leaves)
-    timings = {
-        "train_s": (trained - started) / n,
-        "eval_s": (done - trained) / n,
-        "leaves_in_batch": float(n),
-    }
+    losses, scores, timings = train_and_score(model, leaves, eval_set, config, seeds=seeds)
     results = []
-    for k in range(n):
+    for k in range(len(leaves)):
         phi, variance, n_eval = paired_effects(scores[k], base, eval_set.domain, eval_set.n_domains)
         results.append(LeafMeasurement(phi, variance, n_eval, scores[k], losses[k], dict(timings)))
     return results
