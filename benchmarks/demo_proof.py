@@ -273,7 +273,10 @@ def cost(store: Any) -> dict[str, Any]:
         gpu_s += float(total)
     measured = len({run["config"]["leaf_id"] for run in leaf_runs})
     n_leaves = store.selection_inputs().n_leaves
-    worker_s = [sum(float(v) for v in (run.get("timings") or {}).values()) for run in leaf_runs]
+    # Seconds only: a batched leaf's timings also hold leaves_in_batch, a count.
+    worker_s = [
+        sum(float((run.get("timings") or {}).get(k, 0.0)) for k in ("train_s", "eval_s")) for run in leaf_runs
+    ]
     return {
         "lora_runs": len(leaf_runs),
         "measured_leaves": measured,
