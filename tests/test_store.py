@@ -748,6 +748,7 @@ def test_import_of_an_older_export_is_migrated(
 # -- concurrency and durability ------------------------------------------------------------------------------------
 
 WRITER = """
+import os
 import sys
 import threading
 import numpy as np
@@ -755,11 +756,12 @@ from harp.store import Store
 
 store = Store.open(sys.argv[1], lock_timeout=30)
 limit = int(sys.argv[2])
+stop_file = sys.argv[3] if len(sys.argv) > 3 else None  # with one, write on past limit until it exists
 inputs = store.selection_inputs()
 n_leaves, n_domains = inputs.n_leaves, inputs.n_domains
 done = len([k for k in store.read_table("measurements")["config_key"].to_pylist() if k.startswith("w")])
 k = done // (n_leaves * n_domains)
-while k < limit:
+while k < limit or (stop_file is not None and not os.path.exists(stop_file)):
     size = n_leaves * n_domains
     store.add_measurements({
         "leaf_id": np.repeat(np.arange(n_leaves), n_domains),
@@ -771,12 +773,14 @@ while k < limit:
     k += 1
     if k == 1 or k % 5 == 0:
         print(k, flush=True)
+print("done", k, flush=True)
 """
 
 
-def _start_writer(path: Path, limit: int) -> subprocess.Popen[str]:
+def _start_writer(path: Path, limit: int, stop_file: Path | None = None) -> subprocess.Popen[str]:
+    extra = [str(stop_file)] if stop_file is not None else []
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(limit)],
+        [sys.executable, "-c", WRITER, str(path), str(limit), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -820,21 +824,34 @@ def test_kill_9_mid_write_leaves_a_whole_number_of_writes(tmp_store: Path) -> No
 
 @pytest.mark.slow
 def test_reader_keeps_working_while_another_process_writes(tmp_store: Path) -> None:
-    writer = _start_writer(tmp_store, limit=20)
-    assert writer.stdout is not None
-    assert writer.stdout.readline().strip()
-    reads, seen = 0, []
-    while writer.poll() is None:
-        store = Store.open(tmp_store, read_only=True)
-        inputs = store.selection_inputs()
-        assert inputs.phi.shape == (40, 5)
-        seen.append(store.read_table("measurements").num_rows)
-        reads += 1
-    _, errors = writer.communicate()
+    # The writer goes on past its 20 writes until the reader has read a few times, so the test
+    # does not depend on how fast either process runs on a loaded machine.
+    stop_file = tmp_store.with_name("reader-done")
+    writer = _start_writer(tmp_store, limit=20, stop_file=stop_file)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip()
+        reads, seen = 0, []
+        while writer.poll() is None:
+            store = Store.open(tmp_store, read_only=True)
+            inputs = store.selection_inputs()
+            assert inputs.phi.shape == (40, 5)
+            seen.append(store.read_table("measurements").num_rows)
+            reads += 1
+            if reads == 3:
+                stop_file.touch()
+        out, errors = writer.communicate()
+    finally:
+        stop_file.touch()
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
     assert writer.returncode == 0, errors
-    assert reads >= 2
+    assert reads >= 3
     assert seen == sorted(seen), "a reader never sees writes undone"
-    assert _writes_present(tmp_store, 200) == 20
+    written = int(out.split()[-1])
+    assert written >= 20
+    assert _writes_present(tmp_store, 200) == written
 
 
 def test_lock_held_too_long_gives_a_clear_error(tmp_store: Path) -> None:
