@@ -14,19 +14,24 @@ gains (k = 0 allowed); points are the members of the first ``cut`` leaves, cappe
 
 How it is fast and still exact
 ------------------------------
-The naive greedy recomputes every remaining leaf's gain at every step: O(L^2 D). Here each leaf keeps an
-*approximate* gain, updated incrementally. A leaf's contribution on domain d, ``clip(t_d + phi[g, d]) -
-clip(t_d)`` (t_d the unclipped current score), does not depend on t_d while neither side of the clip binds, so
-when a step moves t_d only the leaves whose ``phi[g, d]`` lies in a few intervals (found by binary search in
-``phi[:, d]`` sorted once) can change; only those are updated. HARP-C adds one more case: when the running max of
-``pos`` rises, the leaves above the old max are updated. A max-tree over the approximate gains gives the best
-leaf; every leaf within ``_TOLERANCE`` of it is then scored with the same floating-point expression as the naive
-definition, and the true best (ties to the smaller id) is taken. Leaves whose every weighted domain score is
-bitwise unchanged by adding them have a gain of exactly 0.0; HARP-C keeps them in a second tree ordered by id, so
-long plateaus of zero gains cost O(log L) a step instead of O(L D). HARP-E (see :func:`_greedy_e`) bounds the
-terms of domains at or above 1 instead of tracking them, puts a change that most leaves of a domain share into
-one offset, and stops tracking altogether while no leaf can raise any score (the winner is then the first leaf
-by id that changes nothing).
+The naive greedy recomputes every remaining leaf's gain at every step with array operations: O(L^2 D) work and
+a pass over memory per domain. Both envelopes compute every gain they compare with the same floating-point
+expression as the naive definition (domains summed in order), so orders and gains are bitwise equal.
+
+HARP-C keeps an *approximate* gain per leaf, updated incrementally. A leaf's score on domain d does not depend on
+the current score while neither side of the clip binds, so when a step moves it only the leaves whose
+``phi[g, d]`` lies in a few intervals (found by binary search in ``phi[:, d]`` sorted once) can change; when the
+running max of ``pos`` rises, the leaves above the old max are updated too. A max-tree over the approximate gains
+gives the best leaf; every leaf within ``_TOLERANCE`` of it is then scored exactly and the true best (ties to the
+smaller id) is taken. Leaves whose every weighted domain score is bitwise unchanged by adding them have a gain of
+exactly 0.0; they sit in a second tree ordered by id, so long plateaus of zero gains cost O(log L) a step.
+
+HARP-E (see :func:`_greedy_e`) scores every remaining leaf exactly at each step, in one compiled pass that runs
+over the domains outside and the leaves inside (vectorised, on a domain-major copy of the effects compacted as
+leaves are chosen). Incremental books do not pay here: a score hovering near 1 changes about a third of all
+gains at every step. Most steps on real-shaped pools need no pass at all: once no leaf can raise any weighted
+score, the first leaf by id that changes nothing wins with a gain of exactly 0.0, found by a scan in id order
+where each leaf before it is usually dismissed by one comparison against a remembered witness.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ _TOLERANCE = 1e-9
 _WIDEN = 1e-12
 # Adding phi with |phi| below this times the magnitude can leave a float score bitwise unchanged.
 _TINY = 1e-15
+# Summing D weighted scores in [0, 1] and dividing by their weight sum rounds by at most about (D + 1) float64 eps
+# in utility units; a drop in utility larger than this times (D + 2) (a margin of 16 over that) cannot be lost to
+# rounding, so the computed gain is then strictly negative.
+_LOST = 16 * 2.220446049250313e-16
 
 
 @dataclass(frozen=True)
@@ -269,11 +278,12 @@ def greedy_order(
     eligible[excluded] = False
     eligible[pinned] = False
     free = np.flatnonzero(eligible).astype(np.int64)
+    if envelope == "E":
+        return _greedy_e(phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free)
     # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs.
     sorted_leaf = np.ascontiguousarray(np.argsort(phi, axis=0, kind="stable").T).astype(np.int64)
     sorted_phi = np.ascontiguousarray(np.take_along_axis(phi, sorted_leaf.T, axis=0).T)
-    kernel = _greedy_e if envelope == "E" else _greedy_c
-    return kernel(
+    return _greedy_c(
         phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free, sorted_phi, sorted_leaf
     )
 
@@ -427,42 +437,6 @@ def _add_moved_runs(
 
 
 @numba.njit(cache=True)
-def _shifted_runs(runs: np.ndarray, sorted_row: np.ndarray, old: float, new: float) -> tuple[int, float]:
-    """Runs of leaves to update when an unsaturated HARP-E score moves from ``old`` to ``new``, and the shared change.
-
-    While no leaf can push the score below 0 (``t + x > 0`` for every effect x), a leaf's term is
-    ``clip(t + x) - clip(t) = min(x, c) - min(c, 0)`` with ``c = 1 - t``. Leaves with x below both values of c
-    (the unclipped ones) all change by the same amount, and so do leaves with x above both (the clipped ones).
-    Only the smaller group and the leaves between the two values of c are visited; the other group's common
-    change is returned as ``shared``, which the caller adds to a global offset and subtracts from every visited
-    leaf. (A leaf with x = 0 keeps a term of 0; it lies in the visited run unless ``shared`` is 0.) Otherwise
-    (the clip at 0 may bind) this falls back to :func:`_add_moved_runs` with nothing shared.
-    """
-    low = min(old, new)
-    high = max(old, new)
-    scale = 1.0 + abs(low) + abs(high)
-    widen = _WIDEN * scale
-    if not (low > 0.0 and sorted_row.size > 0 and low + sorted_row[0] > widen):
-        n_runs = _add_moved_runs(runs, 0, sorted_row, old, new, 0.0, -1, 0.0)
-        return _add_moved_runs(runs, n_runs, sorted_row, old, new, 0.0, 1, 0.0), 0.0
-    c_old = 1.0 - old
-    c_new = 1.0 - new
-    c_low = 1.0 - high
-    c_high = 1.0 - low
-    n_clipped = sorted_row.size - np.searchsorted(sorted_row, c_low - widen, side="left")
-    n_unclipped = np.searchsorted(sorted_row, c_high + widen, side="right")
-    if n_clipped <= n_unclipped:
-        shared = min(c_old, 0.0) - min(c_new, 0.0)
-        runs[0, 0] = sorted_row.size - n_clipped
-        runs[0, 1] = sorted_row.size
-    else:
-        shared = max(c_new, 0.0) - max(c_old, 0.0)
-        runs[0, 0] = 0
-        runs[0, 1] = n_unclipped
-    return 1, shared
-
-
-@numba.njit(cache=True)
 def _merge_runs(runs: np.ndarray, n_runs: int) -> int:
     """Sort runs by start and merge overlaps in place, so no leaf is visited twice."""
     for i in range(1, n_runs):
@@ -611,177 +585,122 @@ def _utility_e(total: np.ndarray, weights: np.ndarray, weight_sum: float) -> flo
 
 
 @numba.njit(cache=True)
-def _saturated_cap(
-    total: np.ndarray, saturated: np.ndarray, weights: np.ndarray, weight_sum: float, sorted_phi: np.ndarray
-) -> float:
-    """Upper bound on the term, in any saturated domain, of a leaf whose score there would drop."""
-    cap = -np.inf
+def _columns(
+    phi: np.ndarray, ids: np.ndarray, remaining: np.ndarray, n_remaining: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The remaining leaves of ``ids`` (kept in id order) and their effects, one row per domain."""
+    kept = np.empty(n_remaining, dtype=np.int64)
+    k = 0
+    for g in ids:
+        if remaining[g]:
+            kept[k] = g
+            k += 1
+    columns = np.empty((phi.shape[1], n_remaining))
+    for j in range(n_remaining):
+        for d in range(phi.shape[1]):
+            columns[d, j] = phi[kept[j], d]
+    return kept, columns
+
+
+@numba.njit(cache=True)
+def _best_e(ids, columns, remaining, total, weights, weight_sum, current, acc):  # type: ignore[no-untyped-def]
+    """The remaining leaf with the largest gain and its gain, every leaf scored as :func:`_exact_gain` does.
+
+    Domains outer, leaves inner: each leaf's sum still runs over the domains in order (the same floating-point
+    expression as the naive definition) while the inner loop vectorises. A zero weight adds exactly 0.0 to a
+    sum that starts at +0.0, so those domains are skipped. ``ids`` is in id order, so on ties the first largest
+    gain is the smaller id.
+    """
+    n = ids.size
+    acc[:n] = 0.0
     for d in range(total.size):
-        if not saturated[d]:
+        w = weights[d]
+        if w == 0.0:
             continue
         t = total[d]
-        position = np.searchsorted(sorted_phi[d], 1.0 - t + _WIDEN * (1.0 + abs(t)), side="right") - 1
-        if position >= 0:
-            bound = weights[d] / weight_sum * (_clip(t + sorted_phi[d, position]) - 1.0)
-            cap = max(cap, bound)
-    return cap if cap > -np.inf else 0.0
+        row = columns[d]
+        for j in range(n):
+            acc[j] += w * _clip(t + row[j])
+    best = -1
+    best_gain = -np.inf
+    for j in range(n):
+        g = ids[j]
+        if remaining[g]:
+            gain = acc[j] / weight_sum - current
+            if gain > best_gain:
+                best = g
+                best_gain = gain
+    return best, best_gain
 
 
 @numba.njit(cache=True)
-def _compact(
-    sorted_phi: np.ndarray, sorted_leaf: np.ndarray, remaining: np.ndarray, n_remaining: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop chosen leaves from the per-domain sorted lists, so later steps do not walk over them."""
-    n_domains = sorted_phi.shape[0]
-    kept_phi = np.empty((n_domains, n_remaining))
-    kept_leaf = np.empty((n_domains, n_remaining), dtype=np.int64)
-    for d in range(n_domains):
-        k = 0
-        for i in range(sorted_leaf.shape[1]):
-            g = sorted_leaf[d, i]
-            if remaining[g]:
-                kept_phi[d, k] = sorted_phi[d, i]
-                kept_leaf[d, k] = g
-                k += 1
-    return kept_phi, kept_leaf
-
-
-@numba.njit(cache=True)
-def _track_e(books, remaining, drift):  # type: ignore[no-untyped-def]
-    """Recompute every remaining leaf's books from the current scores; domains at or above 1 are saturated."""
-    (
-        total,
-        saturated,
-        phi,
-        weights,
-        weight_sum,
-        approx,
-        saturated_term,
-        saturated_part,
-        stamp,
-        tree,
-        size,
-    ) = books
-    n_domains = total.size
-    for d in range(n_domains):
-        saturated[d] = weights[d] != 0.0 and total[d] >= 1.0
-    for g in range(remaining.size):
-        if not remaining[g]:
-            continue
-        acc = 0.0
-        for d in range(n_domains):
-            if weights[d] != 0.0 and not saturated[d]:
-                acc += weights[d] * (_clip(total[d] + phi[g, d]) - _clip(total[d]))
-        approx[g] = acc / weight_sum
-        _refresh_e(
-            g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift
-        )
-        tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
-    _tree_build(tree, size)
-
-
-@numba.njit(cache=True)
-def _frozen(total: np.ndarray, weights: np.ndarray, sorted_phi: np.ndarray, at_one: np.ndarray) -> bool:
+def _frozen(total: np.ndarray, weights: np.ndarray, top: np.ndarray, at_one: np.ndarray) -> bool:
     """Whether no leaf can raise any weighted score: each is at or above 1, or at or below 0 and out of reach.
 
-    ``at_one`` is set to the weighted domains at or above 1, the only ones a leaf can still lower.
+    ``top`` is each domain's largest effect. ``at_one`` is set to the weighted domains at or above 1, the only
+    ones a leaf can still lower.
     """
     for d in range(total.size):
         at_one[d] = weights[d] != 0.0 and total[d] >= 1.0
         if weights[d] != 0.0 and not at_one[d]:
-            if total[d] > 0.0 or total[d] + sorted_phi[d, sorted_phi.shape[1] - 1] > 0.0:
+            if total[d] > 0.0 or total[d] + top[d] > 0.0:
                 return False
     return True
 
 
 @numba.njit(cache=True)
-def _frozen_pick(alive, remaining, witness, witness_x, scanned, sorted_phi, at_one, state):  # type: ignore[no-untyped-def]
+def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
     a leaf that keeps every score in ``at_one`` at 1 gains exactly 0.0 (the other weighted scores stay at 0):
-    the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because the drop
-    is lost to rounding (checked exactly when ``_saturated_cap`` says a drop can be that small).
+    the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because its drop is
+    lost to rounding. Only a drop below ``_LOST * (D + 2)`` can be lost; such leaves are scored exactly.
 
-    ``alive`` lists the remaining leaves in id order (and some chosen ones, skipped). Each leaf that lowers a
-    score keeps that domain and its effect there as a witness, checked first next time.
+    ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped). A leaf that lowers a score
+    keeps the domain where it lowers it most, and its effect there, as a witness, checked first next time; a
+    witness chosen that way holds for many steps, so most leaves before the winner cost one comparison.
+    ``floor`` and ``near`` are scratch: each domain's score where it is in ``at_one`` (+inf elsewhere), and the
+    score above which a leaf's drop there, ``w_d / W * (1 - score)``, is small enough to be lost.
     """
     _, phi, _, total, _, _, weights, weight_sum, _ = state
-    n_scanned = 0
-    for g in alive:
+    n_domains = total.size
+    lost = _LOST * (n_domains + 2)
+    for d in range(n_domains):
+        floor[d] = total[d] if at_one[d] else np.inf
+        near[d] = 1.0 - lost * weight_sum / weights[d] if at_one[d] else np.inf
+    for g in ids:
         if not remaining[g]:
             continue
-        still = True
         w = witness[g]
-        if w >= 0 and at_one[w] and total[w] + witness_x[g] < 1.0:
-            still = False
-        else:
-            for d in range(total.size):
-                if at_one[d] and total[d] + phi[g, d] < 1.0:
-                    witness[g] = d
-                    witness_x[g] = phi[g, d]
-                    still = False
+        if not (w >= 0 and floor[w] + witness_x[g] < 1.0):
+            # No branch in the loop, so that it vectorises; +inf keeps domains outside at_one from counting.
+            lowest = np.inf
+            for d in range(n_domains):
+                lowest = min(lowest, floor[d] + phi[g, d])
+            if lowest >= 1.0:
+                return g, 0.0
+            for d in range(n_domains):
+                if floor[d] + phi[g, d] == lowest:
+                    w = d
                     break
-        if still:
-            best = g
-            best_gain = 0.0
-            if _saturated_cap(total, at_one, weights, weight_sum, sorted_phi) >= -_TOLERANCE:
-                best, best_gain = _best_of(scanned, n_scanned, state, best, best_gain)
-            return best, best_gain
-        scanned[n_scanned] = g
-        n_scanned += 1
+            witness[g] = w
+            witness_x[g] = phi[g, w]
+        # Leaf g lowers score w; if by little, its drop in utility may be lost to rounding.
+        if floor[w] + witness_x[g] > near[w] and _exact_gain(g, state) == 0.0:
+            return g, 0.0
     return -1, -np.inf
 
 
 @numba.njit(cache=True)
-def _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift):  # type: ignore[no-untyped-def]
-    part = 0.0
-    for d in range(total.size):
-        if saturated[d]:
-            value = weights[d] / weight_sum * (_clip(total[d] + phi[g, d]) - 1.0)
-            saturated_term[g, d] = value
-            part += value
-    saturated_part[g] = part
-    stamp[g] = drift
-
-
-@numba.njit(cache=True)
-def _renew_e(g, books, drift):  # type: ignore[no-untyped-def]
-    """Refresh leaf g at the current scores and move it to its trees."""
-    (
-        total,
-        saturated,
-        phi,
-        weights,
-        weight_sum,
-        approx,
-        saturated_term,
-        saturated_part,
-        stamp,
-        tree,
-        size,
-    ) = books
-    _refresh_e(g, total, saturated, phi, weights, weight_sum, saturated_term, saturated_part, stamp, drift)
-    _tree_set(tree, size, g, approx[g] + saturated_part[g] - stamp[g])
-
-
-@numba.njit(cache=True)
-def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_leaf):  # type: ignore[no-untyped-def]
+def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-untyped-def]
     """HARP-E greedy.
 
-    Domains with t_d >= 1 are *saturated*: a leaf's term there, ``clip(t_d + x) - 1``, is never positive, and
-    when t_d hovers above 1 it moves for many leaves at every step. Those terms are therefore not tracked
-    exactly. Each leaf keeps (a) its gain over unsaturated domains, ``approx`` (incremental, as in the module
-    docstring, less a shared ``offset``) and (b) its saturated part as of its last refresh. A saturated term is
-    non-decreasing and 1-Lipschitz in t_d, so it can have risen since the refresh by at most the upward movement
-    of t_d; ``drift`` sums these movements over all saturated domains (weighted), so
-    ``approx + offset + saturated_part + drift - stamp`` bounds every leaf's gain. One max-tree holds these
-    bounds less ``offset + drift``.
-
-    Picking: the leaf with the largest bound is refreshed until the top bound is current; its exact gain is one
-    that is reached, and every leaf whose bound comes within ``_TOLERANCE`` of the best is refreshed and scored
-    exactly until no bound can beat the best. Long plateaus of exactly zero gains are the stretches where no
-    leaf can raise any score; there the first leaf by id that changes nothing wins (``_frozen_pick``).
+    A step scores every remaining leaf exactly (:func:`_best_e`: compiled, vectorised over leaves, on a copy of
+    the effects laid out by domain and compacted as leaves are chosen), except while no leaf can raise any
+    score: then every gain is <= 0 and the first leaf by id that changes nothing wins (:func:`_frozen_pick`),
+    which usually costs one comparison per leaf before it. On pools like real posteriors most steps are of
+    that kind (every domain saturated, the greedy working through leaves of zero gain).
     """
     n_leaves, n_domains = phi.shape
     n_order = pinned.size + free.size
@@ -801,185 +720,61 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
             total[d] = total[d] + phi[g, d]
         current[0] = _utility_e(total, weights, weight_sum)
 
-    saturated = np.zeros(n_domains, dtype=np.bool_)
-    hysteresis = np.zeros(n_domains)
-    for d in range(n_domains):
-        hysteresis[d] = min(0.25, 8.0 * np.mean(np.abs(phi[:, d]))) if n_leaves > 0 else 0.0
-    size = _tree_size(n_leaves)
-    tree = np.full(2 * size, -np.inf)
-    approx = np.zeros(n_leaves)
-    saturated_term = np.zeros((n_leaves, n_domains))
-    saturated_part = np.zeros(n_leaves)
-    stamp = np.zeros(n_leaves)
-    witness = np.full(n_leaves, -1, dtype=np.int64)
-    witness_x = np.zeros(n_leaves)
-    alive = free.copy()
     remaining = np.zeros(n_leaves, dtype=np.bool_)
-    drift = 0.0
-    # Stored ``approx`` values are the unsaturated gains minus ``offset``: a change shared by most leaves of a
-    # domain goes into the offset instead of into each leaf (see _shifted_runs).
-    offset = 0.0
+    top = np.full(n_domains, -np.inf)
     for g in free:
         remaining[g] = True
-    books = (
-        total,
-        saturated,
-        phi,
-        weights,
-        weight_sum,
-        approx,
-        saturated_term,
-        saturated_part,
-        stamp,
-        tree,
-        size,
-    )
-    _track_e(books, remaining, drift)
-    # While no leaf can raise any score and some leaf leaves them all unchanged, that leaf wins (see _frozen_pick)
-    # and nothing needs tracking; the books are rebuilt once when this stops.
-    stale = False
+        for d in range(n_domains):
+            top[d] = max(top[d], phi[g, d])
+    ids, columns = _columns(phi, free, remaining, free.size)
+    acc = np.empty(free.size)
     at_one = np.zeros(n_domains, dtype=np.bool_)
-    candidates = np.empty(n_leaves, dtype=np.int64)
-    scanned = np.empty(n_leaves, dtype=np.int64)
-    dirty = np.empty(n_leaves, dtype=np.int64)
-    is_dirty = np.zeros(n_leaves, dtype=np.bool_)
-    runs = np.empty((8, 2), dtype=np.int64)
+    witness = np.full(n_leaves, -1, dtype=np.int64)
+    witness_x = np.zeros(n_leaves)
+    floor = np.empty(n_domains)
+    near = np.empty(n_domains)
     n_remaining = free.size
     for _ in range(free.size):
-        # Compacting costs O(D) a step amortised; walking over chosen leaves in the runs costs more.
-        if 10 * n_remaining < 9 * sorted_leaf.shape[1]:
-            sorted_phi, sorted_leaf = _compact(sorted_phi, sorted_leaf, remaining, n_remaining)
-            alive = alive[remaining[alive]]
+        # Scoring chosen leaves costs more than compacting, amortised over the steps in between.
+        if 10 * n_remaining < 9 * ids.size:
+            ids, columns = _columns(phi, ids, remaining, n_remaining)
         n_remaining -= 1
-        # -- pick ---------------------------------------------------------------------------------------------
         best = -1
         best_gain = -np.inf
-        frozen = False
-        if _frozen(total, weights, sorted_phi, at_one):
-            best, best_gain = _frozen_pick(
-                alive, remaining, witness, witness_x, scanned, sorted_phi, at_one, state
-            )
-            frozen = best >= 0
-        if not frozen and stale:
-            # A pick whose drop was lost to rounding can leave a score just below 1, so check here, not above.
-            _track_e(books, remaining, drift)
-            offset = 0.0
-            stale = False
+        if _frozen(total, weights, top, at_one):
+            best, best_gain = _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
         if best < 0:
-            # Refresh the most promising bound until it is current: its gain is then one that is reached, and
-            # only bounds above it need looking at.
-            while tree[1] > -np.inf:
-                g = _tree_top(tree, size)
-                if stamp[g] == drift:
-                    best = g
-                    best_gain = _exact_gain(g, state)
-                    break
-                _renew_e(g, books, drift)
-            while True:
-                threshold = best_gain - _TOLERANCE - drift - offset
-                if tree[1] < threshold:
-                    break
-                count = _tree_collect(tree, size, threshold, candidates)
-                renewed = False
-                for i in range(count):
-                    g = candidates[i]
-                    if stamp[g] != drift:
-                        renewed = True
-                        _renew_e(g, books, drift)
-                    gain = _exact_gain(g, state)
-                    if _better(gain, g, best_gain, best):
-                        best = g
-                        best_gain = gain
-                if not renewed:
-                    break
-        chosen = best
-        order[step] = chosen
+            best, best_gain = _best_e(ids, columns, remaining, total, weights, weight_sum, current[0], acc)
+        order[step] = best
         gains[step] = best_gain
         step += 1
-        remaining[chosen] = False
-        _tree_set(tree, size, chosen, -np.inf)
-
-        # -- update -------------------------------------------------------------------------------------------
-        if frozen:
-            for d in range(n_domains):
-                total[d] = total[d] + phi[chosen, d]
-            current[0] = _utility_e(total, weights, weight_sum)
-            stale = True
-            continue
-        n_dirty = 0
+        remaining[best] = False
         for d in range(n_domains):
-            old = total[d]
-            new = old + phi[chosen, d]
-            total[d] = new
-            if weights[d] == 0.0 or new == old:
-                continue
-            scale = weights[d] / weight_sum
-            was_saturated = saturated[d]
-            # Hysteresis: a domain joins the saturated ones only well above 1, so one hovering near 1 does not
-            # switch (a full pass over the leaves) at every step; tracking it exactly meanwhile is cheaper.
-            now_saturated = new >= (1.0 if was_saturated else 1.0 + hysteresis[d])
-            saturated[d] = now_saturated
-            if was_saturated and now_saturated:
-                # Terms rise only for leaves with t + x < 1: above 1 - (smallest effect) none is left to rise.
-                top = 1.0 - sorted_phi[d, 0] + _WIDEN * (1.0 + abs(new))
-                if new > old and old < top:
-                    drift += scale * (min(new, top) - old)
-                continue
-            row = sorted_phi[d]
-            shared = 0.0
-            if was_saturated or now_saturated:
-                n_runs = _add_run(runs, 0, row, -np.inf, np.inf, -1)
-                n_runs = _add_run(runs, n_runs, row, -np.inf, np.inf, 1)
-            else:
-                n_runs, shared = _shifted_runs(runs, row, old, new)
-                offset += scale * shared
-            n_runs = _merge_runs(runs, n_runs)
-            for r in range(n_runs):
-                for i in range(runs[r, 0], runs[r, 1]):
-                    g = sorted_leaf[d, i]
-                    if not remaining[g]:
-                        continue
-                    x = row[i]
-                    part = 0.0
-                    if not was_saturated:
-                        part -= _clip(old + x) - _clip(old)
-                    else:
-                        saturated_part[g] -= saturated_term[g, d]
-                        saturated_term[g, d] = 0.0
-                    if not now_saturated:
-                        part += _clip(new + x) - _clip(new)
-                    else:
-                        value = scale * (_clip(new + x) - 1.0)
-                        saturated_term[g, d] = value
-                        saturated_part[g] += value
-                    approx[g] += scale * (part - shared)
-                    if not is_dirty[g]:
-                        is_dirty[g] = True
-                        dirty[n_dirty] = g
-                        n_dirty += 1
+            total[d] = total[d] + phi[best, d]
         current[0] = _utility_e(total, weights, weight_sum)
-        rebuild = n_dirty * 8 > size
-        for i in range(n_dirty):
-            g = dirty[i]
-            is_dirty[g] = False
-            if rebuild:
-                tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
-            else:
-                _tree_set(tree, size, g, approx[g] + saturated_part[g] - stamp[g])
-        if abs(offset) > 0.5:
-            # Fold the offset back into the leaves now and then, so stored values stay small and exact enough.
-            rebuild = True
-            for g in range(n_leaves):
-                if remaining[g]:
-                    approx[g] += offset
-                    tree[size + g] = approx[g] + saturated_part[g] - stamp[g]
-            offset = 0.0
-        if rebuild:
-            _tree_build(tree, size)
     return order, gains
 
 
 # ---- HARP-C ------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _compact(
+    sorted_phi: np.ndarray, sorted_leaf: np.ndarray, remaining: np.ndarray, n_remaining: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop chosen leaves from the per-domain sorted lists, so later steps do not walk over them."""
+    n_domains = sorted_phi.shape[0]
+    kept_phi = np.empty((n_domains, n_remaining))
+    kept_leaf = np.empty((n_domains, n_remaining), dtype=np.int64)
+    for d in range(n_domains):
+        k = 0
+        for i in range(sorted_leaf.shape[1]):
+            g = sorted_leaf[d, i]
+            if remaining[g]:
+                kept_phi[d, k] = sorted_phi[d, i]
+                kept_leaf[d, k] = g
+                k += 1
+    return kept_phi, kept_leaf
 
 
 @numba.njit(cache=True)

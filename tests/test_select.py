@@ -259,6 +259,24 @@ def test_greedy_order_matches_the_reference_on_a_hierarchical_pool(envelope):
     np.testing.assert_array_equal(gains, expected_gains)
 
 
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_greedy_order_matches_the_reference_on_a_pool_like_the_benchmarks(envelope):
+    # The shape benchmarks/bench_select.py times: harmful parents, three domains near 1 at the start, then a long
+    # stretch where every domain is saturated and gains are exactly 0, then the harmful leaves at the end.
+    rng = np.random.default_rng(11)
+    parent = rng.normal(0, 0.02, (100, 24))
+    parent[rng.random(100) < 0.05] -= 0.06
+    phi = parent[np.arange(800) % 100] + rng.normal(0, 0.01, (800, 24))
+    base = rng.uniform(0.2, 0.9, 24)
+    base[:3] = 0.97
+    weights = np.ones(24)
+    order, gains = greedy_order(phi, base, weights, envelope, NONE, NONE)
+    expected_order, expected_gains = reference_order(phi, base, weights, envelope)
+    np.testing.assert_array_equal(order, expected_order)
+    np.testing.assert_array_equal(gains, expected_gains)
+    assert (gains > 0).sum() > 0 and (gains == 0).sum() > 200 and (gains < 0).sum() > 200
+
+
 def test_harp_e_pick_whose_drop_is_lost_to_rounding():
     # Found while adding HARP-E's no-tracking stretch (every weighted score at or above 1): after a few picks that
     # change nothing, leaf 1 lowers domain 1 to just below 1 yet gains exactly 0.0 (the drop is lost to rounding)
