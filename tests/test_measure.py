@@ -376,7 +376,11 @@ def test_resume_after_kill(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) 
     process.send_signal(signal.SIGKILL)
     process.wait()
     first = store.read_table("measurements").to_pylist()
-    assert {row["leaf_id"] for row in first} == {3}, "expected exactly the first leaf before the kill"
+    # The kill follows the first leaf's progress line; on a fast machine a second leaf may just make it too.
+    done = sorted({row["leaf_id"] for row in first})
+    assert 3 in done and len(done) < 4, (
+        f"expected the first leaf and not all four before the kill, got {done}"
+    )
     [killed] = [run for run in store.runs() if run["kind"] == "measure"]
     assert killed["status"] == "running"  # it never finished, and the record says so
 
@@ -388,13 +392,15 @@ def test_resume_after_kill(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) 
         check=True,
     )
     report = json.loads(result.stdout)
-    assert report["skipped"] == [3] and sorted(report["measured"]) == [0, 1, 2]
+    assert sorted(report["skipped"]) == done
+    assert sorted(report["measured"]) == sorted({0, 1, 2, 3} - set(done))
     rows = store.read_table("measurements").to_pylist()
     assert len(rows) == 4 * 2
     by_leaf = {(row["leaf_id"], row["domain_id"]): row for row in rows}
     assert by_leaf[(3, 0)]["run_id"] == killed["run_id"]  # not repeated
     assert by_leaf[(3, 0)]["phi"] == next(row["phi"] for row in first if row["domain_id"] == 0)
-    assert {row["run_id"] for row in rows if row["leaf_id"] != 3} == {report["run_id"]}
+    assert {row["run_id"] for row in rows if row["leaf_id"] in done} == {killed["run_id"]}
+    assert {row["run_id"] for row in rows if row["leaf_id"] not in done} == {report["run_id"]}
 
 
 @pytest.mark.train

@@ -173,17 +173,19 @@ def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
     [store_path] = list((tmp_path / "ck").glob("*.duckdb"))
     store = Store.open(store_path, read_only=True)
     first = store.read_table("measurements").to_pylist()
-    [killed_leaf] = {row["leaf_id"] for row in first}
+    # The kill follows the first leaf's progress line; on a fast machine a second leaf may just make it too.
+    done = {row["leaf_id"] for row in first}
+    assert done
     [killed] = [record for record in store.runs() if record["kind"] == "measure"]
     assert killed["status"] == "running"
 
     lines: list[str] = []
     resumed = run(tiny_model, tmp_path / "ck", lora_config=lora, progress=lines.append)
     rows = Store.open(store_path, read_only=True).read_table("measurements").to_pylist()
-    assert {(row["leaf_id"], row["run_id"]) for row in rows if row["leaf_id"] == killed_leaf} == {
-        (killed_leaf, killed["run_id"])
-    }, "the leaf measured before the kill must not be measured again"
-    assert any("1 already measured" in line for line in lines)
+    assert {row["run_id"] for row in rows if row["leaf_id"] in done} == {killed["run_id"]}, (
+        "the leaves measured before the kill must not be measured again"
+    )
+    assert any(f"{len(done)} already measured" in line for line in lines)
     # Killed and resumed gives what one uninterrupted run gives.
     clean = run(tiny_model, tmp_path / "clean", lora_config=lora)
     np.testing.assert_allclose(resumed.info["phi"], clean.info["phi"], atol=1e-6)
