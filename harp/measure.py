@@ -281,6 +281,18 @@ def _torch_device(device: Device) -> Any:
     return torch.device(device)
 
 
+def hardware_name(device: Device) -> str:
+    """What ``device`` is, for run records: the GPU's model name, or the CPU's."""
+    import platform
+
+    torch_device = _torch_device(device)
+    if torch_device.type == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name(torch_device))
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
 def _import_train() -> None:
     try:
         import peft  # noqa: F401
@@ -726,6 +738,7 @@ class LeafResult:
     scores: np.ndarray
     timings: dict[str, float]
     worker: str = ""
+    hardware: str = ""
 
 
 class _Worker:
@@ -752,6 +765,7 @@ class _Worker:
         self.eval_set = eval_set
         self.config = config
         self.name = f"{os.getpid()}:{device}"
+        self.hardware = hardware_name(device)
         self.adapters_per_batch = adapters_per_batch
         self.model: Any
         if adapters_per_batch > 1:
@@ -778,7 +792,10 @@ class _Worker:
             _, table, timings = train_and_score(
                 self.model, [task.examples for task in tasks], self.eval_set, self.config, seeds=seeds
             )
-            return [LeafResult(t.leaf_id, table[k], dict(timings), self.name) for k, t in enumerate(tasks)]
+            return [
+                LeafResult(t.leaf_id, table[k], dict(timings), self.name, self.hardware)
+                for k, t in enumerate(tasks)
+            ]
         results = []
         for task in tasks:
             started = time.perf_counter()
@@ -786,7 +803,7 @@ class _Worker:
             trained = time.perf_counter()
             scores = evaluate(self.model, self.eval_set, self.config)
             timings = {"train_s": trained - started, "eval_s": time.perf_counter() - trained}
-            results.append(LeafResult(task.leaf_id, scores, timings, self.name))
+            results.append(LeafResult(task.leaf_id, scores, timings, self.name, self.hardware))
         return results
 
 
@@ -1254,7 +1271,13 @@ def run_measurements(
             store.add_measurements(rows)
             leaf_run = store.add_run(
                 "measure-leaf",
-                {"leaf_id": result.leaf_id, "config_key": key, "parent_run": run_id, "worker": result.worker},
+                {
+                    "leaf_id": result.leaf_id,
+                    "config_key": key,
+                    "parent_run": run_id,
+                    "worker": result.worker,
+                    "hardware": result.hardware,
+                },
                 run_id=f"{run_id}-leaf-{result.leaf_id}",
             )
             store.finish_run(leaf_run, status="done", timings=result.timings)

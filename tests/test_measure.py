@@ -470,8 +470,9 @@ def test_process_executor_matches_in_process(tiny_model: Path, eval_set: EvalSet
         store, tiny_model, pool, eval_set, [0, 1, 2], CONFIG, executor="process", devices=["cpu", "cpu"]
     )
     assert sorted(spread.measured) == [0, 1, 2]
-    workers = {run["config"].get("worker") for run in store.runs() if run["kind"] == "measure-leaf"}
-    assert len(workers) == 2
+    leaf_runs = [run for run in store.runs() if run["kind"] == "measure-leaf"]
+    assert len({run["config"]["worker"] for run in leaf_runs}) == 2
+    assert all(run["config"]["hardware"].startswith("cpu (") for run in leaf_runs)  # what measured each leaf
     a = (
         Store.open(tmp_path / "a.duckdb")
         .read_table("measurements")
