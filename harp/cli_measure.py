@@ -28,15 +28,16 @@ def _fail(error: Exception) -> click.ClickException:
     return click.ClickException(str(error))
 
 
-def _int_list(text: str | None, name: str) -> list[int] | None:
+def _leaf_ids(text: str | None, name: str) -> list[int] | None:
+    """Leaf ids from ``"3,8,12"`` or a .json/.txt/.npy file of ids, as ``harp infer --hold-out`` takes them."""
+    from harp.cli_pipeline import _leaf_list
+
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers, got {text!r}", param_hint=name
-        ) from None
+        return [int(g) for g in _leaf_list(text, name)]
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix(f"{name}: "), param_hint=name) from None
 
 
 @click.command("embed")
@@ -138,7 +139,11 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     required=True,
     help="Proxy eval set (.jsonl or .parquet).",
 )
-@click.option("--leaves", default=None, help="Comma-separated leaf ids to measure, in order.")
+@click.option(
+    "--leaves",
+    default=None,
+    help="Leaf ids to measure, in order: comma-separated, or a .json/.txt/.npy file of ids.",
+)
 @click.option(
     "--budget",
     type=click.IntRange(min=0),
@@ -267,7 +272,7 @@ def measure_command(
         raise click.UsageError("give exactly one of --leaves, --budget and --next")
     if budget is not None and features is None:
         raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
-    leaf_ids = _int_list(leaves, "--leaves")
+    leaf_ids = _leaf_ids(leaves, "--leaves")
     device_list: list[str | int] | None = None
     if devices:
         device_list = [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]

@@ -429,6 +429,16 @@ def test_cli_measure_with_budget(tiny_model: Path, eval_set: EvalSet, tmp_path: 
     assert result.exit_code == 2 and "--budget needs --features" in result.output
     result = CliRunner().invoke(main, [*arguments, "--leaves", "7"])
     assert result.exit_code == 1 and "Error: leaves must be leaf ids in 0..3, got 7" in result.output
+    result = CliRunner().invoke(main, [*arguments, "--leaves", "1,x"])
+    assert result.exit_code == 2 and "expected comma-separated leaf ids or a file of ids" in result.output
+    result = CliRunner().invoke(main, [*arguments, "--leaves", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2 and "cannot read" in result.output and "--leaves" in result.output
+    # A file of ids, as `harp infer --hold-out` takes them.
+    (tmp_path / "leaves.txt").write_text("1\n0\n")
+    result = CliRunner().invoke(main, ["-q", *arguments, "--leaves", str(tmp_path / "leaves.txt")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sorted(report["skipped"] + report["measured"]) == [0, 1] and report["measured"]
     # Graded scores are another configuration: the same leaf is measured again under its own key.
     result = CliRunner().invoke(main, ["-q", *arguments, "--leaves", "0", "--score", "probability"])
     assert result.exit_code == 0, result.output
