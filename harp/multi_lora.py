@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +303,23 @@ def _clip_per_adapter(parameters: Sequence[Any], max_norm: float) -> None:
             p.grad.mul_(coefficient.to(p.grad.dtype).view(-1, *([1] * (p.grad.dim() - 1))))
 
 
+def _generation(
+    model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig, routes: Sequence[Sequence[int]]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Short-answer scores of the given questions, one row per entry of ``routes`` (adapter ids; ``[]`` is the
+    base model), generated one route at a time."""
+
+    def score(questions: np.ndarray) -> np.ndarray:
+        view = AdapterModel(model.model, model.tokenizer, model.device, {})
+        table = np.empty((len(routes), questions.size))
+        for k, route in enumerate(routes):
+            with model.use(route):
+                table[k] = _generation_scores(view, eval_set, questions, config)
+        return table
+
+    return score
+
+
 def evaluate_adapters(model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig, n: int) -> np.ndarray:
     """Per-question scores in [0, 1] of adapters 0..n-1, shape (n, n_questions).
 
@@ -311,31 +328,16 @@ def evaluate_adapters(model: MultiLoraModel, eval_set: EvalSet, config: MeasureC
     """
     if not 1 <= n <= model.n_adapters:
         raise ValueError(f"n must lie in 1..{model.n_adapters}, got {n}")
-
-    def generation(questions: np.ndarray) -> np.ndarray:
-        view = AdapterModel(model.model, model.tokenizer, model.device, {})
-        table = np.empty((n, questions.size))
-        for k in range(n):
-            with model.use([k]):
-                table[k] = _generation_scores(view, eval_set, questions, config)
-        return table
-
     with model.use(range(n)):
-        return _score_table(model, eval_set, config, n, generation)
+        return _score_table(
+            model, eval_set, config, n, _generation(model, eval_set, config, [[k] for k in range(n)])
+        )
 
 
 def base_scores_multi(model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
     """Per-question scores of the base model (every adapter off), shape (n_questions,)."""
     with model.use([]):
-        return _score_table(
-            model,
-            eval_set,
-            config,
-            1,
-            lambda questions: _generation_scores(
-                AdapterModel(model.model, model.tokenizer, model.device, {}), eval_set, questions, config
-            )[None],
-        )[0]
+        return _score_table(model, eval_set, config, 1, _generation(model, eval_set, config, [[]]))[0]
 
 
 def train_and_score(

@@ -6,6 +6,7 @@ own copy, so it may write to it. ``tiny_values`` holds the hand-written contents
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harp.measure import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("model") / "tiny-llama")
+
+
+# A small proxy eval set: multiple choice in two domains (answers as an index and as a letter) and one short answer.
+EVAL_RECORDS = [
+    {"question": "2+2?", "choices": ["4", "5", "six"], "answer": 0, "domain": "math"},
+    {"question": "3+3?", "choices": ["6", "7"], "answer": "A", "domain": "math"},
+    {"question": "sky?", "choices": ["blue", "red", "green", "grey"], "answer": 0, "domain": "science"},
+    {"question": "ice?", "choices": ["cold", "hot"], "answer": 0, "domain": "science"},
+    {"prompt": "Say hi", "answer": "hi", "domain": "science"},
+]
+
+
+@pytest.fixture
+def eval_set(tmp_path: Path) -> Any:
+    """``EVAL_RECORDS`` written as JSONL and loaded (an :class:`harp.data.EvalSet`)."""
+    from harp.data import load_eval_set
+
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in EVAL_RECORDS))
+    return load_eval_set(path)

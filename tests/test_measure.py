@@ -151,21 +151,6 @@ def test_leaf_centroids() -> None:
 CONFIG = MeasureConfig(steps=4, batch_size=4, max_length=48, eval_batch_size=8, max_new_tokens=4, lora_r=4,
                        lora_alpha=8)  # fmt: skip
 
-EVAL_RECORDS = [
-    {"question": "2+2?", "choices": ["4", "5", "six"], "answer": 0, "domain": "math"},
-    {"question": "3+3?", "choices": ["6", "7"], "answer": "A", "domain": "math"},
-    {"question": "sky?", "choices": ["blue", "red", "green", "grey"], "answer": 0, "domain": "science"},
-    {"question": "ice?", "choices": ["cold", "hot"], "answer": 0, "domain": "science"},
-    {"prompt": "Say hi", "answer": "hi", "domain": "science"},
-]
-
-
-@pytest.fixture
-def eval_set(tmp_path: Path) -> EvalSet:
-    path = tmp_path / "eval.jsonl"
-    path.write_text("".join(json.dumps(record) + "\n" for record in EVAL_RECORDS))
-    return load_eval_set(path)
-
 
 def make_pool(n: int = 24) -> TrainingPool:
     prompts = [f"q{i % 7} {'abc'[i % 3]}?" for i in range(n)]

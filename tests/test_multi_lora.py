@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_measure import EVAL_RECORDS, make_pool, make_store, write_pool
+from test_measure import make_pool, make_store, write_pool
 
-from harp.data import EvalSet, load_eval_set
+from harp.data import EvalSet
 from harp.measure import MeasureConfig
 
 pytestmark = pytest.mark.train
@@ -28,13 +28,6 @@ LEAVES = {
     2: [(f"color {i}?", f"blue {i % 2}") for i in range(3)],
     11: [(f"sum {i}+{i}?", str(2 * i)) for i in range(8)],
 }
-
-
-@pytest.fixture
-def eval_set(tmp_path: Path) -> EvalSet:
-    path = tmp_path / "eval.jsonl"
-    path.write_text("".join(json.dumps(record) + "\n" for record in EVAL_RECORDS))
-    return load_eval_set(path)
 
 
 def one_at_a_time(tiny_model: Path, eval_set: EvalSet, config: MeasureConfig) -> tuple[np.ndarray, list]:
