@@ -35,9 +35,12 @@ def _leaf_ids(text: str | None, name: str) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(g) for g in _leaf_list(text, name)]
+        ids = [int(g) for g in _leaf_list(text, name)]
     except ValueError as error:
         raise click.BadParameter(str(error).removeprefix(f"{name}: "), param_hint=name) from None
+    if not ids:
+        raise click.BadParameter(f"{text!r} lists no leaf ids", param_hint=name)
+    return ids
 
 
 @click.command("embed")

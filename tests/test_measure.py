@@ -418,6 +418,9 @@ def test_cli_measure_with_budget(tiny_model: Path, eval_set: EvalSet, tmp_path: 
     assert result.exit_code == 2 and "expected comma-separated leaf ids or a file of ids" in result.output
     result = CliRunner().invoke(main, [*arguments, "--leaves", str(tmp_path / "missing.txt")])
     assert result.exit_code == 2 and "cannot read" in result.output and "--leaves" in result.output
+    (tmp_path / "none.txt").write_text("\n")
+    result = CliRunner().invoke(main, [*arguments, "--leaves", str(tmp_path / "none.txt")])
+    assert result.exit_code == 2 and "lists no leaf ids" in result.output
     # A file of ids, as `harp infer --hold-out` takes them.
     (tmp_path / "leaves.txt").write_text("1\n0\n")
     result = CliRunner().invoke(main, ["-q", *arguments, "--leaves", str(tmp_path / "leaves.txt")])
