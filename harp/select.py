@@ -592,39 +592,45 @@ def _utility_e(total: np.ndarray, weights: np.ndarray, weight_sum: float) -> flo
 
 
 @numba.njit(cache=True)
-def _columns(
-    phi: np.ndarray, ids: np.ndarray, remaining: np.ndarray, n_remaining: int
+def _compact_columns(
+    ids: np.ndarray, columns: np.ndarray, remaining: np.ndarray, n_remaining: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The remaining leaves of ``ids`` (kept in id order) and their effects, one row per domain."""
-    kept = np.empty(n_remaining, dtype=np.int64)
+    """Drop chosen leaves from ``ids`` (in id order) and from ``columns`` (their effects, one row per domain)."""
+    keep = np.empty(n_remaining, dtype=np.int64)
     k = 0
-    for g in ids:
-        if remaining[g]:
-            kept[k] = g
+    for j in range(ids.size):
+        if remaining[ids[j]]:
+            keep[k] = j
             k += 1
-    columns = np.empty((phi.shape[1], n_remaining))
-    for j in range(n_remaining):
-        for d in range(phi.shape[1]):
-            columns[d, j] = phi[kept[j], d]
-    return kept, columns
+    kept = np.empty((columns.shape[0], n_remaining))
+    for d in range(columns.shape[0]):
+        for k in range(n_remaining):
+            kept[d, k] = columns[d, keep[k]]
+    return ids[keep], kept
 
 
 @numba.njit(cache=True)
-def _best_e(ids, columns, remaining, total, weights, weight_sum, current, acc):  # type: ignore[no-untyped-def]
+def _best_e(ids, columns, remaining, total, weights, weight_sum, current, acc, top, bottom):  # type: ignore[no-untyped-def]
     """The remaining leaf with the largest gain and its gain, every leaf scored as :func:`_exact_gain` does.
 
     Domains outer, leaves inner: each leaf's sum still runs over the domains in order (the same floating-point
-    expression as the naive definition) while the inner loop vectorises. A zero weight adds exactly 0.0 to a
-    sum that starts at +0.0, so those domains are skipped. ``ids`` is in id order, so on ties the first largest
-    gain is the smaller id.
+    expression as the naive definition) while the inner loop vectorises. A domain whose score is at or below 0
+    for every leaf (``t + top <= 0``; float addition is monotone) or has zero weight adds exactly 0.0 to sums
+    that start at +0.0, so it is skipped; one at or above 1 for every leaf (``t + bottom >= 1``) adds ``w`` to
+    every sum without reading its effects. ``top`` and ``bottom`` are each domain's largest and smallest effect.
+    ``ids`` is in id order, so on ties the first largest gain is the smaller id.
     """
     n = ids.size
     acc[:n] = 0.0
     for d in range(total.size):
         w = weights[d]
-        if w == 0.0:
-            continue
         t = total[d]
+        if w == 0.0 or t + top[d] <= 0.0:
+            continue  # every term is w * 0.0
+        if t + bottom[d] >= 1.0:
+            for j in range(n):
+                acc[j] += w  # every term is w * 1.0
+            continue
         row = columns[d]
         for j in range(n):
             acc[j] += w * _clip(t + row[j])
@@ -681,16 +687,14 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
             continue
         w = witness[g]
         if not (w >= 0 and floor[w] + witness_x[g] < 1.0):
-            # No branch in the loop, so that it vectorises; +inf keeps domains outside at_one from counting.
             lowest = np.inf
             for d in range(n_domains):
-                lowest = min(lowest, floor[d] + phi[g, d])
+                y = floor[d] + phi[g, d]
+                if y < lowest:
+                    lowest = y
+                    w = d
             if lowest >= 1.0:
                 return g, 0.0
-            for d in range(n_domains):
-                if floor[d] + phi[g, d] == lowest:
-                    w = d
-                    break
             witness[g] = w
             witness_x[g] = phi[g, w]
         # Leaf g lowers score w; if by little, its drop in utility may be lost to rounding.
@@ -729,29 +733,41 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
 
     remaining = np.zeros(n_leaves, dtype=np.bool_)
     top = np.full(n_domains, -np.inf)
+    bottom = np.full(n_domains, np.inf)
     for g in free:
         remaining[g] = True
         for d in range(n_domains):
             top[d] = max(top[d], phi[g, d])
-    ids, columns = _columns(phi, free, remaining, free.size)
+            bottom[d] = min(bottom[d], phi[g, d])
+    ids = free
+    columns = np.empty((n_domains, free.size))
+    for j in range(free.size):
+        for d in range(n_domains):
+            columns[d, j] = phi[free[j], d]
     acc = np.empty(free.size)
     at_one = np.zeros(n_domains, dtype=np.bool_)
     witness = np.full(n_leaves, -1, dtype=np.int64)
     witness_x = np.zeros(n_leaves)
     floor = np.empty(n_domains)
     near = np.empty(n_domains)
+    scan = free
     n_remaining = free.size
     for _ in range(free.size):
         # Scoring chosen leaves costs more than compacting, amortised over the steps in between.
         if 10 * n_remaining < 9 * ids.size:
-            ids, columns = _columns(phi, ids, remaining, n_remaining)
+            ids, columns = _compact_columns(ids, columns, remaining, n_remaining)
         n_remaining -= 1
         best = -1
         best_gain = -np.inf
         if _frozen(total, weights, top, at_one):
-            best, best_gain = _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
+            # The scan passes every chosen leaf still listed; winners here are small ids, so they gather in front.
+            if 50 * (scan.size - n_remaining - 1) > scan.size:
+                scan = scan[remaining[scan]]
+            best, best_gain = _frozen_pick(scan, remaining, witness, witness_x, floor, near, at_one, state)
         if best < 0:
-            best, best_gain = _best_e(ids, columns, remaining, total, weights, weight_sum, current[0], acc)
+            best, best_gain = _best_e(
+                ids, columns, remaining, total, weights, weight_sum, current[0], acc, top, bottom
+            )
         order[step] = best
         gains[step] = best_gain
         step += 1
