@@ -287,9 +287,11 @@ def greedy_order(
     free = np.flatnonzero(eligible).astype(np.int64)
     if envelope == "E":
         return _greedy_e(phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free)
-    # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs.
-    sorted_leaf = np.ascontiguousarray(np.argsort(phi, axis=0, kind="stable").T).astype(np.int64)
-    sorted_phi = np.ascontiguousarray(np.take_along_axis(phi, sorted_leaf.T, axis=0).T)
+    # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs. The order of
+    # equal effects does not matter (runs are ranges of values), so the faster unstable sort will do.
+    by_domain = np.ascontiguousarray(phi.T)
+    sorted_leaf = np.argsort(by_domain, axis=1, kind="quicksort").astype(np.int64)
+    sorted_phi = np.take_along_axis(by_domain, sorted_leaf, axis=1)
     return _greedy_c(
         phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free, sorted_phi, sorted_leaf
     )
