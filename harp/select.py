@@ -673,8 +673,9 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
     lost to rounding. Only a drop below ``_LOST * (D + 2)`` can be lost; such leaves are scored exactly.
 
     ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped). A leaf that lowers a score
-    keeps the domain where it lowers it most, and its effect there, as a witness, checked first next time; a
-    witness chosen that way holds for many steps, so most leaves before the winner cost one comparison.
+    keeps the domain where it lowers it most, and its effect there, as a witness (``witness[p]``,
+    ``witness_x[p]`` for ``ids[p]``: read in order, as the scan goes), checked first next time; a witness chosen
+    that way holds for many steps, so most leaves before the winner cost one comparison.
     ``floor`` and ``near`` are scratch: each domain's score where it is in ``at_one`` (+inf elsewhere), and the
     score above which a leaf's drop there, ``w_d / W * (1 - score)``, is small enough to be lost.
     """
@@ -684,11 +685,12 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
     for d in range(n_domains):
         floor[d] = total[d] if at_one[d] else np.inf
         near[d] = 1.0 - lost * weight_sum / weights[d] if at_one[d] else np.inf
-    for g in ids:
+    for p in range(ids.size):
+        g = ids[p]
         if not remaining[g]:
             continue
-        w = witness[g]
-        if not (w >= 0 and floor[w] + witness_x[g] < 1.0):
+        w = witness[p]
+        if not (w >= 0 and floor[w] + witness_x[p] < 1.0):
             lowest = np.inf
             for d in range(n_domains):
                 y = floor[d] + phi[g, d]
@@ -697,10 +699,10 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
                     w = d
             if lowest >= 1.0:
                 return g, 0.0
-            witness[g] = w
-            witness_x[g] = phi[g, w]
+            witness[p] = w
+            witness_x[p] = phi[g, w]
         # Leaf g lowers score w; if by little, its drop in utility may be lost to rounding.
-        if floor[w] + witness_x[g] > near[w] and _exact_gain(g, state) == 0.0:
+        if floor[w] + witness_x[p] > near[w] and _exact_gain(g, state) == 0.0:
             return g, 0.0
     return -1, -np.inf
 
@@ -748,8 +750,8 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
             columns[d, j] = phi[free[j], d]
     acc = np.empty(free.size)
     at_one = np.zeros(n_domains, dtype=np.bool_)
-    witness = np.full(n_leaves, -1, dtype=np.int64)
-    witness_x = np.zeros(n_leaves)
+    witness = np.full(free.size, -1, dtype=np.int64)  # by position in scan
+    witness_x = np.zeros(free.size)
     floor = np.empty(n_domains)
     near = np.empty(n_domains)
     scan = free
@@ -764,7 +766,8 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
         if _frozen(total, weights, top, at_one):
             # The scan passes every chosen leaf still listed; winners here are small ids, so they gather in front.
             if 50 * (scan.size - n_remaining - 1) > scan.size:
-                scan = scan[remaining[scan]]
+                listed = remaining[scan]
+                scan, witness, witness_x = scan[listed], witness[listed], witness_x[listed]
             best, best_gain = _frozen_pick(scan, remaining, witness, witness_x, floor, near, at_one, state)
         if best < 0:
             best, best_gain = _best_e(
