@@ -33,7 +33,7 @@ gains at every step. Most steps on real-shaped pools need no pass at all: once n
 score, the first leaf by id that changes nothing wins with a gain of exactly 0.0, found by a scan in id order
 where each leaf before it is usually dismissed by one comparison against a remembered witness.
 
-Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, about 0.2 s; shares from
+Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, about 0.18 s; shares from
 ``perf`` with a map of the compiled functions): the 7,551 plateau steps take about 60 %: each dismisses ~850
 leaves before the winner again (6.4 million witness checks in all) and ~128 of them need a full row because the
 score their witness watched rose (0.96 million rows). The ~2,450 full passes take most of the rest. Tried and no
