@@ -666,6 +666,18 @@ def _frozen(total: np.ndarray, weights: np.ndarray, top: np.ndarray, at_one: np.
 
 
 @numba.njit(cache=True)
+def _near_one(weights: np.ndarray, weight_sum: float) -> np.ndarray:
+    """Per domain, the score above which dropping from 1 to it lowers the utility by less than ``_LOST * (D + 2)``
+    (a drop rounding may lose); +inf for domains of zero weight, which never hold a witness."""
+    lost = _LOST * (weights.size + 2)
+    near = np.full(weights.size, np.inf)
+    for d in range(weights.size):
+        if weights[d] != 0.0:
+            near[d] = 1.0 - lost * weight_sum / weights[d]
+    return near
+
+
+@numba.njit(cache=True)
 def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
@@ -678,15 +690,14 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
     keeps the domain where it lowers it most, and its effect there, as a witness (``witness[p]``,
     ``witness_x[p]`` for ``ids[p]``: read in order, as the scan goes), checked first next time; a witness chosen
     that way holds for many steps, so most leaves before the winner cost one comparison.
-    ``floor`` and ``near`` are scratch: each domain's score where it is in ``at_one`` (+inf elsewhere), and the
-    score above which a leaf's drop there, ``w_d / W * (1 - score)``, is small enough to be lost.
+    ``floor`` is scratch: each domain's score where it is in ``at_one``, +inf elsewhere. ``near`` (fixed, from
+    :func:`_near_one`) is the score above which a leaf's drop on a domain, ``w_d / W * (1 - score)``, is small
+    enough to be lost.
     """
-    _, phi, _, total, _, _, weights, weight_sum, _ = state
+    _, phi, _, total, _, _, _, _, _ = state
     n_domains = total.size
-    lost = _LOST * (n_domains + 2)
     for d in range(n_domains):
         floor[d] = total[d] if at_one[d] else np.inf
-        near[d] = 1.0 - lost * weight_sum / weights[d] if at_one[d] else np.inf
     for p in range(ids.size):
         g = ids[p]
         if not remaining[g]:
@@ -755,7 +766,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
     witness = np.full(free.size, -1, dtype=np.int64)  # by position in scan
     witness_x = np.zeros(free.size)
     floor = np.empty(n_domains)
-    near = np.empty(n_domains)
+    near = _near_one(weights, weight_sum)
     scan = free
     n_remaining = free.size
     for _ in range(free.size):
