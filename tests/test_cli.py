@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import harp
 from harp import Store, select
 from harp.cli import default_weights, main
 
@@ -37,8 +39,10 @@ def test_every_command_has_help_with_an_example(command):
     assert main.get_command(click.Context(main), command[0]).help
 
 
-def test_version():
-    assert "0.1.0" in run("--version").output
+def test_version_is_the_installed_package_version():
+    installed = importlib.metadata.version("harp-explorer")
+    assert run("--version").output.split() == ["harp,", "version", installed]
+    assert harp.__version__ == installed
 
 
 def test_unknown_option_is_a_usage_error():
@@ -122,7 +126,7 @@ def test_select_writes_csv_and_manifest_matching_the_library(tmp_store, tmp_path
     assert manifest["pinned"] == [3] and manifest["excluded"] == [4]
     assert manifest["weights"][inputs.domain_names[0]] == 3.0
     assert manifest["store_hash"] == Store.open(tmp_store).content_hash()
-    assert manifest["harp_version"] == "0.1.0"
+    assert manifest["harp_version"] == importlib.metadata.version("harp-explorer")
     assert manifest["created_at"]
 
 
