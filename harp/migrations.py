@@ -44,6 +44,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
     "selections": ("selection_id",),
     "selection_points": ("selection_id", "rank"),
+    "mixtures": ("mixture_id", "domain_id"),
 }
 
 
@@ -104,6 +105,21 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     ]
     for statement in statements:
         con.execute(statement)
+
+
+@_migration
+def m002_mixtures(con: duckdb.DuckDBPyConnection) -> None:
+    """Mixture validation: the measured and predicted effects of unions of leaves (schema version 2).
+
+    One row per mixture and domain: ``leaves`` is the mixture's sorted leaf ids as a JSON list, ``phi`` and
+    ``variance`` its measured effect on the domain, ``predicted_c`` and ``predicted_e`` the HARP-C and HARP-E
+    predictions of that effect from the single-leaf effects.
+    """
+    con.execute(
+        """CREATE TABLE mixtures (mixture_id BIGINT, domain_id INTEGER, run_id VARCHAR, config_key VARCHAR,
+               leaves VARCHAR NOT NULL, n_points BIGINT, phi DOUBLE NOT NULL, variance DOUBLE,
+               predicted_c DOUBLE, predicted_e DOUBLE, PRIMARY KEY (mixture_id, domain_id))"""
+    )
 
 
 #: The schema version this harp-explorer writes (the number of migrations it knows).

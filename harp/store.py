@@ -3,7 +3,8 @@
 A store holds the points of the pool and the three levels of the tree (large node -> parent -> leaf), the
 evaluation domains with their base scores ``b_d``, raw measurements ``phi[g, d]`` of measured leaves g, posterior
 effects (mean and sd for every leaf g and domain d, measured or inferred), the 2-D layout of the leaves, run
-records and saved selections. Leaf ids are contiguous ``0..L-1``, parent ids ``0..P-1``, large-node ids
+records, saved selections and mixture validations (the measured and predicted effects of unions of leaves, see
+:mod:`harp.mixtures`). Leaf ids are contiguous ``0..L-1``, parent ids ``0..P-1``, large-node ids
 ``0..K-1`` and domain ids ``0..D-1``; point ids are any distinct non-negative integers.
 
 Concurrency. DuckDB lets one process hold a read-write handle on a file, or any number of processes hold
@@ -29,8 +30,11 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
+import socket
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +51,17 @@ from harp._validation import check_finite
 
 __all__ = [
     "HASHED_TABLES",
+    "LeftoverFileWarning",
     "SelectionInputs",
     "Store",
     "StoreError",
     "export_parquet",
     "import_parquet",
+    "discard_staged",
     "points_from_members",
+    "publish_staged",
+    "remove_leftover_temporaries",
+    "stage_text",
 ]
 
 #: Tables whose canonical contents make up :meth:`Store.content_hash`.
@@ -266,16 +275,135 @@ def _publish(temporary: Path, target: Path, *, overwrite: bool) -> None:
             os.replace(temporary, target)
         else:
             os.remove(temporary)
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
     with contextlib.suppress(OSError):
-        directory = os.open(target.parent, os.O_RDONLY)
+        directory = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
 
 
+class LeftoverFileWarning(UserWarning):
+    """Temporary files that a killed whole-file write left beside its target were removed."""
+
+
+def _host_tag() -> str:
+    """This machine's name as it goes into temporary names: letters and digits only, at most 32."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
 def _temporary_beside(target: Path, purpose: str) -> Path:
-    return target.with_name(f".{target.name}.{purpose}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    """A fresh hidden name beside ``target`` that says which process on which machine is writing it.
+
+    ``.NAME.PURPOSE-PID@HOST-RANDOM.tmp``: :func:`remove_leftover_temporaries` removes it once that process is
+    gone. DuckDB may add ``.wal`` to it, and a temporary built by :meth:`Store.create` adds its own suffix.
+    """
+    return target.with_name(
+        f".{target.name}.{purpose}-{os.getpid()}@{_host_tag()}-{secrets.token_hex(4)}.tmp"
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: alive, someone else's; other errors: do not guess
+        return True
+    return True
+
+
+def remove_leftover_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files of whole-file writes to ``target`` whose writing process has died.
+
+    A store build, import, export or CSV write that is killed (kill -9, power loss) leaves its hidden
+    temporary (and DuckDB's ``.wal`` of it) beside the target. Each name carries the writer's PID and machine
+    (see :func:`_temporary_beside`); a file is removed only when it was written on this machine by a process
+    that no longer runs. Names without a machine (older versions) are judged by the PID alone. Emits one
+    :class:`LeftoverFileWarning` naming what was removed.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(target)
+    pattern = re.compile(
+        r"\.+"
+        + re.escape(path.name)
+        + r"\.[a-z]+-(?P<pid>\d+)(?:@(?P<host>[A-Za-z0-9]*))?-[0-9a-f]+\.tmp(?:\..*)?",
+        re.DOTALL,
+    )
+    host = _host_tag()
+    removed: list[tuple[Path, int]] = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or (match["host"] is not None and match["host"] != host):
+            continue
+        if _process_alive(int(match["pid"])):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+            os.remove(entry.path)
+        except OSError:  # gone already (another run cleaned it), or not ours to remove
+            continue
+        removed.append((Path(entry.path), size))
+    if removed:
+        total = sum(size for _, size in removed) / 1e6
+        names = ", ".join(p.name for p, _ in sorted(removed)[:4]) + (", ..." if len(removed) > 4 else "")
+        warnings.warn(
+            f"removed {len(removed)} temporary file(s) ({total:.1f} MB) that a killed earlier write left "
+            f"beside {path}: {names}",
+            LeftoverFileWarning,
+            stacklevel=2,
+        )
+    return [p for p, _ in removed]
+
+
+def stage_text(target: str | os.PathLike[str], text: str, purpose: str = "write") -> Path:
+    """Write ``text`` (UTF-8, as is) to a fresh temporary beside ``target``, flushed to disk; return its path.
+
+    The first step of a whole-file write of a small text file: :func:`publish_staged` then renames it over
+    ``target`` (or :func:`discard_staged` removes it), so ``target`` holds the old or the new text, never a part.
+    Leftovers of killed earlier writes to ``target`` are removed first.
+    """
+    final = Path(target)
+    remove_leftover_temporaries(final)
+    temporary = _temporary_beside(final, purpose)
+    try:
+        with open(temporary, "x", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        discard_staged(temporary)
+        raise
+    return temporary
+
+
+def publish_staged(temporary: Path, target: str | os.PathLike[str]) -> None:
+    """Rename a file from :func:`stage_text` over ``target`` (replacing it) and make the rename durable."""
+    os.replace(temporary, target)
+    _sync_folder(Path(target).parent)
+
+
+def discard_staged(temporary: Path) -> None:
+    """Remove a staged temporary that will not be published (missing is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(temporary)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -285,6 +413,8 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a target that may not be written; first remove what killed earlier writes to it left."""
+    remove_leftover_temporaries(target)
     if target.is_dir():
         raise StoreError(f"{target} is a folder; give the path of a store file")
     if target.exists() and not overwrite:
@@ -324,6 +454,12 @@ def _whitelisted(table: str) -> str:
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     row = _first(con, f"SELECT count(*) FROM {_whitelisted(table)}")
+    return int(row[0]) if row else 0
+
+
+def _count_mixtures(con: duckdb.DuckDBPyConnection) -> int:
+    """The number of mixture validations (a mixture has one row per domain)."""
+    row = _first(con, "SELECT count(DISTINCT mixture_id) FROM mixtures")
     return int(row[0]) if row else 0
 
 
@@ -675,8 +811,8 @@ class Store:
         large_nodes : int or array-like of shape (n_large,)
             The number K of large nodes, or their ids ``0..K-1``.
         discard_measurements : bool, default False
-            Measurements refer to the leaves of the current tree: replacing a tree that has some is refused unless
-            this is True, which deletes them.
+            Measurements and mixture validations refer to the leaves of the current tree: replacing a tree that
+            has some is refused unless this is True, which deletes them.
 
         Raises
         ------
@@ -757,12 +893,23 @@ class Store:
 
         with self.write() as con:
             n_measurements = _count(con, "measurements")
-            if n_measurements and not discard_measurements:
+            n_mixtures = _count_mixtures(con)
+            if (n_measurements or n_mixtures) and not discard_measurements:
+                also = f" and {n_mixtures} mixture validations" if n_mixtures else ""
                 raise ValueError(
-                    f"the store holds {n_measurements} measurements of the current tree; pass "
+                    f"the store holds {n_measurements} measurements{also} of the current tree; pass "
                     "discard_measurements=True to replace the tree anyway, or write the new tree to a new store"
                 )
-            for table in ("points", "leaves", "parents", "large_nodes", "effects", "layout", "measurements"):
+            for table in (
+                "points",
+                "leaves",
+                "parents",
+                "large_nodes",
+                "effects",
+                "layout",
+                "measurements",
+                "mixtures",
+            ):
                 con.execute(f"DELETE FROM {table}")
             con.execute("DELETE FROM meta WHERE key = 'layout_key'")
             _insert(
@@ -817,8 +964,8 @@ class Store:
         Raises
         ------
         ValueError
-            Naming the argument; also when the number of domains changes while the store holds effects or
-            measurements for the old domains.
+            Naming the argument; also when the number of domains changes while the store holds effects,
+            measurements or mixture validations for the old domains.
         """
         if isinstance(names, str) or not isinstance(names, Sequence | np.ndarray):
             raise ValueError(f"names must be a sequence of domain names, got {names!r}")
@@ -862,7 +1009,8 @@ class Store:
         )
         with self.write() as con:
             current = _count(con, "domains")
-            if current != n_domains and (_count(con, "effects") or _count(con, "measurements")):
+            held = _count(con, "effects") or _count(con, "measurements") or _count_mixtures(con)
+            if current != n_domains and held:
                 raise ValueError(
                     f"names has {n_domains} domains but the store holds effects or measurements for {current}; "
                     "write the new domains to a new store"
@@ -1047,6 +1195,120 @@ class Store:
                     [config_key],
                 ).fetchnumpy()
         return np.asarray(result["leaf_id"], dtype=np.int64)
+
+    def add_mixture(
+        self,
+        run_id: str | None,
+        config_key: str,
+        leaves: Any,
+        n_points: int,
+        phi: Any,
+        variance: Any,
+        predicted_c: Any,
+        predicted_e: Any,
+    ) -> int:
+        """Add one mixture validation: a union S of leaves, its measured effect and both envelopes' predictions.
+
+        All the mixture's domains are written in one transaction, under a new ``mixture_id`` (one more than the
+        largest stored, 0 for the first).
+
+        Parameters
+        ----------
+        run_id : str or None
+            The run that measured it (see :meth:`add_run`).
+        config_key : str
+            The measurement config, as in :meth:`add_measurements` (may be ``""``).
+        leaves : array-like of int, shape (n_leaves_in_mixture,)
+            The distinct leaf ids of S (at least one, each a leaf of the store); stored sorted, as a JSON list.
+        n_points : int
+            The number of training examples the mixture's finetune used (>= 1).
+        phi : array-like of shape (n_domains,)
+            Measured effect ``x_d(S)`` on each domain d; finite.
+        variance : array-like of shape (n_domains,)
+            Its sampling variance; finite, >= 0.
+        predicted_c, predicted_e : array-like of shape (n_domains,)
+            The HARP-C and HARP-E predictions ``p_d(S)`` of that effect (:func:`harp.mixtures.predict_mixture`);
+            finite.
+
+        Returns
+        -------
+        int
+            The new mixture_id.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: leaf ids that are not integers, repeated or not leaves of the store; no leaf; an
+            array whose length is not the store's number of domains; NaN or inf; a negative variance; bad
+            ``n_points``, ``run_id`` or ``config_key``; a store without domains.
+        """
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"run_id must be a non-empty string or None, got {run_id!r}")
+        if not isinstance(config_key, str):
+            raise ValueError(f"config_key must be a string, got {config_key!r}")
+        if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
+            raise ValueError(f"n_points must be an integer >= 1, got {n_points!r}")
+        leaf_ids = np.sort(_integers(leaves, "leaves"))
+        if leaf_ids.size == 0:
+            raise ValueError("leaves must not be empty: a mixture holds at least one leaf")
+        repeated = leaf_ids[1:][leaf_ids[1:] == leaf_ids[:-1]]
+        if repeated.size:
+            raise ValueError(f"leaves lists leaf {int(repeated[0])} more than once")
+        with self.write() as con:
+            n_domains = _count(con, "domains")
+            if n_domains == 0:
+                raise ValueError("write the domains before adding a mixture (the store has none)")
+            _ids_in_range(leaf_ids, "leaves", _count(con, "leaves"), "leaves")
+            shape = (n_domains,)
+            phi_array = _floats(phi, "phi", shape)
+            variance_array = _floats(variance, "variance", shape)
+            if (variance_array < 0).any():
+                d = int(np.argmax(variance_array < 0))
+                raise ValueError(f"variance must be >= 0, got {variance_array[d]} for domain {d}")
+            predicted_c_array = _floats(predicted_c, "predicted_c", shape)
+            predicted_e_array = _floats(predicted_e, "predicted_e", shape)
+            row = _first(con, "SELECT coalesce(max(mixture_id), -1) + 1 FROM mixtures")
+            mixture_id = int(row[0]) if row else 0
+            _insert(
+                con,
+                "mixtures",
+                pa.table(
+                    {
+                        "mixture_id": pa.array(np.full(n_domains, mixture_id, dtype=np.int64)),
+                        "domain_id": pa.array(np.arange(n_domains, dtype=np.int32)),
+                        "run_id": pa.array([run_id] * n_domains, pa.string()),
+                        "config_key": pa.array([config_key] * n_domains, pa.string()),
+                        "leaves": pa.array([json.dumps(leaf_ids.tolist())] * n_domains, pa.string()),
+                        "n_points": pa.array(np.full(n_domains, int(n_points), dtype=np.int64)),
+                        "phi": phi_array,
+                        "variance": variance_array,
+                        "predicted_c": predicted_c_array,
+                        "predicted_e": predicted_e_array,
+                    }
+                ),
+            )
+        return mixture_id
+
+    def mixtures(self, config_key: str | None = None) -> pa.Table:
+        """The stored mixture validations (under ``config_key`` when given), one row per mixture and domain.
+
+        Returns
+        -------
+        pyarrow.Table
+            The columns of the ``mixtures`` table (``mixture_id``, ``domain_id``, ``run_id``, ``config_key``,
+            ``leaves`` as a JSON list, ``n_points``, ``phi``, ``variance``, ``predicted_c``, ``predicted_e``),
+            sorted by mixture_id and domain_id.
+        """
+        if config_key is not None and not isinstance(config_key, str):
+            raise ValueError(f"config_key must be a string or None, got {config_key!r}")
+        with self.read() as con:
+            if config_key is None:
+                return _read_sorted(con, "mixtures")
+            return _arrow(
+                con,
+                "SELECT * FROM mixtures WHERE config_key = ? ORDER BY mixture_id, domain_id",
+                [config_key],
+            )
 
     def write_layout(self, x: Any, y: Any, key: str) -> None:
         """Replace the 2-D layout of the leaves.
@@ -1243,8 +1505,8 @@ class Store:
         """SHA-256 of the canonical contents of the points, tree, domains and effects.
 
         Rows are taken in primary-key order and values encoded by type, so the hash depends neither on the
-        physical row order nor on the file (it survives Parquet export and import); runs, selections, meta and
-        measurements are left out.
+        physical row order nor on the file (it survives Parquet export and import); runs, selections, meta,
+        measurements and mixture validations are left out.
         """
         with self.read() as con:
             return _content_hash(con)
@@ -1287,6 +1549,7 @@ class Store:
             measured_leaves = int(row[0]) if row else 0
             row = _first(con, "SELECT count(*) FROM domains WHERE active")
             active = int(row[0]) if row else 0
+            n_mixtures = _count_mixtures(con)
             content_hash = _content_hash(con) if with_hash else None
         return {
             "path": str(self.path),
@@ -1306,6 +1569,7 @@ class Store:
             "has_effects": counts.get("effects", 0) > 0,
             "has_layout": counts.get("layout", 0) > 0,
             "n_selections": counts.get("selections", 0),
+            "n_mixtures": n_mixtures,
             "counts": counts,
             "runs": self.runs(),
         }
@@ -1498,6 +1762,7 @@ def export_parquet(
     written = []
     for name, table in tables.items():
         target = directory / f"{name}.parquet"
+        remove_leftover_temporaries(target)
         temporary = _temporary_beside(target, "export")
         try:
             pq.write_table(table, temporary)

@@ -27,6 +27,8 @@ from harp.store import Store, StoreError, export_parquet, import_parquet, points
 
 REPO = Path(harp.__file__).resolve().parents[1]
 ALL_TABLES = list(migrations.TABLE_KEYS)
+CURRENT = migrations.SCHEMA_VERSION  # the tests below append a migration after the current ones
+KNOWN = [migration.name for migration in migrations.MIGRATIONS]
 
 
 def raw(path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
@@ -52,10 +54,10 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "1"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "2"
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
-    assert store.read_table("migrations")["name"].to_pylist() == ["m001_initial"]
+    assert store.read_table("migrations")["name"].to_pylist() == ["m001_initial", "m002_mixtures"]
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 
@@ -143,12 +145,12 @@ def test_inconsistent_bookkeeping_is_reported_as_damage(tiny_store: Path) -> Non
 # -- migrations ---------------------------------------------------------------------------------------------------
 
 
-def _m002_add_notes(con: duckdb.DuckDBPyConnection) -> None:
+def _m900_add_notes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE notes (leaf_id INTEGER PRIMARY KEY, note VARCHAR)")
     con.execute("INSERT INTO notes SELECT leaf_id, 'note ' || leaf_id FROM leaves")
 
 
-def _m002_broken(con: duckdb.DuckDBPyConnection) -> None:
+def _m900_broken(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE half_done (x INTEGER)")
     con.execute("UPDATE domains SET base = 0")
     raise RuntimeError("disk on fire")
@@ -156,21 +158,21 @@ def _m002_broken(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_older_store_is_migrated_on_open(tiny_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = Store.open(tiny_store).content_hash()
-    steps = [*migrations.MIGRATIONS, migrations.Migration("m002_add_notes", _m002_add_notes)]
+    steps = [*migrations.MIGRATIONS, migrations.Migration("m900_add_notes", _m900_add_notes)]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
     monkeypatch.setitem(migrations.TABLE_KEYS, "notes", ("leaf_id",))
-    with pytest.raises(StoreError, match="schema version 1; .* run `harp migrate .*tiny.duckdb`"):
+    with pytest.raises(StoreError, match=f"schema version {CURRENT}; .* run `harp migrate .*tiny.duckdb`"):
         Store.open(tiny_store, read_only=True)
     result = CliRunner().invoke(cli_main, ["migrate", str(tiny_store)])
     assert result.exit_code == 0, result.output
-    assert '"schema_version": "2"' in result.stdout
+    assert f'"schema_version": "{CURRENT + 1}"' in result.stdout
     store = Store.open(tiny_store, read_only=True)
-    assert store.meta()["schema_version"] == "2"
-    assert store.read_table("migrations")["name"].to_pylist() == ["m001_initial", "m002_add_notes"]
+    assert store.meta()["schema_version"] == str(CURRENT + 1)
+    assert store.read_table("migrations")["name"].to_pylist() == [*KNOWN, "m900_add_notes"]
     assert store.read_table("notes")["note"].to_pylist() == ["note 0", "note 1", "note 2", "note 3"]
     assert store.content_hash() == before, "a migration that adds a table keeps the data"
     Store.open(tiny_store)  # already current: nothing to do
-    assert len(store.read_table("migrations")) == 2
+    assert len(store.read_table("migrations")) == CURRENT + 1
 
 
 def test_version_zero_store_is_migrated(tmp_path: Path) -> None:
@@ -181,16 +183,16 @@ def test_version_zero_store_is_migrated(tmp_path: Path) -> None:
         "INSERT INTO meta VALUES ('schema_version', '0')",
     )
     store = Store.open(path)
-    assert store.meta()["schema_version"] == "1"
+    assert store.meta()["schema_version"] == str(CURRENT)
     assert store.table_names() == ALL_TABLES
 
 
 def test_failing_migration_rolls_back(tiny_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = Store.open(tiny_store).content_hash()
-    steps = [*migrations.MIGRATIONS, migrations.Migration("m002_broken", _m002_broken)]
+    steps = [*migrations.MIGRATIONS, migrations.Migration("m900_broken", _m900_broken)]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
     with pytest.raises(
-        StoreError, match="m002_broken failed and was rolled back.*schema version 1.*disk on fire"
+        StoreError, match=f"m900_broken failed and was rolled back.*schema version {CURRENT}.*disk on fire"
     ):
         Store.open(tiny_store)
     monkeypatch.undo()
@@ -200,7 +202,7 @@ def test_failing_migration_rolls_back(tiny_store: Path, monkeypatch: pytest.Monk
         "SELECT value FROM meta WHERE key = 'schema_version'",
         "SELECT name FROM migrations",
     )
-    assert tables == [] and version == [("1",)] and applied == [("m001_initial",)]
+    assert tables == [] and version == [(str(CURRENT),)] and sorted(applied) == [(name,) for name in KNOWN]
     assert Store.open(tiny_store).content_hash() == before
 
 
@@ -697,7 +699,9 @@ def test_export_refuses_to_mix_with_other_files(tiny_store: Path, tmp_path: Path
         pytest.param("drop-effects", r"lacks effects.parquet", id="missing-table"),
         pytest.param("drop-meta", r"has no meta.parquet", id="missing-meta"),
         pytest.param(
-            "extra", r"holds notes.parquet, which a store of schema version 1 does not have", id="extra"
+            "extra",
+            f"holds notes.parquet, which a store of schema version {CURRENT} does not have",
+            id="extra",
         ),
         pytest.param("newer", r"export of schema version 7.*upgrade harp-explorer", id="newer"),
         pytest.param("columns", r"layout.parquet has columns \['leaf_id', 'x'\]", id="columns"),
@@ -737,11 +741,11 @@ def test_import_of_an_older_export_is_migrated(
 ) -> None:
     export_parquet(tiny_store, tmp_path / "export")
     monkeypatch.setattr(
-        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, migrations.Migration("m002", _m002_add_notes)]
+        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, migrations.Migration("m900", _m900_add_notes)]
     )
     monkeypatch.setitem(migrations.TABLE_KEYS, "notes", ("leaf_id",))
     store = import_parquet(tmp_path / "export", tmp_path / "new.duckdb")
-    assert store.meta()["schema_version"] == "2"
+    assert store.meta()["schema_version"] == str(CURRENT + 1)
     assert store.read_table("notes").num_rows == 4
 
 
