@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,13 +38,41 @@ class Context:
             click.echo(message, err=True)
 
 
+# Library phrases that name a Python argument, and what the command line calls the same thing.
+_CLI_WORDS = (
+    ("pass overwrite=True (--force)", "pass --force"),
+    ("pass overwrite=True", "pass --force"),
+    ("or raise lock_timeout", "or run again when it is done"),
+)
+
+
+def _cli_words(message: str) -> str:
+    for library, cli in _CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    context = click.get_current_context(silent=True)
+    settings = context.find_object(Context) if context is not None else None
+    if settings is not None and settings.quiet:
+        return
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn library errors into ``Error: ...`` and exit status 1."""
-    try:
-        yield
-    except (StoreError, ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+    """Library errors become ``Error: ...`` and exit status 1; library warnings one line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except (StoreError, ValueError, OSError) as error:
+            raise click.ClickException(_cli_words(str(error))) from None
+        finally:
+            _show_warnings(caught)
 
 
 def _handles_errors(function: F) -> F:
@@ -135,8 +164,8 @@ def info(store: Path, as_json: bool) -> None:
             click.echo(f"{key:<15} {value}")
 
 
-def _read_weights(path: Path, domain_names: list[str], default: np.ndarray) -> np.ndarray:
-    """Weights from a JSON object ``{domain: weight}``; domains it leaves out keep their default weight."""
+def _read_weights_file(path: Path) -> dict[str, float]:
+    """The JSON object ``{domain: weight}`` of ``--weights``, checked for shape but not against a store."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -145,23 +174,135 @@ def _read_weights(path: Path, domain_names: list[str], default: np.ndarray) -> n
         raise ValueError(f"--weights: {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f'--weights: {path} must hold a JSON object {{"domain name": weight, ...}}')
-    unknown = sorted(set(data) - set(domain_names))
-    if unknown:
-        raise ValueError(
-            f"--weights: {path} names unknown domains {unknown[:5]}; the store has {domain_names[:5]}..."
-        )
-    weights = default.astype(np.float64).copy()
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"--weights: weight of {name!r} in {path} must be a number, got {value!r}")
-        weights[domain_names.index(name)] = float(value)
-    return weights
+    return {name: float(value) for name, value in data.items()}
+
+
+def _weights_for(
+    data: dict[str, float] | None, path: Path | None, domain_names: list[str], default: np.ndarray
+) -> np.ndarray:
+    """The default weights with those of ``--weights`` put in; domains it leaves out keep their default."""
+    from harp._validation import check_weights
+
+    weights = default.astype(np.float64).copy()
+    if data is not None:
+        unknown = sorted(set(data) - set(domain_names))
+        if unknown:
+            raise ValueError(
+                f"--weights: {path} names unknown domains {unknown[:5]}; the store has {domain_names[:5]}..."
+            )
+        for name, value in data.items():
+            weights[domain_names.index(name)] = value
+    try:
+        return check_weights(weights, len(domain_names))
+    except ValueError as error:
+        raise ValueError(f"--weights: {error}") from None
 
 
 def default_weights(active: np.ndarray) -> np.ndarray:
     """Active domains weigh 1, inactive 0; if no domain is active, every domain weighs 1."""
     weights = np.asarray(active, dtype=np.float64)
     return weights if weights.any() else np.ones_like(weights)
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return False
+    return len(header) == 12 and header[8:12] == b"DUCK"
+
+
+def _is_our_csv(path: Path) -> bool:
+    from harp.export import CSV_HEADER
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(CSV_HEADER) + 2)
+    except OSError:
+        return False
+    return head == b"" or head.decode("utf-8", "replace").splitlines()[0] == CSV_HEADER
+
+
+def _is_our_manifest(path: Path) -> bool:
+    from harp.export import MANIFEST_FORMAT
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT
+
+
+def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path | None]) -> None:
+    """Refuse ``--out`` (or the manifest beside it) where writing would destroy something the user made.
+
+    An output may not be an input of this call (any name for the same file: links, ``..``, case), a DuckDB
+    file, or an existing file that is not a selection CSV / manifest written by ``harp select``.
+    """
+    if csv_path.is_dir():
+        raise ValueError(f"--out: {csv_path} is a folder; give the path of a .csv file to write")
+    if not csv_path.parent.is_dir():
+        raise ValueError(f"--out: folder {csv_path.parent} does not exist; create it first")
+    given = {option: path for option, path in inputs.items() if path is not None}
+    for option, path in list(given.items()):
+        given[f"{option} write-ahead log"] = Path(f"{path}.wal")
+    for target, what, ours in (
+        (csv_path, "the CSV", _is_our_csv),
+        (manifest_path, "the manifest", _is_our_manifest),
+    ):
+        if not target.exists() and not target.is_symlink():
+            continue
+        for option, path in given.items():
+            if path.exists() and os.path.samefile(target, path):
+                raise ValueError(
+                    f"--out: {what} would be written to {target}, which is the {option} of this command; "
+                    "choose another --out"
+                )
+        if target.is_dir():
+            raise ValueError(f"--out: {what} would be written to {target}, which is a folder")
+        if _is_duckdb_file(target):
+            raise ValueError(
+                f"--out: {what} would replace {target}, a DuckDB database (a store?); "
+                "harp select never replaces one: choose another --out"
+            )
+        if not ours(target):
+            raise ValueError(
+                f"--out: {what} would replace {target}, which was not written by harp select; "
+                "remove it yourself or choose another --out"
+            )
+
+
+def _check_save_name(name: str | None) -> str | None:
+    if name is not None and not name.strip():
+        raise ValueError(f"--save-as: the name must not be empty, got {name!r}")
+    return name
+
+
+def _saved_name_taken(store: Path, name: str, saved: list[str]) -> ValueError:
+    listed = ", ".join(repr(n) for n in saved[-5:])
+    return ValueError(
+        f"--save-as: a selection named {name!r} already exists in {store} (saved: {listed}); "
+        "choose another name; nothing was written"
+    )
+
+
+def _locked(store: Path, lock_timeout: float, option: str, doing: str) -> ValueError:
+    return ValueError(
+        f"{option}: {store} is locked by another process (waited {lock_timeout:g} s), so {doing}: wait for it to "
+        "finish, or raise --lock-timeout; nothing was written"
+    )
+
+
+def _in_option(option: str, check: Callable[..., Any], *args: Any) -> Any:
+    """Run a library check and name the CLI option in its message."""
+    try:
+        return check(*args)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
 
 
 @main.command("select")
@@ -180,8 +321,20 @@ def default_weights(active: np.ndarray) -> np.ndarray:
 @click.option("--all-domains", is_flag=True, help="Weigh every domain 1 by default, active or not.")
 @click.option("--pin", "pins", type=int, multiple=True, help="Leaf always selected, first (repeatable).")
 @click.option("--exclude", "excludes", type=int, multiple=True, help="Leaf never selected (repeatable).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
-@click.option("--save-as", default=None, help="Also save the selection in the store under this name.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV to write (never an input of this command or a store; a CSV of ours is replaced).",
+)
+@click.option("--save-as", default=None, help="Also save the selection in the store under this new name.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait while another process holds the store.",
+)
 @click.pass_obj
 @_handles_errors
 def select_command(
@@ -195,27 +348,56 @@ def select_command(
     excludes: tuple[int, ...],
     out: Path,
     save_as: str | None,
+    lock_timeout: float,
 ) -> None:
     """Select leaves greedily and write the chosen point indices as CSV plus a manifest.
 
     Writes FILE.csv (rank,point_id,leaf_id) and FILE.manifest.json (envelope, weights, budget, pins, the store's
-    content hash, version, time). Prints a JSON summary to stdout.
+    content hash, version, time), each under a temporary name renamed into place. Neither may be the store, the
+    weights file or another store; a CSV and manifest of an earlier `harp select` are replaced. With --save-as,
+    a refused save (name taken, store locked) writes nothing. Prints a JSON summary to stdout.
 
     \b
     Example:
       harp select --store demo.duckdb --envelope C --budget 50000 --pin 12 --exclude 7 --out chosen.csv
     """
-    from harp.export import selection_manifest, write_selection
+    from harp._validation import check_budget, check_envelope, check_leaf_ids
+    from harp.export import manifest_path_for, selection_csv, selection_manifest
     from harp.select import select
+    from harp.store import StoreLockedError, discard_staged, publish_staged, stage_text
 
-    opened = Store.open(store, read_only=True)
-    inputs = opened.selection_inputs()
+    # Everything that can be checked without the store's big tables, before reading them.
+    _in_option("--envelope", check_envelope, envelope)
+    _in_option("--budget", check_budget, budget)
+    _check_save_name(save_as)
+    manifest_out = manifest_path_for(out)
+    _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
+    weights_data = None if weights_file is None else _read_weights_file(weights_file)
+    try:
+        opened = Store.open(store, read_only=True, lock_timeout=lock_timeout)
+        domains = opened.read_table("domains")
+        n_leaves = opened.read_table("leaves").num_rows
+        saved = [record["name"] for record in opened.list_selections()] if save_as is not None else []
+    except StoreLockedError:
+        raise _locked(store, lock_timeout, "--store", "it cannot be read") from None
+    domain_names = [str(name) for name in domains["name"].to_pylist()]
+    active = np.asarray(domains["active"].to_pylist(), dtype=bool)
+    base_weights = np.ones(len(domain_names)) if all_domains else default_weights(active)
+    _weights_for(weights_data, weights_file, domain_names, base_weights)
+    pinned = check_leaf_ids(list(pins), "--pin", n_leaves)
+    excluded = check_leaf_ids(list(excludes), "--exclude", n_leaves)
+    both = np.intersect1d(pinned, excluded)
+    if both.size:
+        raise ValueError(f"--pin and --exclude both name leaf {int(both[0])}")
+    if save_as is not None and save_as in saved:
+        raise _saved_name_taken(store, save_as, saved)
+
+    try:
+        inputs = opened.selection_inputs()
+    except StoreLockedError:
+        raise _locked(store, lock_timeout, "--store", "it cannot be read") from None
     base_weights = np.ones(inputs.n_domains) if all_domains else default_weights(inputs.active)
-    weights = (
-        base_weights
-        if weights_file is None
-        else _read_weights(weights_file, inputs.domain_names, base_weights)
-    )
+    weights = _weights_for(weights_data, weights_file, inputs.domain_names, base_weights)
     start = time.perf_counter()
     result = select(
         inputs.phi,
@@ -241,28 +423,62 @@ def select_command(
         domain_names=inputs.domain_names,
         store_path=store.resolve(),
     )
-    csv_path, manifest_path = write_selection(out, result, manifest)
-    if save_as is not None:
-        Store.open(store).save_selection(
-            save_as,
-            envelope=envelope,
-            weights=weights,
-            budget=budget,
-            pinned=list(pins),
-            excluded=list(excludes),
-            selection=result,
+    # Both files are staged, then the save (which may be refused), then both are published: a refused save
+    # leaves no file behind, and an interrupted write leaves the old files.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        staged.append((stage_text(out, selection_csv(result), "select"), out))
+        staged.append(
+            (stage_text(manifest_out, json.dumps(manifest, indent=2) + "\n", "select"), manifest_out)
         )
+        if save_as is not None:
+            _save_selection(
+                store,
+                lock_timeout,
+                save_as,
+                envelope=envelope,
+                weights=weights,
+                budget=budget,
+                pinned=list(pins),
+                excluded=list(excludes),
+                selection=result,
+            )
+        _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
+        for temporary, target in staged:
+            publish_staged(temporary, target)
+    finally:
+        for temporary, _ in staged:
+            discard_staged(temporary)
+    if save_as is not None:
         obj.log(f"saved as {save_as!r} in {store}")
     click.echo(
         json.dumps(
             {
-                "csv": str(csv_path),
-                "manifest": str(manifest_path),
+                "csv": str(out),
+                "manifest": str(manifest_out),
                 **manifest["counts"],
                 "utility": manifest["utility"],
             }
         )
     )
+
+
+def _save_selection(store: Path, lock_timeout: float, name: str, **settings: Any) -> None:
+    """``Store.save_selection`` under ``--save-as``, its refusals worded for the command line."""
+    from harp.store import StoreLockedError
+
+    try:
+        opened = Store.open(store, lock_timeout=lock_timeout)
+        saved = [record["name"] for record in opened.list_selections()]
+        if name in saved:
+            raise _saved_name_taken(store, name, saved)
+        opened.save_selection(name, **settings)
+    except StoreLockedError:
+        raise _locked(store, lock_timeout, "--save-as", "the selection cannot be saved") from None
+    except ValueError as error:
+        if str(error).startswith("name: "):  # a name taken between our check and the save
+            raise _saved_name_taken(store, name, [name]) from None
+        raise
 
 
 @main.command()

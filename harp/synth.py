@@ -454,9 +454,11 @@ def synth_store(
     -------
     Store
     """
-    pool = generate(leaves, domains, seed)
     target = Path(path)
-    _check_target(target, overwrite)
+    _positive_int(leaves, "leaves")
+    _positive_int(domains, "domains")
+    _check_target(target, overwrite)  # before the work: a taken target fails at once
+    pool = generate(leaves, domains, seed)
     temporary = _temporary_beside(target, "synth")
     try:
         store = Store.create(temporary)

@@ -153,7 +153,7 @@ def test_select_can_save_into_the_store(tmp_store, tmp_path):
     [
         pytest.param(["--envelope", "Z"], "envelope must be one of", id="envelope"),
         pytest.param(["--envelope", "C", "--budget", "-3"], "budget must be >= 0, got -3", id="budget"),
-        pytest.param(["--envelope", "C", "--pin", "999"], "pinned holds leaf 999", id="pin"),
+        pytest.param(["--envelope", "C", "--pin", "999"], "--pin holds leaf 999, outside 0..39", id="pin"),
         pytest.param(["--envelope", "C", "--weights", "WEIGHTS"], "unknown domains", id="weights-unknown"),
         pytest.param(["--envelope", "C", "--weights", "BROKEN"], "is not valid JSON", id="weights-broken"),
     ],
@@ -192,3 +192,173 @@ def test_app_refuses_a_missing_store(tmp_path):
 def test_app_binds_to_localhost_by_default():
     option = next(p for p in main.get_command(click.Context(main), "app").params if p.name == "host")
     assert option.default == "127.0.0.1"
+
+
+# -- select: outputs never clobber inputs, a refused save writes nothing, checks come before the work ------------
+
+
+def select_args(store: Path, out: Path, *extra: object) -> list[str]:
+    return [str(a) for a in ("select", "--store", store, "--envelope", "C", "--out", out, *extra)]
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        pytest.param("out-is-store", "which is the --store of this command", id="out-is-the-store"),
+        pytest.param(
+            "out-links-store", "which is the --store of this command", id="out-is-a-link-to-the-store"
+        ),
+        pytest.param("out-is-weights", "which is the --weights of this command", id="out-is-the-weights"),
+        pytest.param(
+            "manifest-is-weights", "which is the --weights of this command", id="manifest-is-the-weights"
+        ),
+        pytest.param("out-is-another-store", "a DuckDB database", id="out-is-another-store"),
+        pytest.param("manifest-is-a-store", "a DuckDB database", id="manifest-is-a-store"),
+        pytest.param("out-is-a-user-file", "not written by harp select", id="out-is-someone-elses-file"),
+    ],
+)
+def test_select_out_never_clobbers_an_input_or_a_store(tmp_store, tmp_path, case, message):
+    weights = tmp_path / ("chosen.manifest.json" if case == "manifest-is-weights" else "w.json")
+    weights.write_text(json.dumps({}))
+    out = {
+        "out-is-store": tmp_store,
+        "out-links-store": tmp_path / "link.csv",
+        "out-is-weights": weights,
+        "out-is-another-store": tmp_path / "other.duckdb",
+        "out-is-a-user-file": tmp_path / "notes.csv",
+    }.get(case, tmp_path / "chosen.csv")
+    if case == "out-links-store":
+        out.hardlink_to(tmp_store)
+    elif case == "out-is-another-store":
+        Store.create(out)
+    elif case == "manifest-is-a-store":
+        Store.create(tmp_path / "chosen.manifest.json")
+    elif case == "out-is-a-user-file":
+        out.write_text("id,comment\n1,keep me\n")
+    before = files_in(tmp_path)
+    result = CliRunner().invoke(main, [*select_args(tmp_store, out), "--weights", str(weights)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: --out: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert files_in(tmp_path) == before  # nothing replaced, nothing added, no temporary left
+
+
+def test_select_replaces_its_own_earlier_csv_and_manifest(tmp_store, tmp_path):
+    out = tmp_path / "chosen.csv"
+    run("-q", *select_args(tmp_store, out, "--budget", 10))
+    run("-q", *select_args(tmp_store, out, "--budget", 5))
+    assert len(out.read_text().splitlines()) == 1 + 5
+    assert json.loads((tmp_path / "chosen.manifest.json").read_text())["budget"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chosen.csv",
+        "chosen.manifest.json",
+        "synth.duckdb",
+    ]
+
+
+@pytest.fixture
+def store_held_read_only(tmp_store):
+    """The store open read-only in another process (so nobody can write it) until the test ends."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); print('ready', flush=True); "
+            "sys.stdin.read()",
+            str(tmp_store),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    yield tmp_store
+    holder.communicate("")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("first", "--save-as: a selection named 'first' already exists", id="name-taken"),
+        pytest.param("", "--save-as: the name must not be empty", id="empty"),
+        pytest.param("   ", "--save-as: the name must not be empty", id="blank"),
+        pytest.param("LOCKED", "--save-as: ", id="store-locked"),
+    ],
+)
+def test_a_refused_save_as_writes_nothing_and_names_the_option(tmp_store, tmp_path, request, name, message):
+    run("-q", *select_args(tmp_store, tmp_path / "first.csv", "--save-as", "first"))
+    (tmp_path / "first.csv").unlink()
+    (tmp_path / "first.manifest.json").unlink()
+    locked = name == "LOCKED"
+    if locked:
+        request.getfixturevalue("store_held_read_only")
+        name = "second"
+    hash_before = Store.open(tmp_store, read_only=True).content_hash()
+    saved_before = Store.open(tmp_store, read_only=True).list_selections()
+    wait = ["--lock-timeout", "0.2"] if locked else []
+    result = CliRunner().invoke(
+        main, ["-q", *select_args(tmp_store, tmp_path / "x.csv", "--save-as", name, *wait)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "overwrite=True" not in result.stderr and "lock_timeout" not in result.stderr
+    if locked:
+        assert "is locked by another process" in result.stderr and "--lock-timeout" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.duckdb"]  # no CSV, manifest or temporary
+    if not locked:
+        assert Store.open(tmp_store, read_only=True).list_selections() == saved_before
+    assert Store.open(tmp_store, read_only=True).content_hash() == hash_before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(["--out", "NODIR/x.csv"], "--out: folder", id="out-folder-missing"),
+        pytest.param(["--out", "TMP"], "is a folder", id="out-is-a-folder"),
+        pytest.param(["--save-as", ""], "--save-as: the name must not be empty", id="save-as-empty"),
+        pytest.param(["--save-as", "first"], "already exists", id="save-as-taken"),
+        pytest.param(["--envelope", "Z"], "--envelope: envelope must be one of", id="envelope"),
+        pytest.param(["--budget", "-3"], "--budget: budget must be >= 0", id="budget"),
+        pytest.param(["--pin", "999"], "--pin holds leaf 999", id="pin-outside"),
+        pytest.param(["--exclude", "-1"], "--exclude holds leaf -1", id="exclude-outside"),
+        pytest.param(
+            ["--pin", "3", "--exclude", "3"], "--pin and --exclude both name leaf 3", id="pin-and-exclude"
+        ),
+        pytest.param(["--weights", "UNKNOWN"], "unknown domains", id="weights-unknown-domain"),
+        pytest.param(["--weights", "NEGATIVE"], "--weights: weights must be >= 0", id="weights-negative"),
+        pytest.param(["--weights", "ZERO", "--all-domains"], "must not be all zero", id="weights-all-zero"),
+    ],
+)
+def test_select_checks_everything_before_reading_the_selection_inputs(
+    tmp_store, tmp_path, monkeypatch, extra, message
+):
+    run("-q", *select_args(tmp_store, tmp_path / "first.csv", "--save-as", "first"))
+    names = Store.open(tmp_store).selection_inputs().domain_names
+    files = {
+        "UNKNOWN": {"no such domain": 1},
+        "NEGATIVE": {names[0]: -1},
+        "ZERO": dict.fromkeys(names, 0),
+    }
+    for key, weights in files.items():
+        (tmp_path / f"{key}.json").write_text(json.dumps(weights))
+    replace = {"NODIR/x.csv": str(tmp_path / "nodir" / "x.csv"), "TMP": str(tmp_path)}
+    replace.update({key: str(tmp_path / f"{key}.json") for key in files})
+    extra = [replace.get(a, a) for a in extra]
+
+    def expensive(self):
+        raise AssertionError("the selection inputs were read before a check that needs none of them")
+
+    monkeypatch.setattr(Store, "selection_inputs", expensive)
+    arguments = ["select", "--store", str(tmp_store), "--envelope", "C", "--out", str(tmp_path / "x.csv")]
+    result = CliRunner().invoke(main, [*arguments, *extra], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "x.csv").exists()
