@@ -1,0 +1,184 @@
+"""Faults: a whole-file write killed with SIGKILL leaves the old file (or none), and the next run cleans up after it.
+
+Each kill test stops the writer at a known point of its write (a library function patched to say "paused" and
+block), waits for that line, then sends SIGKILL: the tests wait for events, never for durations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harp import Store
+from harp.cli import main
+from harp.store import LeftoverFileWarning, remove_leftover_temporaries
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and PIDs as on POSIX")
+
+# Runs `harp ARGS` with MODULE.ATTRIBUTE replaced by a function that prints "paused" and blocks forever.
+PAUSED_CLI = textwrap.dedent(
+    """
+    import importlib, sys, threading
+    module_name, attribute, *arguments = sys.argv[1:]
+    owner_path, _, member = attribute.rpartition(".")
+    owner = importlib.import_module(module_name)
+    for part in filter(None, owner_path.split(".")):
+        owner = getattr(owner, part)
+    def paused(*args, **kwargs):
+        print("paused", flush=True)
+        threading.Event().wait()
+    setattr(owner, member, paused)
+    from harp.cli import main
+    main(arguments, prog_name="harp")
+    """
+)
+
+
+def kill_while_paused(module: str, attribute: str, *arguments: object) -> None:
+    """Run ``harp ARGUMENTS`` in a child process, wait until it reaches ``attribute``, and SIGKILL it there."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_CLI, module, attribute, *(str(a) for a in arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if line != "paused\n":
+        child.kill()
+        _, errors = child.communicate()
+        pytest.fail(f"the child never reached {module}.{attribute}: {line!r} {errors}")
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    child.communicate()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp." in p.name)
+
+
+def harp(*arguments: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harp.cli", *(str(a) for a in arguments)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_synth_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path):
+    target = tmp_path / "s.duckdb"
+    kill_while_paused(
+        "harp.store", "Store.write_effects", "synth", "--leaves", 300, "--domains", 4, "--out", target
+    )
+    assert not target.exists()
+    left = leftovers(tmp_path)
+    assert left and all(name.startswith(".s.duckdb.synth-") for name in left), left
+
+    done = harp("synth", "--leaves", 30, "--domains", 3, "--out", target)
+    assert done.returncode == 0, done.stderr
+    assert f"warning: removed {len(left)} temporary file(s)" in done.stderr
+    assert left[0] in done.stderr
+    assert leftovers(tmp_path) == []
+    assert Store.open(target, read_only=True).summary()["n_leaves"] == 30
+
+
+def test_a_killed_synth_over_a_store_leaves_the_old_store(tmp_path, tmp_store):
+    before = tmp_store.read_bytes()
+    kill_while_paused(
+        "harp.store", "Store.write_effects", "synth", "--leaves", 50, "--out", tmp_store, "--force"
+    )
+    assert tmp_store.read_bytes() == before
+    assert leftovers(tmp_path)
+    done = harp("synth", "--leaves", 20, "--domains", 2, "--out", tmp_store, "--force")
+    assert done.returncode == 0, done.stderr
+    assert "removed" in done.stderr and leftovers(tmp_path) == []
+
+
+def test_a_killed_import_leaves_the_old_store_and_the_next_run_removes_its_temporaries(tmp_path, tmp_store):
+    folder = tmp_path / "parquet"
+    assert harp("-q", "export", tmp_store, folder).returncode == 0
+    target = tmp_path / "copy.duckdb"
+    Store.create(target)
+    before = target.read_bytes()
+    kill_while_paused("harp.store", "_insert", "import", folder, target, "--force")
+    assert target.read_bytes() == before
+    left = leftovers(tmp_path)
+    assert left and all(name.startswith(".copy.duckdb.import-") for name in left), left
+
+    done = harp("import", folder, target, "--force")
+    assert done.returncode == 0, done.stderr
+    assert "warning: removed" in done.stderr
+    assert leftovers(tmp_path) == []
+    assert Store.open(target, read_only=True).content_hash() == Store.open(tmp_store).content_hash()
+
+
+def test_a_select_killed_before_publishing_leaves_the_old_csv(tmp_path, tmp_store):
+    out = tmp_path / "chosen.csv"
+    assert harp("-q", "select", "--store", tmp_store, "--envelope", "C", "--out", out).returncode == 0
+    before = {p.name: p.read_bytes() for p in (out, tmp_path / "chosen.manifest.json")}
+    kill_while_paused(
+        "harp.store",
+        "publish_staged",
+        "select",
+        "--store",
+        tmp_store,
+        "--envelope",
+        "E",
+        "--out",
+        out,
+    )
+    assert {p.name: p.read_bytes() for p in (out, tmp_path / "chosen.manifest.json")} == before
+    assert any(name.startswith(".chosen.csv.select-") for name in leftovers(tmp_path))
+
+    done = harp("select", "--store", tmp_store, "--envelope", "E", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "warning: removed" in done.stderr
+    assert leftovers(tmp_path) == []
+    assert json.loads((tmp_path / "chosen.manifest.json").read_text())["envelope"] == "HARP-E"
+
+
+def test_only_temporaries_of_dead_writers_on_this_machine_are_removed(tmp_path):
+    target = tmp_path / "s.duckdb"
+    host = "".join(c for c in socket.gethostname() if c.isalnum())[:32] or "host"
+    dead, alive = a_dead_pid(), os.getpid()
+    names = {
+        f".s.duckdb.synth-{dead}@{host}-0badc0de.tmp": False,
+        f".s.duckdb.synth-{dead}@{host}-0badc0de.tmp.wal": False,
+        f"..s.duckdb.synth-{dead}@{host}-0badc0de.tmp.create-{dead}@{host}-12345678.tmp": False,
+        f".s.duckdb.load-{dead}-0badc0de.tmp": False,  # an older name without the machine
+        f".s.duckdb.synth-{alive}@{host}-0badc0de.tmp": True,  # its writer still runs
+        f".s.duckdb.synth-{dead}@someotherhost-0badc0de.tmp": True,  # written on another machine
+        f".t.duckdb.synth-{dead}@{host}-0badc0de.tmp": True,  # beside another target
+        ".s.duckdb.notes": True,  # not a temporary name at all
+        "s.duckdb.wal": True,  # the store's own log: DuckDB replays it
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    with pytest.warns(LeftoverFileWarning, match=r"removed 4 temporary file\(s\) \(0\.0 MB\)"):
+        removed = remove_leftover_temporaries(target)
+    assert sorted(p.name for p in removed) == sorted(n for n, kept in names.items() if not kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, kept in names.items() if kept)
+
+
+def test_harp_q_removes_leftovers_silently(tmp_path):
+    target = tmp_path / "s.duckdb"
+    (tmp_path / f".s.duckdb.synth-{a_dead_pid()}-0badc0de.tmp").write_bytes(b"x")
+    result = CliRunner().invoke(main, ["-q", "synth", "--leaves", 5, "--domains", 2, "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and leftovers(tmp_path) == []
