@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import streamlit as st
 
 from app import text
@@ -328,6 +329,16 @@ def read_content_hash(path: str) -> str:
 @st.cache_data(max_entries=16, show_spinner="Hashing the store contents ...")
 def content_hash(path: str, token: tuple[int, ...]) -> str:
     return read_content_hash(path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def mixtures(path: str, token: tuple[int, ...]) -> pa.Table:
+    """The store's mixture validations (``Store.mixtures``): one row per mixture and domain."""
+    store = _open(path)
+    try:
+        return store.mixtures()
+    except StoreError as error:
+        raise _problem(error) from error
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

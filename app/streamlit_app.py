@@ -24,6 +24,9 @@ pages = [
     st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
     st.Page("views/leaves.py", title="Leaves", icon=":material/table_rows:", url_path="leaves"),
     st.Page("views/selections.py", title="Selections", icon=":material/bookmarks:", url_path="selections"),
+    st.Page(
+        "views/validation.py", title="Mixture validation", icon=":material/fact_check:", url_path="validation"
+    ),
     st.Page("views/store.py", title="About the store", icon=":material/database:", url_path="store"),
 ]
 st.navigation(pages).run()

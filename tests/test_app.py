@@ -579,3 +579,93 @@ def test_the_shipped_demo_opens_on_every_page(monkeypatch, demo_store) -> None:
     (runs,) = [d.value for d in at.dataframe if "config" in d.value.columns]
     assert "demo-proof" in runs["kind"].tolist()
     assert all(isinstance(c, str) for c in runs["config"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Mixture validation
+
+
+def _add_mixtures(path: Path, inputs, config_key: str, count: int, seed: int) -> tuple[np.ndarray, dict]:
+    """Store ``count`` mixtures whose measured effect is HARP-E's prediction plus noise; return what was stored."""
+    from harp.mixtures import draw_mixtures, predict_mixture
+
+    store = Store.open(path)
+    rng = np.random.default_rng(seed)
+    measured_leaves = np.flatnonzero(inputs.measured.any(axis=1))
+    sizes = rng.integers(1, 12, size=count).tolist()
+    measured, predicted = [], {"HARP-C": [], "HARP-E": []}
+    for leaves in draw_mixtures(measured_leaves, sizes, seed=seed):
+        c = predict_mixture(inputs.phi, inputs.base, leaves, envelope="C")
+        e = predict_mixture(inputs.phi, inputs.base, leaves, envelope="E")
+        phi = e + rng.normal(0.0, 0.01, size=e.shape)
+        n_points = int(inputs.leaf_size[leaves].sum())
+        store.add_mixture("run-v", config_key, leaves, n_points, phi, np.full(e.shape, 1e-4), c, e)
+        measured.append(phi)
+        predicted["HARP-C"].append(c)
+        predicted["HARP-E"].append(e)
+    return np.array(measured), {k: np.array(v) for k, v in predicted.items()}
+
+
+def test_validation_page_without_mixtures_says_how_to_make_them(monkeypatch, store_path) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.switch_page("views/validation.py")
+    run(at)
+    assert "harp validate --store STORE --model MODEL --pool POOL --eval EVAL" in texts(at.info)
+    assert not at.error and not at.dataframe
+
+
+def test_validation_page_shows_mixture_report(monkeypatch, fresh_store, inputs) -> None:
+    import json
+
+    from harp.mixtures import mixture_report
+
+    measured, predicted = _add_mixtures(fresh_store, inputs, "in-mixture", 9, seed=1)
+    other_measured, other_predicted = _add_mixtures(fresh_store, inputs, "base-anchored", 4, seed=2)
+    weights = np.where(inputs.active, 1.0, 0.0) if inputs.active.any() else np.ones(DOMAINS)
+    at = run(make_app(monkeypatch, fresh_store))
+    at.switch_page("views/validation.py")
+    run(at)
+    assert not at.error and not at.warning
+    assert at.selectbox(key="validation_config").options == ["base-anchored", "in-mixture"]
+
+    def shown(name: str):
+        (frame,) = [d.value for d in at.dataframe if name in d.value.columns]
+        return frame
+
+    for config_key, (m, p) in {
+        "base-anchored": (other_measured, other_predicted),
+        "in-mixture": (measured, predicted),
+    }.items():
+        at.selectbox(key="validation_config").set_value(config_key)
+        run(at)
+        report = mixture_report(m, p, weights)
+        metrics = shown("envelope").set_index("envelope")
+        assert metrics.index.tolist() == ["HARP-C", "HARP-E"]
+        for envelope in ("HARP-C", "HARP-E"):
+            expected_row = report["envelopes"][envelope]
+            for key, label in {
+                "gain_correlation": "gain correlation",
+                "gain_rmse": "gain RMSE",
+                "gain_bias": "gain bias",
+                "effect_rmse": "effect RMSE",
+                "mean_sign_agreement": "mean sign agreement",
+            }.items():
+                assert metrics.loc[envelope, label] == pytest.approx(expected_row[key], abs=1e-12), (
+                    config_key,
+                    envelope,
+                    key,
+                )
+        signs = shown("domain")
+        assert signs["domain"].tolist() == list(inputs.domain_names)
+        assert signs["weight"].tolist() == weights.tolist()
+        for envelope in ("HARP-C", "HARP-E"):
+            assert signs[f"{envelope} sign agreement"].tolist() == pytest.approx(
+                report["envelopes"][envelope]["sign_agreement"]
+            )
+        mixtures = shown("measured gain")
+        assert mixtures["measured gain"].tolist() == pytest.approx(report["measured_gain"])
+        assert len(mixtures) == len(m)
+        assert f"{len(m):,} mixtures" in texts(at.caption)
+        (chart,) = at.get("plotly_chart")
+        traces = json.loads(chart.proto.spec)["data"]
+        assert [t["name"] for t in traces] == ["predicted = measured", "HARP-C", "HARP-E"]
