@@ -8,7 +8,7 @@ browser refresh) reads them; an unchanged store is never read twice.
 The large per-store bundle (phi, members, layout, hover previews) is cached with ``st.cache_resource``, not
 ``st.cache_data``: ``cache_data`` would unpickle a fresh copy of some tens of megabytes on every rerun at 10,000
 leaves, which alone would break the 0.5 s redraw target. The bundle is never mutated. Small reads (examples, the
-summary, saved selections) use ``st.cache_data``.
+summary, saved selections, mixture validations) use ``st.cache_data``.
 
 Connections are short-lived (``Store`` opens one per operation), so a running ``harp measure`` can take the write
 lock between our reads. When the store is locked the app keeps showing the last bundle it read, with a warning.
