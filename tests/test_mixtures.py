@@ -263,3 +263,34 @@ def test_report_of_one_mixture_has_no_correlation_and_is_json() -> None:
 def test_report_refuses_bad_input(measured: Any, predicted: Any, weights: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         mixture_report(measured, predicted, weights)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_report_matches_straightforward_loops(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_mixtures, n_domains = 12, 5
+    measured = rng.normal(0, 0.05, size=(n_mixtures, n_domains))
+    measured[0, 0] = 0.0
+    predicted = measured + rng.normal(0, 0.03, size=measured.shape)
+    weights = np.array([1.0, 0.0, 2.0, 0.5, 1.0])
+    report = mixture_report(measured, {"X": predicted}, weights)["envelopes"]["X"]
+    measured_gain = [
+        sum(w * x for w, x in zip(weights, row, strict=True)) / weights.sum() for row in measured
+    ]
+    predicted_gain = [
+        sum(w * x for w, x in zip(weights, row, strict=True)) / weights.sum() for row in predicted
+    ]
+    assert report["gain_correlation"] == pytest.approx(np.corrcoef(predicted_gain, measured_gain)[0, 1])
+    errors = [
+        (predicted[i, d] - measured[i, d]) ** 2
+        for i in range(n_mixtures)
+        for d in range(n_domains)
+        if weights[d] > 0
+    ]
+    assert report["effect_rmse"] == pytest.approx(np.sqrt(np.mean(errors)))
+    agreement = [
+        np.mean([np.sign(predicted[i, d]) == np.sign(measured[i, d]) for i in range(n_mixtures)])
+        for d in range(n_domains)
+    ]
+    assert report["sign_agreement"] == pytest.approx(agreement)
+    assert report["mean_sign_agreement"] == pytest.approx(np.mean([agreement[d] for d in (0, 2, 3, 4)]))
