@@ -593,7 +593,8 @@ def _add_mixtures(path: Path, inputs, config_key: str, count: int, seed: int) ->
     rng = np.random.default_rng(seed)
     measured_leaves = np.flatnonzero(inputs.measured.any(axis=1))
     sizes = rng.integers(1, 12, size=count).tolist()
-    measured, predicted = [], {"HARP-C": [], "HARP-E": []}
+    measured: list[np.ndarray] = []
+    predicted: dict[str, list[np.ndarray]] = {"HARP-C": [], "HARP-E": []}
     for leaves in draw_mixtures(measured_leaves, sizes, seed=seed):
         c = predict_mixture(inputs.phi, inputs.base, leaves, envelope="C")
         e = predict_mixture(inputs.phi, inputs.base, leaves, envelope="E")

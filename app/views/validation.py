@@ -153,8 +153,9 @@ for name in ENVELOPES:
 figure.update_layout(
     height=460,
     margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    xaxis_title="measured utility gain",
-    yaxis_title="predicted utility gain",
+    # The same range on both axes, so that y = x runs corner to corner and distances read alike on both.
+    xaxis={"title": "measured utility gain", "range": [low - pad, high + pad]},
+    yaxis={"title": "predicted utility gain", "range": [low - pad, high + pad]},
     legend={"orientation": "h", "yanchor": "bottom", "y": 1.0},
 )
 st.plotly_chart(figure, key="validation_scatter", config={"displaylogo": False})
