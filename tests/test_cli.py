@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -362,3 +367,104 @@ def test_select_checks_everything_before_reading_the_selection_inputs(
     assert result.exit_code == 1, result.output
     assert message in result.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+# -- harp app: refusals before anything is announced, and a stop on SIGTERM/SIGINT whatever its stdio ------------
+
+
+def harp_process(*arguments: object, **options) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harp.cli", *(str(a) for a in arguments)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **options,
+    )
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_output(process: subprocess.Popen, marker: bytes, give_up_after: float = 120.0) -> None:
+    """Read the process's stdout and stderr until one of them shows ``marker``; fail if it exits or stalls first."""
+    import selectors
+    import time
+
+    seen = b""
+    deadline = time.monotonic() + give_up_after
+    with selectors.DefaultSelector() as waiting:
+        for stream in (process.stdout, process.stderr):
+            waiting.register(stream, selectors.EVENT_READ)
+        while marker not in seen:
+            ready = waiting.select(timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                pytest.fail(f"no {marker!r} within {give_up_after:g} s; the process wrote {seen[-2000:]!r}")
+            for key, _ in ready:
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    waiting.unregister(key.fileobj)
+                    if not waiting.get_map():
+                        pytest.fail(f"the process closed its output before {marker!r}: {seen[-2000:]!r}")
+                seen += chunk
+
+
+@pytest.fixture
+def busy_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        pytest.param("busy-port", "--port: port PORT on 127.0.0.1 is already in use", id="busy-port"),
+        pytest.param("not-a-store", "is not a DuckDB file", id="not-a-store"),
+        pytest.param("bad-host", "--host: cannot resolve 'no-such-host.invalid'", id="bad-host"),
+    ],
+)
+def test_app_refuses_with_one_error_line_before_announcing_anything(
+    tmp_store, tmp_path, busy_port, case, message
+):
+    store = tmp_path / "notes.duckdb" if case == "not-a-store" else tmp_store
+    (tmp_path / "notes.duckdb").write_text("not a store")
+    host = "no-such-host.invalid" if case == "bad-host" else "127.0.0.1"
+    app = harp_process("app", "--store", store, "--host", host, "--port", busy_port, text=True)
+    out, err = app.communicate(timeout=120)
+    assert app.returncode == 1, err
+    assert out == ""
+    assert err.startswith("Error: ") and err.count("\n") == 1, err
+    assert message.replace("PORT", str(busy_port)) in err
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_app_stops_on_a_signal_after_its_output_pipes_closed(tmp_store, free_port, stop_signal):
+    app = harp_process("app", "--store", tmp_store, "--port", free_port)
+    try:
+        assert app.stderr is not None and app.stdout is not None
+        wait_for_output(app, b"URL:")  # the event: Streamlit says where it serves
+        assert not port_is_free(free_port)
+        app.stdout.close()  # the reader goes away: every later write of the app to its stdio fails
+        app.stderr.close()
+        app.send_signal(stop_signal)
+        assert app.wait(timeout=60) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert port_is_free(free_port)  # the server is gone too, not only `harp app`
