@@ -243,6 +243,13 @@ def _is_our_manifest(path: Path) -> bool:
     return isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT
 
 
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # either is missing (or a dangling link): they cannot be one file
+        return False
+
+
 def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path | None]) -> None:
     """Refuse ``--out`` (or the manifest beside it) where writing would destroy something the user made.
 
@@ -263,7 +270,7 @@ def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path |
         if not target.exists() and not target.is_symlink():
             continue
         for option, path in given.items():
-            if path.exists() and os.path.samefile(target, path):
+            if _same_file(target, path):
                 raise ValueError(
                     f"--out: {what} would be written to {target}, which is the {option} of this command; "
                     "choose another --out"

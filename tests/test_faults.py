@@ -81,14 +81,28 @@ def a_dead_pid() -> int:
     return child.pid
 
 
-def test_a_killed_synth_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path):
+SYNTH_STEPS = [
+    "Store.create",
+    "Store.write_tree",
+    "Store.write_domains",
+    "Store.add_measurements",
+    "Store.write_effects",
+    "Store.write_layout",
+    "Store.finish_run",
+    "_publish",
+]
+
+
+@pytest.mark.parametrize("step", SYNTH_STEPS)
+def test_a_killed_synth_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path, step):
     target = tmp_path / "s.duckdb"
-    kill_while_paused(
-        "harp.store", "Store.write_effects", "synth", "--leaves", 300, "--domains", 4, "--out", target
-    )
+    kill_while_paused("harp.store", step, "synth", "--leaves", 300, "--domains", 4, "--out", target)
     assert not target.exists()
     left = leftovers(tmp_path)
-    assert left and all(name.startswith(".s.duckdb.synth-") for name in left), left
+    if step == "Store.create":  # killed before the temporary existed: nothing to clean
+        assert left == []
+        return
+    assert left and all(name.lstrip(".").startswith("s.duckdb.synth-") for name in left), left
 
     done = harp("synth", "--leaves", 30, "--domains", 3, "--out", target)
     assert done.returncode == 0, done.stderr
@@ -110,13 +124,16 @@ def test_a_killed_synth_over_a_store_leaves_the_old_store(tmp_path, tmp_store):
     assert "removed" in done.stderr and leftovers(tmp_path) == []
 
 
-def test_a_killed_import_leaves_the_old_store_and_the_next_run_removes_its_temporaries(tmp_path, tmp_store):
+@pytest.mark.parametrize("step", ["_insert", "_schema_version", "_publish"])
+def test_a_killed_import_leaves_the_old_store_and_the_next_run_removes_its_temporaries(
+    tmp_path, tmp_store, step
+):
     folder = tmp_path / "parquet"
     assert harp("-q", "export", tmp_store, folder).returncode == 0
     target = tmp_path / "copy.duckdb"
     Store.create(target)
     before = target.read_bytes()
-    kill_while_paused("harp.store", "_insert", "import", folder, target, "--force")
+    kill_while_paused("harp.store", step, "import", folder, target, "--force")
     assert target.read_bytes() == before
     left = leftovers(tmp_path)
     assert left and all(name.startswith(".copy.duckdb.import-") for name in left), left
@@ -151,6 +168,34 @@ def test_a_select_killed_before_publishing_leaves_the_old_csv(tmp_path, tmp_stor
     assert "warning: removed" in done.stderr
     assert leftovers(tmp_path) == []
     assert json.loads((tmp_path / "chosen.manifest.json").read_text())["envelope"] == "HARP-E"
+
+
+def test_a_select_killed_while_saving_leaves_the_store_and_the_old_files(tmp_path, tmp_store):
+    out = tmp_path / "chosen.csv"
+    assert harp("-q", "select", "--store", tmp_store, "--envelope", "C", "--out", out).returncode == 0
+    before = {p.name: p.read_bytes() for p in (out, tmp_path / "chosen.manifest.json")}
+    hash_before = Store.open(tmp_store, read_only=True).content_hash()
+    kill_while_paused(
+        "harp.store",
+        "_insert",
+        "select",
+        "--store",
+        tmp_store,
+        "--envelope",
+        "E",
+        "--out",
+        out,
+        "--save-as",
+        "e",
+    )  # inside the transaction that saves the selection
+    assert {p.name: p.read_bytes() for p in (out, tmp_path / "chosen.manifest.json")} == before
+    saved = Store.open(tmp_store)
+    assert saved.list_selections() == [] and saved.content_hash() == hash_before
+
+    done = harp("select", "--store", tmp_store, "--envelope", "E", "--out", out, "--save-as", "e")
+    assert done.returncode == 0, done.stderr
+    assert "warning: removed" in done.stderr and leftovers(tmp_path) == []
+    assert len(Store.open(tmp_store).load_selection("e")["points"]) == len(out.read_text().splitlines()) - 1
 
 
 def test_only_temporaries_of_dead_writers_on_this_machine_are_removed(tmp_path):
