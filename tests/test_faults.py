@@ -227,3 +227,22 @@ def test_harp_q_removes_leftovers_silently(tmp_path):
     result = CliRunner().invoke(main, ["-q", "synth", "--leaves", 5, "--domains", 2, "--out", str(target)])
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and leftovers(tmp_path) == []
+
+
+def test_an_infer_killed_while_writing_effects_leaves_the_old_ones_and_a_rerun_gives_the_same_result(
+    tmp_path, tmp_store
+):
+    uninterrupted = tmp_path / "uninterrupted.duckdb"
+    uninterrupted.write_bytes(tmp_store.read_bytes())
+    assert harp("-q", "infer", "--store", uninterrupted).returncode == 0
+    hash_before = Store.open(tmp_store, read_only=True).content_hash()
+
+    kill_while_paused(
+        "harp.store", "_insert", "infer", "--store", tmp_store
+    )  # inside the effects transaction
+    assert Store.open(tmp_store).content_hash() == hash_before
+
+    done = harp("-q", "infer", "--store", tmp_store)
+    assert done.returncode == 0, done.stderr
+    assert Store.open(tmp_store).content_hash() == Store.open(uninterrupted).content_hash() != hash_before
+    assert leftovers(tmp_path) == []
