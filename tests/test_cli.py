@@ -68,7 +68,8 @@ def test_synth_refuses_to_overwrite_without_force(tmp_store):
     result = CliRunner().invoke(main, ["synth", "--leaves", "5", "--out", str(tmp_store)])
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1].startswith("Error: ")
-    assert "already exists" in result.stderr
+    assert "already exists; pass --force to replace it" in result.stderr
+    assert "overwrite=True" not in result.stderr
     run("-q", "synth", "--leaves", 5, "--domains", 2, "--out", tmp_store, "--force")
 
 
@@ -184,7 +185,9 @@ def test_export_import_round_trip_keeps_the_hash(tmp_store, tmp_path):
     copy = tmp_path / "copy.duckdb"
     result = json.loads(run("-q", "import", folder, copy).stdout)
     assert result["hash"] == Store.open(tmp_store).content_hash()
-    assert CliRunner().invoke(main, ["import", str(folder), str(copy)]).exit_code == 1  # no clobbering
+    refused = CliRunner().invoke(main, ["import", str(folder), str(copy)])  # no clobbering
+    assert refused.exit_code == 1
+    assert "pass --force" in refused.stderr and "overwrite=True" not in refused.stderr
     run("-q", "import", folder, copy, "--force")
 
 
