@@ -48,7 +48,7 @@ class Context:
 _CLI_WORDS = (
     ("pass overwrite=True (--force)", "pass --force"),
     ("pass overwrite=True", "pass --force"),
-    ("or raise lock_timeout", "or run again when it is done"),
+    (", or raise lock_timeout", ""),
 )
 
 

@@ -268,27 +268,48 @@ def test_select_replaces_its_own_earlier_csv_and_manifest(tmp_store, tmp_path):
     ]
 
 
-@pytest.fixture
-def store_held_read_only(tmp_store):
-    """The store open read-only in another process (so nobody can write it) until the test ends."""
-    import subprocess
-    import sys
-
+def hold_store(path: Path, *, read_only: bool):
+    """Keep ``path`` open in another process until the block ends (read-only: nobody can write it)."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); print('ready', flush=True); "
-            "sys.stdin.read()",
-            str(tmp_store),
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+            "print('ready', flush=True); sys.stdin.read()",
+            str(path),
+            "ro" if read_only else "rw",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    return holder
+
+
+@pytest.fixture
+def store_held_read_only(tmp_store):
+    """The store open read-only in another process (so nobody can write it) until the test ends."""
+    holder = hold_store(tmp_store, read_only=True)
     yield tmp_store
     holder.communicate("")
+
+
+def test_select_on_a_store_another_process_writes_names_lock_timeout(tmp_store, tmp_path):
+    holder = hold_store(tmp_store, read_only=False)
+    try:
+        result = CliRunner().invoke(
+            main, [*select_args(tmp_store, tmp_path / "x.csv"), "--lock-timeout", "0.2"]
+        )
+    finally:
+        holder.communicate("")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: --store: ") and result.stderr.count("\n") == 1
+    assert (
+        "is locked by another process (waited 0.2 s)" in result.stderr and "--lock-timeout" in result.stderr
+    )
+    assert "lock_timeout" not in result.stderr
+    assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.parametrize(
