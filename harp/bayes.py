@@ -71,18 +71,25 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
+    "ACTIVE_RULES",
+    "ActiveRule",
     "BayesWarning",
     "Effects",
     "Variances",
     "active_domains",
+    "family_wise_threshold",
     "fit_effects",
     "measurement_matrix",
 ]
+
+ActiveRule = Literal["any-leaf", "family-wise"]
+#: The rules of :func:`active_domains`.
+ACTIVE_RULES = ("any-leaf", "family-wise")
 
 _LEAF, _PARENT, _LARGE = 0, 1, 2
 _LEVEL_NAMES = ("leaf", "parent", "large")
@@ -131,6 +138,9 @@ class Effects:
         REML log-likelihood at the estimate (NaN where nothing was estimated).
     notes : list of str
         The degenerate cases met, as warned.
+    training_variance : ndarray of shape (n_domains,) or None
+        The training noise added to every measurement's sampling variance before the fit
+        (:func:`harp.load.infer_effects`, :mod:`harp.noise`); None when none was added.
     """
 
     mean: np.ndarray
@@ -146,6 +156,7 @@ class Effects:
     n_measured: np.ndarray
     log_likelihood: np.ndarray
     notes: list[str] = field(default_factory=list)
+    training_variance: np.ndarray | None = None
 
     def summary(self, domain_names: list[str] | None = None) -> dict[str, Any]:
         """A JSON-serialisable summary: per domain the grand mean, the three spreads (sd) and the counts."""
@@ -167,6 +178,9 @@ class Effects:
                     "tau_parent": float(np.sqrt(self.variances.parent[d])),
                     "tau_leaf": float(np.sqrt(self.variances.leaf[d])),
                     "log_likelihood": number(self.log_likelihood[d]),
+                    "training_sd": (
+                        None if self.training_variance is None else float(np.sqrt(self.training_variance[d]))
+                    ),
                 }
                 for d in range(n_domains)
             ],
@@ -788,11 +802,18 @@ def _warn(issues: dict[str, list[str]], prior_sd: float, ratio: float) -> list[s
     return notes
 
 
-def active_domains(mean: Any, sd: Any, base: Any, threshold: float = 1.645) -> np.ndarray:
+def active_domains(
+    mean: Any, sd: Any, base: Any, threshold: float = 1.645, *, rule: ActiveRule = "any-leaf"
+) -> np.ndarray:
     """Domains some leaf credibly helps and that are not saturated.
 
-    Domain d is active when ``max_g mean[g, d] / sd[g, d] > threshold`` and ``base[d] < 1``. A leaf with
-    ``sd == 0`` counts as credible when its mean is positive.
+    Domain d is active when ``max_g mean[g, d] / sd[g, d] > z`` and ``base[d] < 1``. A leaf with ``sd == 0``
+    counts as credible when its mean is positive. With ``rule="any-leaf"``, ``z = threshold``: each leaf is
+    tested on its own, so a domain no leaf helps still passes when one of many leaves crosses the threshold by
+    chance (with 266 leaves and z = 1.645, about 13 do in expectation). ``rule="family-wise"`` controls that
+    multiplicity: ``z`` is Sidak's threshold for the L leaves at the family-wise level ``alpha = 1 -
+    Phi(threshold)``, i.e. ``z = Phi^-1((1 - alpha)^(1 / L))`` (3.55 for L = 266 and threshold 1.645), so a
+    domain no leaf helps is active with probability at most alpha when the leaves' z are independent.
 
     Parameters
     ----------
@@ -802,6 +823,8 @@ def active_domains(mean: Any, sd: Any, base: Any, threshold: float = 1.645) -> n
         Base score ``b_d`` in [0, 1].
     threshold : float, default 1.645
         One-sided z threshold (1.645: 95%).
+    rule : {"any-leaf", "family-wise"}, default "any-leaf"
+        Test each leaf at ``threshold``, or all leaves together at its level (see above).
 
     Returns
     -------
@@ -820,8 +843,22 @@ def active_domains(mean: Any, sd: Any, base: Any, threshold: float = 1.645) -> n
         raise ValueError(f"threshold must be a number, got {threshold!r}")
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
+    if rule not in ACTIVE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(map(repr, ACTIVE_RULES))}, got {rule!r}")
+    if rule == "family-wise" and mean_array.shape[0] > 1:
+        threshold = family_wise_threshold(float(threshold), mean_array.shape[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd_array > 0, mean_array / sd_array, np.where(mean_array > 0, np.inf, 0.0))
     if mean_array.shape[0] == 0:
         return np.zeros(mean_array.shape[1], dtype=bool)
     return (z.max(axis=0) > threshold) & (base_array < 1.0)
+
+
+def family_wise_threshold(threshold: float, n_leaves: int) -> float:
+    """Sidak's z for ``n_leaves`` one-sided tests at the family-wise level ``1 - Phi(threshold)``."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    alpha = 1.0 - normal.cdf(threshold)
+    per_leaf = -np.expm1(np.log1p(-alpha) / n_leaves)  # 1 - (1 - alpha)^(1/L), without cancellation
+    return float(normal.inv_cdf(1.0 - per_leaf))

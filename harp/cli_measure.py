@@ -192,6 +192,20 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     help="Per-question score: 0/1 accuracy, or the probability of the right answer [accuracy].",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(["base-anchored", "continuation", "in-mixture"]),
+    default=None,
+    help="How a leaf's effect is measured: alone from the base model, after a background sample, or inside "
+    "it (see docs/measure.md) [base-anchored].",
+)
+@click.option(
+    "--background-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Examples in the background sample (continuation, in-mixture) [1000].",
+)
+@click.option("--background-seed", type=int, default=None, help="Seed of the background sample [0].")
+@click.option(
     "--executor",
     type=click.Choice(["inprocess", "process", "ray"]),
     default="inprocess",
@@ -248,6 +262,9 @@ def measure_command(
     dtype: str | None,
     seed: int | None,
     score: str | None,
+    protocol: str | None,
+    background_size: int | None,
+    background_seed: int | None,
     executor: str,
     devices: str | None,
     workers_per_device: int,
@@ -266,6 +283,7 @@ def measure_command(
       harp measure --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
           --eval eval.jsonl --budget 64 --features X_feat.npy --executor process --devices 0,1
       harp measure ... --budget 64 --features X_feat.npy --adapters-per-batch 8
+      harp measure ... --leaves 0,5,9 --protocol in-mixture --background-size 1000 --seed 1
     """
     from harp.data import load_eval_set, load_training_pool
     from harp.measure import run_measurements
@@ -276,12 +294,12 @@ def measure_command(
     if budget is not None and features is None:
         raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
     leaf_ids = _leaf_ids(leaves, "--leaves")
-    device_list: list[str | int] | None = None
-    if devices:
-        device_list = [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
+    device_list = _devices(devices)
     try:
         overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "lora_r": lora_r,
-                     "max_length": max_length, "dtype": dtype, "seed": seed, "score": score}  # fmt: skip
+                     "max_length": max_length, "dtype": dtype, "seed": seed, "score": score,
+                     "protocol": protocol, "background_size": background_size,
+                     "background_seed": background_seed}  # fmt: skip
         config = _config(config_path, overrides)
         store = Store.open(store_path)
         pool = load_training_pool(pool_path)
@@ -311,7 +329,142 @@ def measure_command(
     click.echo(json.dumps(summary))
 
 
+def _devices(devices: str | None) -> list[str | int] | None:
+    if not devices:
+        return None
+    return [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a comma-separated list of integers", param_hint="--sizes"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{text!r}: give leaf counts >= 1, e.g. 2,5,10,20,40", param_hint="--sizes")
+    return sizes
+
+
+@click.command("validate")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The store whose measured leaves are mixed (measured with the same model, pool, eval and config).",
+)
+@click.option("--model", required=True, help="Base model, as for `harp measure`.")
+@click.option(
+    "--pool",
+    "pool_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Training pool.",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Proxy eval set.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The MeasureConfig JSON the leaves were measured with (the options below override it).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["base-anchored", "continuation", "in-mixture"]),
+    default=None,
+    help="Override the config's protocol.",
+)
+@click.option("--config-key", default=None,
+              help="Mix the leaves measured under this key (when the model folder's name has changed).")  # fmt: skip
+@click.option("--mixtures", "n_mixtures", type=click.IntRange(min=1), default=12, show_default=True,
+              help="How many random unions of measured leaves to finetune.")  # fmt: skip
+@click.option("--max-size", type=click.IntRange(min=2), default=40, show_default=True,
+              help="Largest union, in leaves; sizes are spread on a log scale from 2.")  # fmt: skip
+@click.option(
+    "--sizes", default=None, help="Leaves of each union, e.g. 2,5,10,20,40 (instead of --mixtures)."
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the draws.")
+@click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
+              show_default=True, help="As for `harp measure`.")  # fmt: skip
+@click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu.")
+@click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Unions trained side by side in one forward/backward pass.")  # fmt: skip
+@click.option("--address", default=None, help="Ray cluster address (--executor ray).")
+def validate_command(
+    store_path: Path,
+    model: str,
+    pool_path: Path,
+    eval_path: Path,
+    config_path: Path | None,
+    protocol: str | None,
+    config_key: str | None,
+    n_mixtures: int,
+    max_size: int,
+    sizes: str | None,
+    seed: int,
+    executor: str,
+    devices: str | None,
+    workers_per_device: int,
+    adapters_per_batch: int,
+    address: str | None,
+) -> None:
+    """Check whether the measured effects add up: finetune on random unions of measured leaves and compare.
+
+    Each union is measured like a leaf (same config, same reference); its effect is stored next to what HARP-C
+    and HARP-E predict from its leaves' effects, in the store's `mixtures` table (the app's Validation page
+    shows it). Prints a JSON report per envelope: correlation and RMSE of the predicted against the measured
+    utility gain, and the sign agreement per domain. Rerunning resumes: unions already stored are skipped.
+
+    \b
+    Example:
+      harp validate --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
+          --eval eval.jsonl --config measure.json --mixtures 24 --max-size 40 --adapters-per-batch 8
+    """
+    from harp.data import load_eval_set, load_training_pool
+    from harp.store import Store
+    from harp.validate import validate_mixtures
+
+    size_list = _sizes(sizes)
+    try:
+        config = _config(config_path, {"protocol": protocol})
+        store = Store.open(store_path)
+        pool = load_training_pool(pool_path)
+        eval_set = load_eval_set(eval_path)
+        report = validate_mixtures(
+            store, model, pool, eval_set, config, sizes=size_list, n_mixtures=n_mixtures, max_size=max_size,
+            seed=seed, config_key=config_key, executor=executor, devices=_devices(devices),  # type: ignore[arg-type]
+            workers_per_device=workers_per_device, address=address, adapters_per_batch=adapters_per_batch,
+            log=_log,
+        )  # fmt: skip
+    except (ValueError, ImportError, OSError, StoreError) as error:
+        raise _fail(error) from None
+    click.echo(
+        json.dumps(
+            {
+                "run_id": report.run_id,
+                "config_key": report.config_key,
+                "measured": len(report.measured),
+                "skipped": len(report.skipped),
+                "report": report.report,
+            }
+        )
+    )
+
+
 def register(group: click.Group) -> None:
-    """Add ``embed`` and ``measure`` to the ``harp`` command group."""
+    """Add ``embed``, ``measure`` and ``validate`` to the ``harp`` command group."""
     group.add_command(embed_command)
     group.add_command(measure_command)
+    group.add_command(validate_command)

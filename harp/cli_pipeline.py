@@ -280,9 +280,23 @@ def layout_command(
 @click.option("--hold-out", "hold_out", default=None,
               help="Leaves whose measurements the fit must not see: comma-separated ids, or a .json/.txt/.npy "
               "file of ids (to check the posterior against them).")  # fmt: skip
+@click.option("--active-rule", type=click.Choice(["any-leaf", "family-wise"]), default="any-leaf",
+              show_default=True,
+              help="any-leaf: a domain is active when one leaf passes --threshold; family-wise: when one passes "
+              "the threshold corrected for the number of leaves (Sidak), so chance passes are rare.")  # fmt: skip
+@click.option("--training-noise/--no-training-noise", default=True, show_default=True,
+              help="Add the spread of leaves measured under several seeds of this config to every "
+              "measurement's variance.")  # fmt: skip
 @click.pass_obj
 def infer_command(
-    obj: Any, store: Path, config_key: str | None, threshold: float, prior_sd: float, hold_out: str | None
+    obj: Any,
+    store: Path,
+    config_key: str | None,
+    threshold: float,
+    prior_sd: float,
+    hold_out: str | None,
+    active_rule: str,
+    training_noise: bool,
 ) -> None:
     """Empirical Bayes: posterior effects of every leaf on every domain from the measured leaves.
 
@@ -293,6 +307,7 @@ def infer_command(
     Example:
       harp infer --store pool.duckdb --threshold 1.645
       harp infer --store pool.duckdb --hold-out holdout.json    # leaves to check the posterior against
+      harp infer --store pool.duckdb --config-key m1-... --active-rule family-wise
     """
     from harp.load import infer_effects
 
@@ -307,6 +322,8 @@ def infer_command(
                 "threshold": threshold,
                 "prior_sd": prior_sd,
                 "hold_out": None if held is None else [int(g) for g in held],
+                "active_rule": active_rule,
+                "training_noise": training_noise,
             },
         )
         tick = time.perf_counter()
@@ -318,6 +335,8 @@ def infer_command(
                 prior_sd=prior_sd,
                 hold_out=held,
                 progress=log,
+                training_noise=training_noise,
+                active_rule=active_rule,  # type: ignore[arg-type]
             )
         except BaseException:
             opened.finish_run(run_id, status="failed")

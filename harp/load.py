@@ -17,6 +17,7 @@ The store is touched only here (and in :mod:`harp.layout`'s cache check); :mod:`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -31,7 +32,7 @@ import numpy as np
 from harp._validation import check_finite, check_leaf_ids
 
 if TYPE_CHECKING:
-    from harp.bayes import Effects
+    from harp.bayes import ActiveRule, Effects
     from harp.hierarchy import Hierarchy
     from harp.store import Store
 
@@ -120,6 +121,8 @@ def infer_effects(
     prior_sd: float = 0.1,
     hold_out: Sequence[int] | np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
+    training_noise: bool = True,
+    active_rule: ActiveRule = "any-leaf",
 ) -> tuple[Effects, np.ndarray]:
     """Fit the empirical-Bayes model to the store's measurements; write the effects and the active flags.
 
@@ -138,6 +141,12 @@ def infer_effects(
         posterior against. Those leaves get inferred effects like any unmeasured leaf.
     progress : callable, optional
         Called with one-line progress messages.
+    training_noise : bool, default True
+        Add the training noise (:mod:`harp.noise`) to every measurement's sampling variance, where the store
+        holds leaves measured under several seeds of this configuration. ``effects.training_variance`` says
+        what was added (None when nothing could be estimated).
+    active_rule : {"any-leaf", "family-wise"}
+        See :func:`harp.bayes.active_domains`.
 
     Returns
     -------
@@ -145,6 +154,7 @@ def infer_effects(
     active : ndarray of shape (n_domains,), bool
     """
     from harp.bayes import active_domains, fit_effects, measurement_matrix
+    from harp.noise import training_noise as estimate_noise
 
     say = progress or (lambda message: None)
     started = time.perf_counter()
@@ -166,6 +176,7 @@ def infer_effects(
         mask = np.asarray([key == config_key for key in rows["config_key"].to_pylist()], dtype=bool)
         rows = rows.filter(mask)
     n_leaves, n_domains = tree.leaf_parent.size, len(tree.domain_names)
+    held = None
     if hold_out is not None:
         held = check_leaf_ids(hold_out, "hold_out", n_leaves)
         rows = rows.filter(~np.isin(rows["leaf_id"].to_numpy(), held))
@@ -182,6 +193,16 @@ def infer_effects(
     say(
         f"fitting {n_domains} domains from {rows.num_rows} measurements of {measured_leaves} of {n_leaves} leaves"
     )
+    added = None
+    if training_noise and keys:
+        noise = estimate_noise(store, config_key or keys[0], n_domains, exclude=held)
+        if noise.leaves.size:
+            added = np.nan_to_num(noise.variance, nan=0.0)
+            variance = variance + added[None, :]
+            say(
+                f"training noise from {noise.leaves.size} leaves measured under {len(noise.keys)} seeds: "
+                f"median sd {float(np.median(np.sqrt(added))):.4f} added to every measurement's"
+            )
     effects = fit_effects(
         phi_hat,
         variance,
@@ -190,13 +211,36 @@ def infer_effects(
         prior_sd=prior_sd,
         domain_names=tree.domain_names,
     )
-    active = active_domains(effects.mean, effects.sd, tree.base, threshold)
-    store.write_effects(effects.mean, effects.sd, effects.measured)
+    effects = dataclasses.replace(effects, training_variance=added)
+    active = active_domains(effects.mean, effects.sd, tree.base, threshold, rule=active_rule)
+    used = config_key or (keys[0] if keys else None)
+    store.write_effects(
+        effects.mean,
+        effects.sd,
+        effects.measured,
+        source={
+            "config_key": used,
+            "protocol": _protocol_of(store, used),
+            "measured_leaves": measured_leaves,
+            "held_out_leaves": 0 if held is None else int(held.size),
+            "training_noise": added is not None,
+            "active_rule": active_rule,
+        },
+    )
     store.set_active(active)
     say(
         f"wrote effects; {int(active.sum())} of {n_domains} domains active in {time.perf_counter() - started:.1f} s"
     )
     return effects, active
+
+
+def _protocol_of(store: Store, config_key: str | None) -> str | None:
+    """The measurement protocol recorded by the measure runs of ``config_key`` (None when no run says)."""
+    for run in store.runs():
+        config = run.get("config") or {}
+        if run["kind"] == "measure" and config.get("config_key") == config_key:
+            return str((config.get("measure_config") or {}).get("protocol", "base-anchored"))
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------------

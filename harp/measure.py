@@ -57,13 +57,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from harp.data import EvalSet, TrainingPool
+from harp.data import EvalSet, TrainData, TrainExamples, TrainingPool
 
 if TYPE_CHECKING:
     from harp.store import Store
 
 __all__ = [
     "MEASURE_VERSION",
+    "PROTOCOLS",
+    "REFERENCE_SEED",
     "AdapterModel",
     "Executor",
     "InProcessExecutor",
@@ -76,21 +78,30 @@ __all__ = [
     "RayExecutor",
     "base_scores",
     "build_data",
+    "background_fingerprint",
+    "background_points",
     "build_model",
     "choose_representatives",
     "continuation_loglik",
     "evaluate",
     "leaf_centroids",
+    "leaf_members",
+    "make_executor",
     "measure_leaf",
     "option_loglik",
     "paired_effects",
+    "resolve_config_key",
     "run_measurements",
     "save_random_model",
     "train_adapter",
+    "training_plan",
 ]
 
 #: Bump when a change in this module changes what a measurement means; it is part of every ``config_key``.
 MEASURE_VERSION = 1
+
+#: The measurement protocols (:attr:`MeasureConfig.protocol`); docs/measure.md says what each estimates.
+PROTOCOLS = ("base-anchored", "continuation", "in-mixture")
 
 Device = str | int
 ExecutorName = Literal["inprocess", "process", "ray"]
@@ -135,6 +146,21 @@ class MeasureConfig:
         "accuracy",
     )
     seed: int = _help("Seed of the adapter initialisation, data order and dropout.", 0)
+    protocol: Literal["base-anchored", "continuation", "in-mixture"] = _help(
+        "How a leaf's effect is measured (see docs/measure.md): 'base-anchored' (a fresh adapter trained on the "
+        "leaf alone, `steps` steps, against the base model), 'continuation' (one pass over a background sample "
+        "of the pool, then one pass over the leaf) or 'in-mixture' (one pass over the background with the "
+        "leaf's examples inserted at seeded positions); the last two are paired with the same run without the "
+        "leaf.",
+        "base-anchored",
+    )
+    background_size: int = _help(
+        "Examples in the background (continuation, in-mixture): a seeded random sample of the training pool.",
+        1000,
+    )
+    background_seed: int = _help(
+        "Seed of the background sample (which examples; the order follows `seed`).", 0
+    )
 
     def __post_init__(self) -> None:
         positive = (
@@ -145,6 +171,7 @@ class MeasureConfig:
             "max_length",
             "eval_batch_size",
             "max_new_tokens",
+            "background_size",
         )
         for name in positive:
             value = getattr(self, name)
@@ -173,8 +200,19 @@ class MeasureConfig:
                 f"target_modules must be a non-empty list of layer names, got {self.target_modules!r}"
             )
         object.__setattr__(self, "target_modules", tuple(str(name) for name in self.target_modules))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        for name in ("seed", "background_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}"
+            )
+
+    @property
+    def uses_background(self) -> bool:
+        """Whether a measurement trains on the background too (and is paired with the background-only run)."""
+        return self.protocol != "base-anchored"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -200,8 +238,12 @@ class MeasureConfig:
         """Help text of every field."""
         return {f.name: f.metadata["help"] for f in dataclasses.fields(MeasureConfig)}
 
-    def config_key(self, model: str, eval_fingerprint: str) -> str:
-        """A short hash of this config, the model id, the eval set and :data:`MEASURE_VERSION`.
+    def config_key(self, model: str, eval_fingerprint: str, background: str = "") -> str:
+        """A short hash of this config, the model id, the eval set, the background and :data:`MEASURE_VERSION`.
+
+        ``background`` fingerprints the background examples (:func:`background_fingerprint`); it is hashed only
+        when the protocol uses a background, as are ``protocol``, ``background_size`` and ``background_seed``:
+        base-anchored keys made before those fields existed stay valid.
 
         ``eval_batch_size`` is an execution detail (how many pairs share a forward pass), not part of what a
         measurement means, so it is hashed as its default (32) whatever its value: changing it does not block a
@@ -209,26 +251,37 @@ class MeasureConfig:
         stay valid. A store measured with another ``eval_batch_size`` under the old rule holds the key of
         :meth:`legacy_config_key`; :func:`run_measurements` keeps resuming under that key (see there).
         """
-        return self._key(model, eval_fingerprint, legacy=False)
+        return self._key(model, eval_fingerprint, background, legacy=False)
 
-    def legacy_config_key(self, model: str, eval_fingerprint: str) -> str:
+    def legacy_config_key(self, model: str, eval_fingerprint: str, background: str = "") -> str:
         """The key as made before ``eval_batch_size`` left it: the hash of the actual ``eval_batch_size``."""
-        return self._key(model, eval_fingerprint, legacy=True)
+        return self._key(model, eval_fingerprint, background, legacy=True)
 
-    def _key(self, model: str, eval_fingerprint: str, *, legacy: bool) -> str:
+    def _key(self, model: str, eval_fingerprint: str, background: str, *, legacy: bool) -> str:
         config = self.to_dict()
         if not legacy:
             config["eval_batch_size"] = _DEFAULT_EVAL_BATCH_SIZE
         if config["score"] == "accuracy":  # the field came later: keys made before it stay valid
             del config["score"]
-        payload = json.dumps(
-            {"config": config, "model": model, "eval": eval_fingerprint, "version": MEASURE_VERSION},
-            sort_keys=True,
-        )
+        content: dict[str, Any] = {
+            "config": config,
+            "model": model,
+            "eval": eval_fingerprint,
+            "version": MEASURE_VERSION,
+        }
+        if self.uses_background:
+            content["background"] = background
+        else:  # fields that came later and mean nothing without a background: older keys stay valid
+            for name in ("protocol", "background_size", "background_seed"):
+                del config[name]
+        payload = json.dumps(content, sort_keys=True)
         return "m1-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 _DEFAULT_EVAL_BATCH_SIZE = 32  # the hashed value of eval_batch_size in every config_key; never change it
+
+#: The ``leaf_id`` (data-order seed) of the background-only reference run; no leaf has it.
+REFERENCE_SEED = 2**40
 
 
 def learning_rate_at(step: int, config: MeasureConfig) -> float:
@@ -357,25 +410,20 @@ def build_model(
     return AdapterModel(model=model, tokenizer=tokenizer, device=torch_device, initial_adapter=initial)
 
 
-@dataclass
-class TrainData:
-    """Tokenised training examples: ``input_ids[k]`` and ``labels[k]`` (prompt tokens masked with -100)."""
-
-    input_ids: list[list[int]]
-    labels: list[list[int]]
-
-
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def build_data(tokenizer: Any, examples: Sequence[tuple[str, str]], config: MeasureConfig) -> TrainData:
+def build_data(tokenizer: Any, examples: TrainExamples, config: MeasureConfig) -> TrainData:
     """Tokenise (prompt, response) pairs; the loss falls on the response and the end-of-sequence token.
 
     An example longer than ``max_length`` loses the start of its prompt first, then the end of its response.
+    Examples given tokenised (a :class:`TrainData`, from a tokenised pool) are returned as they are.
     """
     if not examples:
         raise ValueError("examples must not be empty: a leaf needs at least one training example")
+    if isinstance(examples, TrainData):
+        return examples
     eos = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
@@ -412,25 +460,115 @@ def _batch_order(n_examples: int, config: MeasureConfig, seed: Sequence[int]) ->
     return order.reshape(config.steps, config.batch_size)
 
 
-def train_adapter(
-    model: AdapterModel, examples: Sequence[tuple[str, str]], config: MeasureConfig, *, seed: int = 0
-) -> list[float]:
-    """Reset the adapter and train it on ``examples`` for ``config.steps`` steps; returns the loss of each step.
+def background_points(n_pool: int, config: MeasureConfig) -> np.ndarray:
+    """Point ids of the background: ``background_size`` distinct rows of the pool, drawn with
+    ``background_seed`` (all of them when the pool is smaller), sorted. Empty for the base-anchored protocol."""
+    if not config.uses_background:
+        return np.zeros(0, dtype=np.int64)
+    size = min(config.background_size, n_pool)
+    rng = np.random.default_rng([config.background_seed, 0x6B67])
+    return np.sort(rng.choice(n_pool, size=size, replace=False)).astype(np.int64)
 
-    ``seed`` (for example the leaf id) is mixed with ``config.seed`` to pick the data order and dropout.
+
+def background_fingerprint(examples: TrainExamples) -> str:
+    """A short hash of the background's (prompt, response) pairs (or given tokens), for ``config_key``."""
+    digest = hashlib.sha256()
+    pairs = (
+        zip(examples.input_ids, examples.labels, strict=True) if isinstance(examples, TrainData) else examples
+    )
+    for prompt, response in pairs:
+        digest.update(json.dumps([prompt, response]).encode())
+    return digest.hexdigest()[:16]
+
+
+def training_plan(
+    config: MeasureConfig, n_examples: int, seed: int, *, n_background: int = 0, steps: int | None = None
+) -> list[np.ndarray]:
+    """The examples of every optimizer step, as indices into ``background + examples`` (the background first).
+
+    - base-anchored (``n_background`` must be 0): ``steps`` (default ``config.steps``) batches of
+      ``batch_size`` from seeded permutations of the examples, cycled.
+    - continuation: one pass over the background in a seeded order, then one pass over the examples.
+    - in-mixture: one pass over the background in the same order, with the examples (in a seeded order) at
+      seeded positions.
+
+    The background's order depends on ``config.seed`` only, so every leaf and the background-only reference
+    (``n_examples = 0``) share it. ``seed`` (the leaf id) decides the examples' order and positions. One-pass
+    plans end with a smaller batch when the count does not divide by ``batch_size``.
+    """
+    if config.protocol == "base-anchored":
+        if n_background:
+            raise ValueError("the base-anchored protocol trains on the leaf alone: n_background must be 0")
+        if n_examples < 1:
+            raise ValueError("examples must not be empty: a leaf needs at least one training example")
+        planned = dataclasses.replace(config, steps=steps) if steps is not None else config
+        return list(_batch_order(n_examples, planned, (config.seed, seed)))
+    background = np.random.default_rng([config.seed, 0x6267]).permutation(n_background)
+    examples = n_background + np.random.default_rng([config.seed, seed]).permutation(n_examples)
+    if config.protocol == "continuation":
+        sequence = np.concatenate([background, examples])
+    else:
+        total = n_background + n_examples
+        slots = np.zeros(total, dtype=bool)
+        slots[np.random.default_rng([config.seed, seed, 1]).choice(total, size=n_examples, replace=False)] = (
+            True
+        )
+        sequence = np.empty(total, dtype=np.int64)
+        sequence[slots] = examples
+        sequence[~slots] = background
+    if sequence.size == 0:
+        raise ValueError("nothing to train on: the background and the examples are both empty")
+    return [sequence[k : k + config.batch_size] for k in range(0, sequence.size, config.batch_size)]
+
+
+def _torch_seed(config: MeasureConfig, seed: int) -> int:
+    """The torch seed of one training run (dropout). With a background every run shares it, so a leaf's run
+    and the reference draw the same dropout masks until their batches differ."""
+    parts = [config.seed] if config.uses_background else [config.seed, seed]
+    return int(np.random.default_rng(parts).integers(2**62))
+
+
+def _training_data(
+    tokenizer: Any,
+    examples: TrainExamples,
+    background: TrainExamples,
+    config: MeasureConfig,
+) -> TrainData:
+    """Tokenised ``background + examples`` (either may be empty, not both)."""
+    if not isinstance(background, TrainData):
+        background = build_data(tokenizer, background, config) if background else TrainData([], [])
+    own = build_data(tokenizer, examples, config) if examples else TrainData([], [])
+    return TrainData(background.input_ids + own.input_ids, background.labels + own.labels)
+
+
+def train_adapter(
+    model: AdapterModel,
+    examples: TrainExamples,
+    config: MeasureConfig,
+    *,
+    seed: int = 0,
+    background: TrainExamples = (),
+    steps: int | None = None,
+) -> list[float]:
+    """Reset the adapter and train it on ``examples`` by :func:`training_plan`; returns the loss of each step.
+
+    ``seed`` (for example the leaf id) is mixed with ``config.seed`` to pick the data order and positions.
+    ``background`` is the protocol's background sample (empty for base-anchored); ``steps`` overrides
+    ``config.steps`` for base-anchored runs (for example one pass over a large subset).
     """
     import torch
 
-    data = build_data(model.tokenizer, examples, config)
+    data = _training_data(model.tokenizer, examples, background, config)
+    n_background = len(data.input_ids) - len(examples)
+    plan = training_plan(config, len(examples), seed, n_background=n_background, steps=steps)
     model.reset_adapter()
-    torch.manual_seed(int(np.random.default_rng([config.seed, seed]).integers(2**62)))
+    torch.manual_seed(_torch_seed(config, seed))
     trainable = [parameter for parameter in model.model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = int(model.tokenizer.pad_token_id)
-    order = _batch_order(len(data.input_ids), config, (config.seed, seed))
     losses: list[float] = []
     model.model.train()
-    for step, indices in enumerate(order):
+    for step, indices in enumerate(plan):
         ids = _pad([data.input_ids[k] for k in indices], pad)
         labels = _pad([data.labels[k] for k in indices], -100)
         mask = _pad([[1] * len(data.input_ids[k]) for k in indices], 0)
@@ -641,6 +779,11 @@ def _score_table(
         scores[:, generate] = np.exp(loglik / np.maximum(tokens, 1))
     elif generate.size:
         scores[:, generate] = generation(generate)
+    tokens = np.flatnonzero(kinds == "tokens")
+    if tokens.size:  # given input_ids/labels (harp.token_eval): no option text, nothing generated
+        from harp.token_eval import token_scores
+
+        scores[:, tokens] = token_scores(model, eval_set, tokens, config, copies)
     return scores
 
 
@@ -702,16 +845,21 @@ class LeafMeasurement:
 
 def measure_leaf(
     model: AdapterModel,
-    examples: Sequence[tuple[str, str]],
+    examples: TrainExamples,
     eval_set: EvalSet,
     base: np.ndarray,
     config: MeasureConfig,
     *,
     seed: int = 0,
+    background: TrainExamples = (),
 ) -> LeafMeasurement:
-    """Train a fresh adapter on one leaf's examples, evaluate it, and pair its scores with ``base``."""
+    """Train a fresh adapter on one leaf's examples, evaluate it, and pair its scores with ``base``.
+
+    With a background protocol, ``base`` is the reference: the scores of the run on ``background`` alone
+    (:meth:`_Worker.reference` computes it), and ``background`` is that run's background.
+    """
     started = time.perf_counter()
-    losses = train_adapter(model, examples, config, seed=seed)
+    losses = train_adapter(model, examples, config, seed=seed, background=background)
     trained = time.perf_counter()
     scores = evaluate(model, eval_set, config)
     done = time.perf_counter()
@@ -726,10 +874,15 @@ def measure_leaf(
 
 @dataclass(frozen=True)
 class LeafTask:
-    """Train on ``examples`` (the leaf's (prompt, response) pairs) and score the eval set."""
+    """Train on ``examples`` (the leaf's (prompt, response) pairs) and score the eval set.
+
+    ``leaf_id`` seeds the data order; ``steps`` overrides ``config.steps`` for a base-anchored run (a mixture
+    of many leaves gets one pass over its examples, see :mod:`harp.validate`).
+    """
 
     leaf_id: int
-    examples: list[tuple[str, str]]
+    examples: TrainExamples
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -746,6 +899,7 @@ class _Worker:
 
     With ``adapters_per_batch`` K > 1 the model carries K adapters side by side (:mod:`harp.multi_lora`) and
     :meth:`run_group` measures up to K leaves in one training loop; with K = 1 it is the one-adapter peft path.
+    ``background`` holds the protocol's background examples (empty for base-anchored), tokenised once.
     """
 
     def __init__(
@@ -756,6 +910,7 @@ class _Worker:
         device: Device,
         threads: int = 0,
         adapters_per_batch: int = 1,
+        background: TrainExamples = (),
     ) -> None:
         if threads > 0:
             import torch
@@ -774,14 +929,32 @@ class _Worker:
             self.model = build_multi_model(model_name_or_path, config, adapters_per_batch, device)
         else:
             self.model = build_model(model_name_or_path, config, device)
+        self.background = (
+            build_data(self.model.tokenizer, background, config) if background else TrainData([], [])
+        )
+        self._reference: np.ndarray | None = None
+        self._base: np.ndarray | None = None
         self.load_s = time.perf_counter() - started
 
     def base(self) -> np.ndarray:
-        if self.adapters_per_batch > 1:
-            from harp.multi_lora import base_scores_multi
+        if self._base is None:  # one evaluation per worker, however often a driver asks
+            if self.adapters_per_batch > 1:
+                from harp.multi_lora import base_scores_multi
 
-            return base_scores_multi(self.model, self.eval_set, self.config)
-        return base_scores(self.model, self.eval_set, self.config)
+                self._base = base_scores_multi(self.model, self.eval_set, self.config)
+            else:
+                self._base = base_scores(self.model, self.eval_set, self.config)
+        return self._base
+
+    def reference(self) -> np.ndarray:
+        """Per-question scores that a leaf's are paired with: the base model's (base-anchored), or those of the
+        same training run on the background alone (continuation, in-mixture)."""
+        if not self.config.uses_background:
+            return self.base()
+        if self._reference is None:  # one run per worker: a driver may ask again for every batch of leaves
+            [result] = self.run_group([LeafTask(REFERENCE_SEED, [])])
+            self._reference = result.scores
+        return self._reference
 
     def run_group(self, tasks: Sequence[LeafTask]) -> list[LeafResult]:
         """Measure up to ``adapters_per_batch`` leaves; their results come back together."""
@@ -790,7 +963,13 @@ class _Worker:
 
             seeds = [task.leaf_id for task in tasks]
             _, table, timings = train_and_score(
-                self.model, [task.examples for task in tasks], self.eval_set, self.config, seeds=seeds
+                self.model,
+                [task.examples for task in tasks],
+                self.eval_set,
+                self.config,
+                seeds=seeds,
+                background=self.background,
+                steps=[task.steps for task in tasks],
             )
             return [
                 LeafResult(t.leaf_id, table[k], dict(timings), self.name, self.hardware)
@@ -799,7 +978,14 @@ class _Worker:
         results = []
         for task in tasks:
             started = time.perf_counter()
-            train_adapter(self.model, task.examples, self.config, seed=task.leaf_id)
+            train_adapter(
+                self.model,
+                task.examples,
+                self.config,
+                seed=task.leaf_id,
+                background=self.background,
+                steps=task.steps,
+            )
             trained = time.perf_counter()
             scores = evaluate(self.model, self.eval_set, self.config)
             timings = {"train_s": trained - started, "eval_s": time.perf_counter() - trained}
@@ -826,10 +1012,15 @@ def _check_adapters_per_batch(value: Any) -> int:
 
 
 class Executor(Protocol):
-    """Where the training runs. The driver calls :meth:`base` once, then :meth:`run` with all the tasks."""
+    """Where the training runs. The driver calls :meth:`base` and :meth:`reference` once, then :meth:`run`
+    with all the tasks."""
 
     def base(self) -> np.ndarray:
         """Per-question base-model scores."""
+        ...
+
+    def reference(self) -> np.ndarray:
+        """Per-question scores a leaf's are paired with (see :meth:`_Worker.reference`)."""
         ...
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
@@ -850,12 +1041,18 @@ class InProcessExecutor:
         *,
         device: Device = "cpu",
         adapters_per_batch: int = 1,
+        background: TrainExamples = (),
     ) -> None:
         self.adapters_per_batch = _check_adapters_per_batch(adapters_per_batch)
-        self.worker = _Worker(model_name_or_path, eval_set, config, device, 0, self.adapters_per_batch)
+        self.worker = _Worker(
+            model_name_or_path, eval_set, config, device, 0, self.adapters_per_batch, background
+        )
 
     def base(self) -> np.ndarray:
         return self.worker.base()
+
+    def reference(self) -> np.ndarray:
+        return self.worker.reference()
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
         for group in _groups(tasks, self.adapters_per_batch):
@@ -875,14 +1072,20 @@ def _process_init(
     device: Device,
     threads: int,
     adapters_per_batch: int,
+    background: TrainExamples,
 ) -> None:
     global _PROCESS_WORKER
-    _PROCESS_WORKER = _Worker(model, eval_set, config, device, threads, adapters_per_batch)
+    _PROCESS_WORKER = _Worker(model, eval_set, config, device, threads, adapters_per_batch, background)
 
 
 def _process_base() -> np.ndarray:
     assert _PROCESS_WORKER is not None
     return _PROCESS_WORKER.base()
+
+
+def _process_reference() -> np.ndarray:
+    assert _PROCESS_WORKER is not None
+    return _PROCESS_WORKER.reference()
 
 
 def _process_ready() -> bool:
@@ -911,6 +1114,7 @@ class ProcessExecutor:
         devices: Sequence[Device],
         workers_per_device: int = 1,
         adapters_per_batch: int = 1,
+        background: TrainExamples = (),
     ) -> None:
         if not devices:
             raise ValueError("devices must name at least one device, for example [0, 1] or ['cpu']")
@@ -933,6 +1137,7 @@ class ProcessExecutor:
                     device,
                     threads if str(device).startswith("cpu") else 0,
                     self.adapters_per_batch,
+                    background if isinstance(background, TrainData) else list(background),
                 ),
             )
             for device in slots
@@ -944,6 +1149,9 @@ class ProcessExecutor:
 
     def base(self) -> np.ndarray:
         return self.pools[0].submit(_process_base).result()
+
+    def reference(self) -> np.ndarray:
+        return self.pools[0].submit(_process_reference).result()
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
         pending = _groups(tasks, self.adapters_per_batch)
@@ -987,6 +1195,7 @@ class RayExecutor:
         gpus_per_worker: float | None = None,
         runtime_env: dict[str, Any] | None = None,
         adapters_per_batch: int = 1,
+        background: TrainExamples = (),
     ) -> None:
         try:
             import ray
@@ -1003,12 +1212,23 @@ class RayExecutor:
         remote = ray.remote(num_cpus=0 if gpus_per_worker > 0 else 1, num_gpus=gpus_per_worker)(_Worker)
         self.ray: Any = ray
         self.actors: list[Any] = [
-            remote.remote(model_name_or_path, eval_set, config, device, 0, self.adapters_per_batch)
+            remote.remote(
+                model_name_or_path,
+                eval_set,
+                config,
+                device,
+                0,
+                self.adapters_per_batch,
+                background if isinstance(background, TrainData) else list(background),
+            )
             for _ in range(num_workers)
         ]
 
     def base(self) -> np.ndarray:
         return self.ray.get(self.actors[0].base.remote())
+
+    def reference(self) -> np.ndarray:
+        return self.ray.get(self.actors[0].reference.remote())
 
     def run(self, tasks: Iterable[LeafTask]) -> Iterator[LeafResult]:
         pending = _groups(tasks, self.adapters_per_batch)
@@ -1044,12 +1264,18 @@ def make_executor(
     address: str | None = None,
     gpus_per_worker: float | None = None,
     adapters_per_batch: int = 1,
+    background: TrainExamples = (),
 ) -> Executor:
     """Build an executor by name (see the module docstring)."""
     if executor == "inprocess":
         device = devices[0] if devices else ("cuda" if _cuda_available() else "cpu")
         return InProcessExecutor(
-            model_name_or_path, eval_set, config, device=device, adapters_per_batch=adapters_per_batch
+            model_name_or_path,
+            eval_set,
+            config,
+            device=device,
+            adapters_per_batch=adapters_per_batch,
+            background=background,
         )
     if executor == "process":
         return ProcessExecutor(
@@ -1059,6 +1285,7 @@ def make_executor(
             devices=list(devices) if devices else ["cpu"],
             workers_per_device=workers_per_device,
             adapters_per_batch=adapters_per_batch,
+            background=background,
         )
     if executor == "ray":
         return RayExecutor(
@@ -1069,6 +1296,7 @@ def make_executor(
             num_workers=max(1, len(devices or [0])) * workers_per_device,
             gpus_per_worker=gpus_per_worker,
             adapters_per_batch=adapters_per_batch,
+            background=background,
         )
     raise ValueError(f"executor must be 'inprocess', 'process' or 'ray', got {executor!r}")
 
@@ -1097,7 +1325,8 @@ class MeasureReport:
     timings: dict[str, float]
 
 
-def _leaf_members(store: Store, n_pool: int) -> list[np.ndarray]:
+def leaf_members(store: Store, n_pool: int) -> list[np.ndarray]:
+    """The point ids of every leaf, most central first, checked to be rows of a pool of ``n_pool`` examples."""
     points = store.read_table("points").select(["point_id", "leaf_id", "rank_in_leaf"]).to_pydict()
     point_id = np.asarray(points["point_id"], dtype=np.int64)
     leaf_id = np.asarray(points["leaf_id"], dtype=np.int64)
@@ -1192,13 +1421,9 @@ def run_measurements(
         )
     say = log or (lambda message: None)
     model = str(model_name_or_path)
-    key = config.config_key(_model_id(model), eval_set.fingerprint())
-    legacy = config.legacy_config_key(_model_id(model), eval_set.fingerprint())
-    if legacy != key and store.measured_leaves(legacy).size and not store.measured_leaves(key).size:
-        # Measured before eval_batch_size left the key: keep adding to that key, so the store holds one.
-        say(f"resuming under the older key {legacy} (made when eval_batch_size was part of config_key)")
-        key = legacy
-    members = _leaf_members(store, len(train))
+    key, background_ids, background = resolve_config_key(store, model, train, eval_set, config, say)
+    background_key = background_fingerprint(background)
+    members = leaf_members(store, len(train))
     wanted = [int(g) for g in np.asarray(leaves, dtype=np.int64).ravel()]
     for g in wanted:
         if not 0 <= g < len(members):
@@ -1221,6 +1446,12 @@ def run_measurements(
         "adapters_per_batch": adapters_per_batch,
         "leaves": todo,
     }
+    if config.uses_background:
+        run_config["background"] = {
+            "size": int(background_ids.size),
+            "seed": config.background_seed,
+            "fingerprint": background_key,
+        }
     run_id = store.add_run("measure", run_config)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -1240,6 +1471,7 @@ def run_measurements(
                 address=address,
                 gpus_per_worker=gpus_per_worker,
                 adapters_per_batch=adapters_per_batch,
+                background=background,
             )
             if owned
             else executor  # type: ignore[assignment]
@@ -1250,14 +1482,26 @@ def run_measurements(
         timings["base_s"] = time.perf_counter() - started - timings["start_s"]
         _check_domains(store, eval_set, base)
         say(f"base model scored on {len(eval_set)} questions in {timings['base_s']:.1f}s")
+        reference = base
+        if config.uses_background and todo:
+            tick = time.perf_counter()
+            reference = engine.reference()
+            timings["reference_s"] = time.perf_counter() - tick
+            _record_reference(store, run_id, key, reference, base, eval_set)
+            say(
+                f"reference run ({config.protocol}: {background_ids.size} background examples, no leaf) in "
+                f"{timings['reference_s']:.1f}s"
+            )
         tasks = (
             LeafTask(
-                g, train.subset(members[g][:max_examples_per_leaf] if max_examples_per_leaf else members[g])
+                g, train.examples(members[g][:max_examples_per_leaf] if max_examples_per_leaf else members[g])
             )
             for g in todo
         )
         for result in engine.run(tasks):
-            phi, variance, n_eval = paired_effects(result.scores, base, eval_set.domain, eval_set.n_domains)
+            phi, variance, n_eval = paired_effects(
+                result.scores, reference, eval_set.domain, eval_set.n_domains
+            )
             keep = n_eval > 0
             rows = {
                 "leaf_id": np.full(int(keep.sum()), result.leaf_id),
@@ -1298,6 +1542,53 @@ def run_measurements(
         timings["leaves"] = float(len(measured))
         store.finish_run(run_id, status=status, timings=timings)
     return MeasureReport(run_id, key, measured, skipped, base, timings)
+
+
+def resolve_config_key(
+    store: Store,
+    model_name_or_path: str | os.PathLike[str],
+    train: TrainingPool,
+    eval_set: EvalSet,
+    config: MeasureConfig,
+    say: Callable[[str], None] | None = None,
+) -> tuple[str, np.ndarray, TrainExamples]:
+    """The ``config_key`` measurements of ``config`` are stored under, the background's point ids and examples.
+
+    A store measured before ``eval_batch_size`` left the key keeps its older key (see
+    :meth:`MeasureConfig.config_key`), so the store holds one key per configuration.
+    """
+    model = str(model_name_or_path)
+    background_ids = background_points(len(train), config)
+    background = train.examples(background_ids)
+    background_key = background_fingerprint(background)
+    key = config.config_key(_model_id(model), eval_set.fingerprint(), background_key)
+    legacy = config.legacy_config_key(_model_id(model), eval_set.fingerprint(), background_key)
+    if legacy != key and store.measured_leaves(legacy).size and not store.measured_leaves(key).size:
+        if say is not None:
+            say(f"resuming under the older key {legacy} (made when eval_batch_size was part of config_key)")
+        key = legacy
+    return key, background_ids, background
+
+
+def _record_reference(
+    store: Store, run_id: str, key: str, reference: np.ndarray, base: np.ndarray, eval_set: EvalSet
+) -> None:
+    """A run record of the background-only reference: its mean score per domain, next to the base model's."""
+    count = np.maximum(np.bincount(eval_set.domain, minlength=eval_set.n_domains), 1)
+    means = np.bincount(eval_set.domain, weights=reference, minlength=eval_set.n_domains) / count
+    base_means = np.bincount(eval_set.domain, weights=base, minlength=eval_set.n_domains) / count
+    record = store.add_run(
+        "measure-reference",
+        {
+            "config_key": key,
+            "parent_run": run_id,
+            "domains": eval_set.domain_names,
+            "reference": [float(x) for x in means],
+            "base": [float(x) for x in base_means],
+        },
+        run_id=f"{run_id}-reference",
+    )
+    store.finish_run(record, status="done")
 
 
 # ----------------------------------------------------------------------------------------------------------------

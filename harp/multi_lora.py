@@ -51,20 +51,23 @@ except ImportError as error:  # pragma: no cover - the [train] extra is missing
         f"batched adapters need torch, transformers and peft ({error}): pip install 'harp-explorer[train]'"
     ) from None
 
-from harp.data import EvalSet
+from harp.data import EvalSet, TrainExamples
 from harp.measure import (
     AdapterModel,
     Device,
     LeafMeasurement,
     MeasureConfig,
-    _batch_order,
+    TrainData,
     _generation_scores,
     _pad,
     _score_table,
+    _torch_seed,
+    _training_data,
     build_data,
     build_model,
     learning_rate_at,
     paired_effects,
+    training_plan,
 )
 
 __all__ = [
@@ -227,48 +230,78 @@ def _check_leaves(model: MultiLoraModel, count: int, seeds: Sequence[int]) -> No
 
 def train_adapters(
     model: MultiLoraModel,
-    leaves: Sequence[Sequence[tuple[str, str]]],
+    leaves: Sequence[TrainExamples],
     config: MeasureConfig,
     *,
     seeds: Sequence[int],
+    background: TrainExamples = (),
+    steps: Sequence[int | None] | None = None,
 ) -> list[list[float]]:
-    """Reset the adapters and train adapter k on ``leaves[k]`` (k < n) for ``config.steps`` steps, all at once.
+    """Reset the adapters and train adapter k on ``leaves[k]`` (k < n) by its own plan, all at once.
 
     Parameters
     ----------
     model : MultiLoraModel
-    leaves : sequence of n lists of (prompt, response)
-        n <= K; adapters n..K-1 stay at their initial weights.
+    leaves : sequence of n lists of (prompt, response), or of n TrainData (a tokenised pool)
+        n <= K; adapters n..K-1 stay at their initial weights. With a background a leaf may be empty (the
+        background-only reference run).
     config : MeasureConfig
     seeds : sequence of n ints
         Each leaf's seed (its leaf id), as ``seed`` in :func:`harp.measure.train_adapter`.
+    background : sequence of (prompt, response) or TrainData, optional
+        The protocol's background, shared by every adapter (empty for base-anchored).
+    steps : sequence of n (int or None), optional
+        Per-adapter ``steps`` of a base-anchored run, as in :func:`harp.measure.train_adapter`.
 
     Returns
     -------
     list of n lists of float
         The loss of every step, per adapter.
+
+    Notes
+    -----
+    Plans of different lengths (leaves of different sizes under a one-pass protocol, or different ``steps``)
+    run side by side: a step gives each adapter ``batch_size`` rows, a shorter batch is filled with rows that
+    carry no loss, and an adapter whose plan has ended is put back, after the loop, to the weights it had at its
+    last step (AdamW would otherwise keep moving it on its momentum). So every adapter ends as if trained alone.
     """
     _check_leaves(model, len(leaves), seeds)
     n = len(leaves)
-    data = [build_data(model.tokenizer, examples, config) for examples in leaves]
-    orders = [
-        _batch_order(len(d.input_ids), config, (config.seed, int(seed)))
-        for d, seed in zip(data, seeds, strict=True)
+    steps_of = list(steps) if steps is not None else [None] * n
+    if len(steps_of) != n:
+        raise ValueError(f"steps has {len(steps_of)} entries but there are {n} leaves")
+    if isinstance(background, TrainData):
+        shared = background
+    else:
+        shared = build_data(model.tokenizer, background, config) if background else TrainData([], [])
+    data = [_training_data(model.tokenizer, examples, shared, config) for examples in leaves]
+    plans = [
+        training_plan(config, len(examples), int(seed), n_background=len(shared.input_ids), steps=count)
+        for examples, seed, count in zip(leaves, seeds, steps_of, strict=True)
     ]
     model.reset_adapters()
-    torch.manual_seed(int(np.random.default_rng([config.seed, *map(int, seeds)]).integers(2**62)))
+    torch.manual_seed(
+        _torch_seed(config, int(seeds[0])) if config.uses_background else _group_seed(config, seeds)
+    )
     trainable = model.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = int(model.tokenizer.pad_token_id)
-    losses = torch.empty(config.steps, n)
+    filler = ([pad], [-100])  # a row with one attended token and no loss
+    length = [len(plan) for plan in plans]
+    losses: list[list[float]] = [[] for _ in range(n)]
+    finished: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     model.model.train()
     with model.use(range(n)):
-        for step in range(config.steps):
-            rows = [
-                (d.input_ids[i], d.labels[i])
-                for d, order in zip(data, orders, strict=True)
-                for i in order[step]
-            ]
+        for step in range(max(length)):
+            for k in range(n):
+                if length[k] == step:  # adapter k has taken its last step: keep its weights
+                    finished[k] = [(layer.lora_A[k].detach().clone(), layer.lora_B[k].detach().clone())
+                                   for layer in model.layers]  # fmt: skip
+            rows: list[tuple[list[int], list[int]]] = []
+            for d, plan in zip(data, plans, strict=True):
+                chosen: np.ndarray | list[int] = plan[step] if step < len(plan) else []
+                rows.extend((d.input_ids[i], d.labels[i]) for i in chosen)
+                rows.extend([filler] * (config.batch_size - len(chosen)))
             ids = torch.from_numpy(_pad([row[0] for row in rows], pad)).to(model.device)
             labels = torch.from_numpy(_pad([row[1] for row in rows], -100)).to(model.device)
             mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
@@ -288,9 +321,22 @@ def train_adapters(
                 _clip_per_adapter(trainable, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses[step] = group_loss.detach().cpu()
+            step_loss = group_loss.detach().cpu().tolist()
+            for k in range(n):
+                if step < length[k]:
+                    losses[k].append(float(step_loss[k]))
+    with torch.no_grad():
+        for k, weights in finished.items():
+            for layer, (a, b) in zip(model.layers, weights, strict=True):
+                layer.lora_A[k].copy_(a)
+                layer.lora_B[k].copy_(b)
     model.model.eval()
-    return [losses[:, k].tolist() for k in range(n)]
+    return losses
+
+
+def _group_seed(config: MeasureConfig, seeds: Sequence[int]) -> int:
+    """The torch seed of a base-anchored group (dropout masks; the same for the same leaves)."""
+    return int(np.random.default_rng([config.seed, *map(int, seeds)]).integers(2**62))
 
 
 def _clip_per_adapter(parameters: Sequence[Any], max_norm: float) -> None:
@@ -342,19 +388,22 @@ def base_scores_multi(model: MultiLoraModel, eval_set: EvalSet, config: MeasureC
 
 def train_and_score(
     model: MultiLoraModel,
-    leaves: Sequence[Sequence[tuple[str, str]]],
+    leaves: Sequence[TrainExamples],
     eval_set: EvalSet,
     config: MeasureConfig,
     *,
     seeds: Sequence[int],
+    background: TrainExamples = (),
+    steps: Sequence[int | None] | None = None,
 ) -> tuple[list[list[float]], np.ndarray, dict[str, float]]:
     """Train adapters 0..n-1 on ``leaves`` and score them: per-adapter losses, scores (n, n_questions), timings.
 
-    The timings are the group's times divided by the number of leaves (so the leaves' timings add up to the
-    device time), plus ``leaves_in_batch``; every leaf of the group gets the same.
+    ``background`` and ``steps`` as in :func:`train_adapters`. The timings are the group's times divided by the
+    number of leaves (so the leaves' timings add up to the device time), plus ``leaves_in_batch``; every leaf
+    of the group gets the same.
     """
     started = time.perf_counter()
-    losses = train_adapters(model, leaves, config, seeds=seeds)
+    losses = train_adapters(model, leaves, config, seeds=seeds, background=background, steps=steps)
     trained = time.perf_counter()
     scores = evaluate_adapters(model, eval_set, config, len(leaves))
     n = len(leaves)
@@ -368,18 +417,22 @@ def train_and_score(
 
 def measure_leaves(
     model: MultiLoraModel,
-    leaves: Sequence[Sequence[tuple[str, str]]],
+    leaves: Sequence[TrainExamples],
     eval_set: EvalSet,
     base: np.ndarray,
     config: MeasureConfig,
     *,
     seeds: Sequence[int],
+    background: TrainExamples = (),
 ) -> list[LeafMeasurement]:
-    """:func:`harp.measure.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``.
+    """:func:`harp.measure.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``
+    (the reference run's scores under a background protocol).
 
     Timings as in :func:`train_and_score`.
     """
-    losses, scores, timings = train_and_score(model, leaves, eval_set, config, seeds=seeds)
+    losses, scores, timings = train_and_score(
+        model, leaves, eval_set, config, seeds=seeds, background=background
+    )
     results = []
     for k in range(len(leaves)):
         phi, variance, n_eval = paired_effects(scores[k], base, eval_set.domain, eval_set.n_domains)

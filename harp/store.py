@@ -1038,7 +1038,9 @@ class Store:
             finally:
                 con.unregister(_SOURCE_VIEW)
 
-    def write_effects(self, mean: Any, sd: Any, measured: Any) -> None:
+    def write_effects(
+        self, mean: Any, sd: Any, measured: Any, *, source: Mapping[str, Any] | None = None
+    ) -> None:
         """Replace the posterior effects of every leaf g on every domain d.
 
         Parameters
@@ -1049,6 +1051,9 @@ class Store:
             Posterior standard deviation; finite and >= 0.
         measured : array-like of bool, shape (n_leaves, n_domains) or (n_leaves, 1)
             Whether each value rests on a measurement of the leaf.
+        source : mapping, optional
+            What produced the effects (for example the measurements' ``config_key`` and protocol), kept as JSON
+            in ``meta.effects_source`` in the same transaction; None removes an older record.
 
         Raises
         ------
@@ -1083,6 +1088,12 @@ class Store:
             )
             con.execute("DELETE FROM effects")
             _insert(con, "effects", table)
+            con.execute("DELETE FROM meta WHERE key = 'effects_source'")
+            if source is not None:
+                con.execute(
+                    "INSERT INTO meta (key, value) VALUES ('effects_source', ?)",
+                    [json.dumps(dict(source), sort_keys=True, default=str)],
+                )
 
     def add_measurements(self, rows: Any) -> int:
         """Add (or replace) raw measurements, in one transaction.
@@ -1557,6 +1568,7 @@ class Store:
             "harp_version": meta.get("harp_version"),
             "created_at": meta.get("created_at"),
             "layout_key": meta.get("layout_key"),
+            "effects_source": json.loads(meta["effects_source"]) if meta.get("effects_source") else None,
             "content_hash": content_hash,
             "n_points": counts.get("points", 0),
             "n_leaves": counts.get("leaves", 0),

@@ -1,0 +1,345 @@
+"""Measurement protocols (base-anchored, continuation, in-mixture), the training noise across seeds, the
+family-wise active-domain rule, and mixture validation (`harp validate`) on a tiny random Llama."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_measure import make_pool, make_store, write_pool
+
+from harp.bayes import active_domains, family_wise_threshold
+from harp.data import EvalSet
+from harp.measure import (
+    REFERENCE_SEED,
+    MeasureConfig,
+    background_points,
+    training_plan,
+)
+from harp.store import Store
+
+# Dropout 0 and a large learning rate, as in test_multi_lora: both training paths see the same computation.
+CONFIG = MeasureConfig(steps=4, batch_size=3, max_length=40, eval_batch_size=4, max_new_tokens=3, lora_r=4,
+                       lora_alpha=8, lora_dropout=0.0, learning_rate=5e-2, warmup_steps=1, max_grad_norm=0.05,
+                       target_modules=("q_proj", "v_proj"), score="probability")  # fmt: skip
+MIXTURE = dataclasses.replace(CONFIG, protocol="in-mixture", background_size=7)
+CONTINUATION = dataclasses.replace(CONFIG, protocol="continuation", background_size=7)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plans and keys (no torch)
+
+
+def test_in_mixture_plan_is_one_pass_with_the_leaf_inserted() -> None:
+    plan = training_plan(MIXTURE, 4, seed=11, n_background=7)
+    sequence = np.concatenate(plan)
+    # One pass: every background example (0..6) and every leaf example (7..10) exactly once.
+    assert sorted(sequence.tolist()) == list(range(11))
+    assert [len(batch) for batch in plan] == [3, 3, 3, 2]
+    # The background keeps the reference run's order; the leaf's examples sit in between.
+    reference = np.concatenate(training_plan(MIXTURE, 0, seed=REFERENCE_SEED, n_background=7))
+    assert sequence[sequence < 7].tolist() == reference.tolist()
+    other = np.concatenate(training_plan(MIXTURE, 4, seed=12, n_background=7))
+    assert other[other < 7].tolist() == reference.tolist()
+    assert other.tolist() != sequence.tolist()  # another leaf id: other positions or order
+    # Deterministic.
+    again = np.concatenate(training_plan(MIXTURE, 4, seed=11, n_background=7))
+    assert again.tolist() == sequence.tolist()
+
+
+def test_continuation_plan_puts_the_leaf_after_the_background() -> None:
+    sequence = np.concatenate(training_plan(CONTINUATION, 4, seed=3, n_background=7))
+    assert sorted(sequence[:7].tolist()) == list(range(7))
+    assert sorted(sequence[7:].tolist()) == [7, 8, 9, 10]
+
+
+def test_base_anchored_plan_is_the_fixed_steps() -> None:
+    plan = training_plan(CONFIG, 5, seed=2)
+    assert len(plan) == CONFIG.steps and all(len(batch) == CONFIG.batch_size for batch in plan)
+    assert len(training_plan(CONFIG, 5, seed=2, steps=9)) == 9
+    with pytest.raises(ValueError, match="n_background must be 0"):
+        training_plan(CONFIG, 5, seed=2, n_background=3)
+    with pytest.raises(ValueError, match="at least one training example"):
+        training_plan(CONFIG, 0, seed=2)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        training_plan(MIXTURE, 0, seed=2, n_background=0)
+
+
+def test_background_sample() -> None:
+    ids = background_points(20, MIXTURE)
+    assert ids.size == 7 and np.unique(ids).size == 7 and ids.max() < 20
+    assert background_points(20, MIXTURE).tolist() == ids.tolist()
+    assert background_points(20, dataclasses.replace(MIXTURE, background_seed=1)).tolist() != ids.tolist()
+    assert background_points(5, MIXTURE).tolist() == [0, 1, 2, 3, 4]  # a pool smaller than the background
+    assert background_points(20, CONFIG).size == 0
+
+
+def test_protocol_in_config_key() -> None:
+    base = CONFIG.config_key("m", "e")
+    mixture = MIXTURE.config_key("m", "e", "bg1")
+    assert mixture != base
+    assert MIXTURE.config_key("m", "e", "bg2") != mixture  # another background
+    assert dataclasses.replace(MIXTURE, background_size=8).config_key("m", "e", "bg1") != mixture
+    # Background fields mean nothing base-anchored: they leave its key alone.
+    assert dataclasses.replace(CONFIG, background_seed=5).config_key("m", "e", "x") == base
+    assert MeasureConfig.from_dict(MIXTURE.to_dict()) == MIXTURE
+    with pytest.raises(ValueError, match="protocol must be one of 'base-anchored', 'continuation'"):
+        MeasureConfig(protocol="alone")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="background_size must be an integer >= 1"):
+        MeasureConfig(background_size=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The family-wise active rule
+
+
+def test_family_wise_threshold_and_rule() -> None:
+    assert family_wise_threshold(1.645, 1) == pytest.approx(1.645, abs=1e-9)
+    assert family_wise_threshold(1.645, 266) == pytest.approx(3.5498, abs=1e-3)
+    mean = np.array([[0.30, 0.10], [0.0, 0.0], [0.0, 0.0]])
+    sd = np.full((3, 2), 0.1)  # z = 3.0 and 1.0
+    base = np.array([0.5, 0.5])
+    assert active_domains(mean, sd, base, 1.645).tolist() == [True, False]
+    # Three leaves: Sidak's z is 2.12, still below 3.0.
+    assert active_domains(mean, sd, base, 1.645, rule="family-wise").tolist() == [True, False]
+    many = np.zeros((400, 2))
+    many[0] = mean[0]
+    # 400 leaves: the threshold rises to 3.66, above z = 3.0.
+    assert active_domains(many, np.full((400, 2), 0.1), base, 1.645, rule="family-wise").tolist() == [
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError, match="rule must be one of 'any-leaf', 'family-wise'"):
+        active_domains(mean, sd, base, rule="bonferroni")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training under a background (tiny model)
+
+
+@pytest.mark.train
+def test_batched_in_mixture_equals_one_at_a_time(tiny_model: Path, eval_set: EvalSet) -> None:
+    """Leaves of different sizes under a one-pass protocol: their plans differ in length, so the batched path
+    pads and freezes finished adapters; each must still end where the one-adapter path ends."""
+    from harp.measure import build_model, evaluate, train_adapter
+    from harp.multi_lora import build_multi_model, evaluate_adapters, train_adapters
+
+    pool = make_pool(30)
+    background = pool.subset(background_points(len(pool), MIXTURE))
+    leaves = [pool.subset([20, 21]), pool.subset(range(22, 30)), []]  # the last: the reference run
+    seeds = [4, 9, REFERENCE_SEED]
+    single = build_model(tiny_model, MIXTURE)
+    expected = []
+    for examples, seed in zip(leaves, seeds, strict=True):
+        losses = train_adapter(single, examples, MIXTURE, seed=seed, background=background)
+        expected.append((losses, evaluate(single, eval_set, MIXTURE)))
+    multi = build_multi_model(tiny_model, MIXTURE, 4)
+    losses = train_adapters(multi, leaves, MIXTURE, seeds=seeds, background=background)
+    scores = evaluate_adapters(multi, eval_set, MIXTURE, 3)
+    for k, (want_losses, want_scores) in enumerate(expected):
+        assert len(losses[k]) == len(want_losses)
+        np.testing.assert_allclose(losses[k], want_losses, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(scores[k], want_scores, atol=1e-4, rtol=0)
+    # The runs differ: the comparison above is not vacuous.
+    assert len(expected[0][0]) != len(expected[1][0])
+    assert np.abs(expected[0][1] - expected[2][1]).max() > 1e-4
+
+
+@pytest.mark.train
+def test_run_measurements_in_mixture_pairs_with_the_reference(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    from harp.measure import build_model, evaluate, run_measurements, train_adapter
+
+    store = make_store(tmp_path / "store.duckdb")
+    pool = make_pool()
+    report = run_measurements(store, tiny_model, pool, eval_set, [1, 3], MIXTURE, adapters_per_batch=2)
+    assert report.measured == [1, 3]
+    assert report.config_key != run_measurements(store, tiny_model, pool, eval_set, [1], CONFIG).config_key
+    # phi is the leaf's run minus the background-only run, not minus the base model.
+    model = build_model(tiny_model, MIXTURE)
+    background = pool.subset(background_points(len(pool), MIXTURE))
+    train_adapter(model, [], MIXTURE, seed=REFERENCE_SEED, background=background)
+    reference = evaluate(model, eval_set, MIXTURE)
+    members = np.array_split(np.arange(24), 4)
+    train_adapter(model, pool.subset(members[3]), MIXTURE, seed=3, background=background)
+    scores = evaluate(model, eval_set, MIXTURE)
+    rows = store.read_table("measurements").to_pydict()
+    stored = {
+        (g, d): phi
+        for g, d, phi, key in zip(
+            rows["leaf_id"], rows["domain_id"], rows["phi"], rows["config_key"], strict=True
+        )
+        if key == report.config_key
+    }
+    for d in range(eval_set.n_domains):
+        want = float(np.mean((scores - reference)[eval_set.domain == d]))
+        assert stored[(3, d)] == pytest.approx(want, abs=1e-4)
+    runs = store.runs()
+    [measure_run] = [r for r in runs if r["run_id"] == report.run_id]
+    assert measure_run["config"]["background"]["size"] == 7
+    assert any(r["kind"] == "measure-reference" and r["config"]["parent_run"] == report.run_id for r in runs)
+    # Resume: nothing is measured twice.
+    again = run_measurements(store, tiny_model, pool, eval_set, [1, 3, 0], MIXTURE)
+    assert again.measured == [0] and again.skipped == [1, 3] and again.config_key == report.config_key
+
+
+@pytest.mark.train
+def test_training_noise_enters_the_fit(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) -> None:
+    from harp.load import infer_effects
+    from harp.measure import run_measurements
+    from harp.noise import seed_family, training_noise
+
+    store = make_store(tmp_path / "store.duckdb")
+    pool = make_pool()
+    main = run_measurements(store, tiny_model, pool, eval_set, [0, 1, 2, 3], MIXTURE, adapters_per_batch=4)
+    other = run_measurements(
+        store, tiny_model, pool, eval_set, [0, 2], dataclasses.replace(MIXTURE, seed=1), adapters_per_batch=2
+    )
+    assert seed_family(store, main.config_key) == [main.config_key, other.config_key]
+    noise = training_noise(store, main.config_key, eval_set.n_domains)
+    assert noise.leaves.tolist() == [0, 2]
+    rows = store.read_table("measurements").to_pydict()
+    value = {(g, d, k): phi for g, d, phi, k in zip(rows["leaf_id"], rows["domain_id"], rows["phi"],
+                                                     rows["config_key"], strict=True)}  # fmt: skip
+    for d in range(eval_set.n_domains):
+        # Two seeds a leaf: each leaf's sample variance is half the squared difference; pooled over 2 leaves.
+        diffs = [value[(g, d, main.config_key)] - value[(g, d, other.config_key)] for g in (0, 2)]
+        assert noise.variance[d] == pytest.approx(sum(x**2 / 2 for x in diffs) / 2, rel=1e-9, abs=1e-15)
+        assert noise.dof[d] == 2
+    assert (
+        training_noise(store, main.config_key, eval_set.n_domains, exclude=np.array([0, 2])).leaves.size == 0
+    )
+    effects, _ = infer_effects(store, config_key=main.config_key)
+    assert effects.training_variance is not None
+    np.testing.assert_allclose(effects.training_variance, noise.variance)
+    source = store.summary(with_hash=False)["effects_source"]
+    assert source["config_key"] == main.config_key and source["protocol"] == "in-mixture"
+    assert source["training_noise"] is True and source["measured_leaves"] == 4
+    plain, _ = infer_effects(store, config_key=main.config_key, training_noise=False, hold_out=[1])
+    assert plain.training_variance is None
+    source = store.summary(with_hash=False)["effects_source"]
+    assert source["training_noise"] is False and source["held_out_leaves"] == 1 and source["measured_leaves"] == 3
+    plain, _ = infer_effects(store, config_key=main.config_key, training_noise=False)
+    # More variance per measurement: measured leaves are shrunk more, so their posterior sd is larger.
+    measured = effects.measured
+    assert (effects.sd[measured] >= plain.sd[measured] - 1e-12).all()
+    assert (effects.sd[measured] > plain.sd[measured] + 1e-9).any()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mixture validation
+
+
+@pytest.mark.train
+def test_validate_mixtures_measures_stores_and_resumes(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    from harp.measure import build_model, evaluate, run_measurements, train_adapter
+    from harp.mixtures import predict_mixture
+    from harp.validate import MIXTURE_SEED, validate_mixtures
+
+    store = make_store(tmp_path / "store.duckdb")
+    pool = make_pool()
+    run_measurements(store, tiny_model, pool, eval_set, [0, 1, 2], MIXTURE, adapters_per_batch=3)
+    report = validate_mixtures(store, tiny_model, pool, eval_set, MIXTURE, sizes=[2, 3], adapters_per_batch=2)
+    assert len(report.measured) == 2 and report.skipped == []
+    table = store.mixtures(report.config_key).to_pydict()
+    assert sorted(set(table["leaves"])) == sorted({json.dumps(m) for m in report.measured})
+    # The first mixture's measured effect: its union trained in the background, minus the reference run.
+    leaves = report.measured[0]
+    members = np.array_split(np.arange(24), 4)
+    union = pool.subset(np.concatenate([members[g] for g in leaves]))
+    background = pool.subset(background_points(len(pool), MIXTURE))
+    model = build_model(tiny_model, MIXTURE)
+    train_adapter(model, [], MIXTURE, seed=REFERENCE_SEED, background=background)
+    reference = evaluate(model, eval_set, MIXTURE)
+    assert [len(m) for m in report.measured] == [2, 3]  # in draw order: mixture k has seed MIXTURE_SEED + k
+    train_adapter(model, union, MIXTURE, seed=MIXTURE_SEED + 0, background=background)
+    scores = evaluate(model, eval_set, MIXTURE)
+    first = [i for i, text in enumerate(table["leaves"]) if json.loads(text) == leaves]
+    for i in first:
+        d = table["domain_id"][i]
+        assert table["phi"][i] == pytest.approx(
+            float(np.mean((scores - reference)[eval_set.domain == d])), abs=1e-4
+        )
+        assert table["n_points"][i] == len(union)
+    # The predictions are the envelopes' from the leaves' measured effects.
+    rows = store.read_table("measurements").to_pydict()
+    phi = np.full((4, eval_set.n_domains), np.nan)
+    for g, d, value in zip(rows["leaf_id"], rows["domain_id"], rows["phi"], strict=True):
+        phi[g, d] = value
+    base = np.asarray(store.read_table("domains").sort_by("domain_id")["base"].to_pylist())
+    want = predict_mixture(np.nan_to_num(phi), base, np.array(leaves), envelope="E")
+    got = np.array([table["predicted_e"][i] for i in first])
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert set(report.report["envelopes"]) == {"C", "E"} and report.report["n_mixtures"] == 2
+    # Rerun: the same draws are already stored.
+    again = validate_mixtures(store, tiny_model, pool, eval_set, MIXTURE, sizes=[2, 3])
+    assert again.measured == [] and len(again.skipped) == 2
+    assert store.mixtures(report.config_key).num_rows == 2 * eval_set.n_domains
+
+
+@pytest.mark.train
+def test_validate_base_anchored_gives_a_union_one_pass(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    from harp.measure import run_measurements
+    from harp.validate import validate_mixtures
+
+    store = make_store(tmp_path / "store.duckdb", n_points=24, n_leaves=4)
+    pool = make_pool()
+    run_measurements(store, tiny_model, pool, eval_set, [0, 1, 2, 3], CONFIG)
+    report = validate_mixtures(store, tiny_model, pool, eval_set, CONFIG, sizes=[4])
+    [run] = [r for r in store.runs() if r["run_id"] == report.run_id]
+    assert run["kind"] == "validate" and run["status"] == "done"
+    # 24 examples in batches of 3: one pass is 8 steps, more than the config's 4.
+    assert report.measured == [[0, 1, 2, 3]]
+
+
+def test_validate_refuses_without_measurements(eval_set: EvalSet, tmp_path: Path) -> None:
+    from harp.validate import default_sizes, validate_mixtures
+
+    store = make_store(tmp_path / "store.duckdb")
+    with pytest.raises(ValueError, match="holds 0 leaves measured under config"):
+        validate_mixtures(store, "no-model", make_pool(), eval_set, MIXTURE, sizes=[2])
+    assert default_sizes(5, 40, 100) == [2, 4, 9, 19, 40]
+    assert default_sizes(3, 40, 6) == [2, 3, 6]
+    with pytest.raises(ValueError, match="n_mixtures must be an integer >= 1"):
+        default_sizes(0, 40, 10)
+    with pytest.raises(ValueError, match="at least 2 measured leaves"):
+        default_sizes(3, 40, 1)
+
+
+@pytest.mark.train
+def test_cli_measure_protocol_and_validate(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) -> None:
+    from harp.cli import main
+
+    store = make_store(tmp_path / "store.duckdb")
+    del store
+    pool_path = write_pool(tmp_path / "pool.jsonl")
+    config = dataclasses.replace(MIXTURE, background_size=1000)
+    (tmp_path / "config.json").write_text(config.to_json())
+    common = ["--store", str(tmp_path / "store.duckdb"), "--model", str(tiny_model), "--pool", str(pool_path),
+              "--eval", eval_set.path, "--config", str(tmp_path / "config.json")]  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["measure", *common, "--leaves", "0,1,2", "--background-size", "5", "--adapters-per-batch", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    key = json.loads(result.stdout.strip().splitlines()[-1])["config_key"]
+    (tmp_path / "config.json").write_text(dataclasses.replace(MIXTURE, background_size=5).to_json())
+    result = runner.invoke(main, ["validate", *common, "--sizes", "2,3"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["config_key"] == key and summary["measured"] == 2
+    assert set(summary["report"]["envelopes"]) == {"C", "E"}
+    result = runner.invoke(main, ["validate", *common, "--sizes", "2,x"])
+    assert result.exit_code == 2 and "--sizes" in result.output
+    result = runner.invoke(main, ["validate", *common, "--sizes", "9"])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "sizes" in result.output
+    assert Store.open(tmp_path / "store.duckdb").mixtures(key).num_rows == 2 * eval_set.n_domains
