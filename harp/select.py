@@ -678,7 +678,77 @@ def _near_one(weights: np.ndarray, weight_sum: float) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state):  # type: ignore[no-untyped-def]
+def _quantize(phi, free):  # type: ignore[no-untyped-def]
+    """Each remaining leaf's effects as codes of one byte, with a sound upper bound for every code.
+
+    Domain d's effects are cut into 256 equal-width buckets; ``code[g, d]`` is leaf g's bucket and
+    ``upper[d, k]`` the largest effect with a code of at most k (nondecreasing in k, never below an effect whose
+    code is k, so a score raised by it bounds the true one from above however the division rounded).
+    """
+    n_leaves, n_domains = phi.shape
+    low = np.full(n_domains, np.inf)
+    high = np.full(n_domains, -np.inf)
+    for g in free:
+        for d in range(n_domains):
+            low[d] = min(low[d], phi[g, d])
+            high[d] = max(high[d], phi[g, d])
+    scale = np.zeros(n_domains)
+    for d in range(n_domains):
+        if high[d] > low[d]:
+            scale[d] = 255.0 / (high[d] - low[d])
+    code = np.zeros((n_leaves, n_domains), dtype=np.uint8)
+    upper = np.full((n_domains, 256), -np.inf)
+    for g in free:
+        for d in range(n_domains):
+            x = phi[g, d]
+            k = min(max(int((x - low[d]) * scale[d]), 0), 255)
+            code[g, d] = k
+            upper[d, k] = max(upper[d, k], x)
+    for d in range(n_domains):
+        for k in range(1, 256):
+            upper[d, k] = max(upper[d, k], upper[d, k - 1])
+    return code, upper
+
+
+@numba.njit(cache=True)
+def _sure_drops(floor, near, upper, sure):  # type: ignore[no-untyped-def]
+    """``sure[d]``: the number of codes k with ``floor[d] + upper[d, k] <= near[d]`` (a prefix of the codes).
+
+    A leaf whose code on d is below it lowers score d, and by more than rounding can lose (float addition is
+    monotone and ``upper`` bounds the effect from above).
+    """
+    for d in range(floor.size):
+        lo = 0
+        hi = 256 if floor[d] < np.inf else 0  # no drop on a domain outside ``at_one`` counts
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if floor[d] + upper[d, mid] <= near[d]:
+                lo = mid + 1
+            else:
+                hi = mid
+        sure[d] = lo
+
+
+@numba.njit(cache=True)
+def _deepest(sure, row):  # type: ignore[no-untyped-def]
+    """The largest ``sure[d] - row[d]`` (0 if none is positive); branch-free so that it vectorises."""
+    best = np.int64(0)
+    for d in range(row.size):
+        best = max(best, sure[d] - np.int64(row[d]))
+    return best
+
+
+@numba.njit(cache=True)
+def _first_with(sure, row, depth):  # type: ignore[no-untyped-def]
+    """The first domain d with ``sure[d] - row[d] == depth``; branch-free so that it vectorises."""
+    first = np.int64(row.size)
+    for d in range(row.size):
+        first = min(first, d if sure[d] - np.int64(row[d]) == depth else row.size)
+    return first
+
+
+@numba.njit(cache=True)
+def _frozen_pick(ids, remaining, witness, witness_code, floor, near, at_one, state, code, upper, sure):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
@@ -686,10 +756,13 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
     the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because its drop is
     lost to rounding. Only a drop below ``_LOST * (D + 2)`` can be lost; such leaves are scored exactly.
 
-    ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped). A leaf that lowers a score
-    keeps the domain where it lowers it most, and its effect there, as a witness (``witness[p]``,
-    ``witness_x[p]`` for ``ids[p]``: read in order, as the scan goes), checked first next time; a witness chosen
-    that way holds for many steps, so most leaves before the winner cost one comparison.
+    ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped). A leaf known to lower a score
+    by more than rounding can lose keeps that domain and its code there as a witness (``witness[p]``,
+    ``witness_code[p]`` for ``ids[p]``, read in order as the scan goes), checked first next time with one
+    comparison. Witnesses come from the one-byte codes of :func:`_quantize`: the domain whose code lies deepest
+    below its ``sure`` threshold (:func:`_sure_drops`), found branch-free over one cache line of codes. Only a
+    leaf with no sure drop is scored on its float effects: it keeps every score at 1, or lowers one by less
+    than a code's width.
     ``floor`` is scratch: each domain's score where it is in ``at_one``, +inf elsewhere. ``near`` (fixed, from
     :func:`_near_one`) is the score above which a leaf's drop on a domain, ``w_d / W * (1 - score)``, is small
     enough to be lost.
@@ -698,24 +771,32 @@ def _frozen_pick(ids, remaining, witness, witness_x, floor, near, at_one, state)
     n_domains = total.size
     for d in range(n_domains):
         floor[d] = total[d] if at_one[d] else np.inf
+    _sure_drops(floor, near, upper, sure)
     for p in range(ids.size):
         g = ids[p]
         if not remaining[g]:
             continue
         w = witness[p]
-        if not (w >= 0 and floor[w] + witness_x[p] < 1.0):
-            lowest = np.inf
-            for d in range(n_domains):
-                y = floor[d] + phi[g, d]
-                if y < lowest:
-                    lowest = y
-                    w = d
-            if lowest >= 1.0:
-                return g, 0.0
+        if w >= 0 and witness_code[p] < sure[w]:
+            continue
+        row = code[g]
+        depth = _deepest(sure, row)
+        if depth > 0:
+            w = _first_with(sure, row, depth)
             witness[p] = w
-            witness_x[p] = phi[g, w]
+            witness_code[p] = row[w]
+            continue
+        lowest = np.inf
+        for d in range(n_domains):
+            y = floor[d] + phi[g, d]
+            if y < lowest:
+                lowest = y
+                w = d
+        if lowest >= 1.0:
+            return g, 0.0
+        witness[p] = -1
         # Leaf g lowers score w; if by little, its drop in utility may be lost to rounding.
-        if floor[w] + witness_x[p] > near[w] and _exact_gain(g, state) == 0.0:
+        if lowest > near[w] and _exact_gain(g, state) == 0.0:
             return g, 0.0
     return -1, -np.inf
 
@@ -764,7 +845,9 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
     acc = np.empty(free.size)
     at_one = np.zeros(n_domains, dtype=np.bool_)
     witness = np.full(free.size, -1, dtype=np.int64)  # by position in scan
-    witness_x = np.zeros(free.size)
+    witness_code = np.zeros(free.size, dtype=np.uint8)
+    code, upper = _quantize(phi, free)
+    sure = np.zeros(n_domains, dtype=np.int64)
     floor = np.empty(n_domains)
     near = _near_one(weights, weight_sum)
     scan = free
@@ -780,8 +863,10 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
             # The scan passes every chosen leaf still listed; winners here are small ids, so they gather in front.
             if 50 * (scan.size - n_remaining - 1) > scan.size:
                 listed = remaining[scan]
-                scan, witness, witness_x = scan[listed], witness[listed], witness_x[listed]
-            best, best_gain = _frozen_pick(scan, remaining, witness, witness_x, floor, near, at_one, state)
+                scan, witness, witness_code = scan[listed], witness[listed], witness_code[listed]
+            best, best_gain = _frozen_pick(
+                scan, remaining, witness, witness_code, floor, near, at_one, state, code, upper, sure
+            )
         if best < 0:
             best, best_gain = _best_e(
                 ids, columns, remaining, total, weights, weight_sum, current[0], acc, top, bottom
