@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import text
+from app import data, text
 from app.data import StoreBundle
 from app.state import (
     ENVELOPE_LABELS,
@@ -47,7 +47,10 @@ def ensure_view(bundle: StoreBundle) -> ViewState:
         ss["view_signature"] = _signature(bundle)
         ss["view_warnings"] = warnings
         ss["view_dirty"] = True
-        ss.setdefault("open_leaves", [])
+        ss["open_leaves"] = list(view.opened)
+        ss["region"] = view.region
+    ss.setdefault("open_leaves", [])
+    ss.setdefault("region", "")
     _push_to_widgets(ss["view"], force=bool(ss.get("view_dirty")), bundle=bundle)
     ss["view_dirty"] = False
     return ss["view"]
@@ -102,18 +105,51 @@ def _push_to_widgets(view: ViewState, *, force: bool, bundle: StoreBundle) -> No
     for key, value in values.items():
         if force or key not in ss:
             ss[key] = value
-    ss.setdefault("ctl_labels", "none")
+    if force or "ctl_labels" not in ss:
+        ss["ctl_labels"] = view.labels if view.labels in LABEL_OPTIONS else "none"
     if force or "weights_frame" not in ss:
         ss["weights_version"] = ss.get("weights_version", 0) + 1
         ss["weights_frame"] = weights_frame(bundle, view)
 
 
-def _budget_from_slider() -> None:
-    ss["ctl_budget_number"] = ss["ctl_budget_slider"]
+def _budget_from_slider(total: int) -> None:
+    # The slider's right end is the end of the range where the selection changes: no cap.
+    value = int(ss["ctl_budget_slider"])
+    ss["ctl_budget_number"] = total if value >= int(ss.get("budget_slider_end", total)) else value
 
 
-def _budget_from_number() -> None:
-    ss["ctl_budget_slider"] = ss["ctl_budget_number"]
+def budget_problem(value: object, total: int) -> tuple[int | None, str | None]:
+    """The budget to use for a typed value, and a message when the value was not usable as typed.
+
+    A value above the pool means no cap (the whole pool), one below 0 means 0, an emptied box keeps the budget
+    (None); each says so, so the selection shown is never silently the old one.
+    """
+    if value is None:
+        return (
+            None,
+            f"Budget, exact: the box was empty, so the budget stays as it was. Type a number from 0 to {total:,}.",
+        )
+    budget = int(value)  # type: ignore[call-overload]
+    if budget > total:
+        return total, (
+            f"Budget, exact: {budget:,} is more than the pool's {total:,} points, so the budget is now the whole "
+            f"pool (no cap). Type a number from 0 to {total:,}."
+        )
+    if budget < 0:
+        return (
+            0,
+            f"Budget, exact: {budget:,} is below 0, so the budget is now 0. Type a number from 0 to {total:,}.",
+        )
+    return budget, None
+
+
+def _budget_from_number(total: int) -> None:
+    budget, problem = budget_problem(ss.get("ctl_budget_number"), total)
+    if problem:
+        ss["budget_error"] = problem
+    if budget is None:
+        budget = int(ss["view"].budget)
+    ss["ctl_budget_number"] = budget
 
 
 def _reset_weights(bundle: StoreBundle) -> None:
@@ -124,6 +160,33 @@ def _reset_weights(bundle: StoreBundle) -> None:
 def _reset_view(bundle: StoreBundle) -> None:
     set_view(default_view(bundle.shape()))
     set_open_leaves([])
+    ss["region"] = ""
+    ss.pop("budget_error", None)
+
+
+def apply_editor_edits(frame: pd.DataFrame, state: Any) -> pd.DataFrame:
+    """``frame`` with the edits a data editor holds in its session state (``{"edited_rows": {row: {col: v}}}``).
+
+    The editor reports its edits before the script draws it again, so this is how the weights are known before
+    the widgets above the editor (the expander's header) are drawn.
+    """
+    edited = frame.copy()
+    rows = (state or {}).get("edited_rows", {}) if isinstance(state, dict) else {}
+    for row, changes in rows.items():
+        for column, value in (changes or {}).items():
+            if column in edited.columns and 0 <= int(row) < len(edited):
+                edited.iloc[int(row), edited.columns.get_loc(column)] = value
+    return edited
+
+
+def _pending_weights(view: ViewState) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+    """The weights including an edit the user just made in the open editor (not yet in the view)."""
+    if not ss.get("ctl_weights_open") or ss.get("weights_stale") or "weights_frame" not in ss:
+        return view.weights, view.active
+    state = ss.get(f"ctl_weights_{ss.get('weights_version', 0)}")
+    if not state:
+        return view.weights, view.active
+    return view_weights_from_frame(apply_editor_edits(ss["weights_frame"], state))
 
 
 def weights_section(bundle: StoreBundle) -> tuple[tuple[float, ...], tuple[bool, ...]]:
@@ -135,7 +198,8 @@ def weights_section(bundle: StoreBundle) -> tuple[tuple[float, ...], tuple[bool,
     """
     view: ViewState = ss["view"]
     weights, active = view.weights, view.active
-    n_active = int(np.count_nonzero(view.effective_weights()))
+    pending_weights, pending_active = _pending_weights(view)
+    n_active = int(np.count_nonzero(np.asarray(pending_weights) * np.asarray(pending_active)))
     expander = st.expander(
         f"Domain weights: {n_active} of {bundle.n_domains} domains weigh in",
         key="ctl_weights_open",
@@ -178,10 +242,52 @@ def weights_section(bundle: StoreBundle) -> tuple[tuple[float, ...], tuple[bool,
     return weights, active
 
 
+def slider_end(bundle: StoreBundle, envelopes: tuple[str, ...], weights: np.ndarray, pinned, excluded) -> int:
+    """Where the budget slider ends: the most points any shown envelope's best-prefix cut holds.
+
+    A budget at or above it selects what no cap selects, so the slider spans only the range where the selection
+    changes (on a real pool the cut holds a small share of it) and its right end stands for no cap.
+    """
+    total = bundle.total_points
+    if not weights.any():
+        return total
+    end = 0
+    for envelope in envelopes:
+        try:
+            ranking = data.run_selection(
+                bundle.path,
+                bundle.token,
+                envelope,
+                tuple(float(w) for w in weights),
+                None,
+                tuple(pinned),
+                tuple(excluded),
+            )
+        except ValueError:
+            return total
+        end = max(
+            end, int(bundle.leaf_size[np.asarray(ranking.order[: int(ranking.cut)], dtype=np.int64)].sum())
+        )
+    return int(min(max(end, 1), total))
+
+
 def render(bundle: StoreBundle, weights: tuple[float, ...], active: tuple[bool, ...]) -> ViewState:
     """Draw the controls (in the current container) and return the view they describe, with the weights from
     :func:`weights_section`."""
     total = bundle.total_points
+    previous: ViewState = ss["view"]
+    # The pins and excludes as typed (their boxes are drawn below; their values are known already), since the
+    # budget slider's range depends on them.
+    pinned, pin_problem = parse_leaf_ids(ss.get("ctl_pinned", ""), "Pinned leaves", bundle.n_leaves)
+    if pin_problem:
+        pinned = previous.pinned
+    excluded, exclude_problem = parse_leaf_ids(ss.get("ctl_excluded", ""), "Excluded leaves", bundle.n_leaves)
+    if exclude_problem:
+        excluded = previous.excluded
+    overlap = sorted(set(pinned) & set(excluded))
+    pinned = tuple(g for g in pinned if g not in overlap)
+    excluded = tuple(g for g in excluded if g not in overlap)
+
     st.segmented_control(
         "Envelope",
         ENVELOPES,
@@ -191,22 +297,38 @@ def render(bundle: StoreBundle, weights: tuple[float, ...], active: tuple[bool, 
         help="HARP-C counts only the best helpful leaf per domain and every harmful one (conservative); "
         "HARP-E adds all effects up (expansive); both shows them side by side.",
     )
+    envelope = ss["ctl_envelope"] or "C"
+    envelopes = ("C", "E") if envelope == "both" else (envelope,)
+    effective = np.asarray(weights, dtype=np.float64) * np.asarray(active, dtype=np.float64)
+    end = slider_end(bundle, envelopes, effective, pinned, excluded)
+    ss["budget_slider_end"] = end
+    number = ss.get("ctl_budget_number")
+    ss["ctl_budget_slider"] = min(int(number if number is not None else previous.budget), end)
     st.slider(
         "Budget (points)",
         min_value=0,
-        max_value=total,
+        max_value=end,
         step=1,
         key="ctl_budget_slider",
         on_change=_budget_from_slider,
-        help="The most points to keep. The whole pool means no cap: the best-prefix cut decides.",
+        args=(total,),
+        help="The most points to keep. The slider spans the points where the selection changes: its right end "
+        "is the best-prefix cut, beyond which a budget changes nothing (no cap). The box takes any budget.",
     )
     st.number_input(
         "Budget, exact",
-        min_value=0,
-        max_value=total,
         step=1,
         key="ctl_budget_number",
         on_change=_budget_from_number,
+        args=(total,),
+        help=f"Any number of points from 0 to the pool's {total:,}; the whole pool means no cap.",
+    )
+    if ss.get("budget_error"):
+        st.error(ss.pop("budget_error"), icon=":material/error:")
+    st.caption(
+        f"Slider: 0 to {end:,} points, where the selection changes; the pool holds {total:,}."
+        if end < total
+        else f"The pool holds {total:,} points."
     )
     color_options = [OBJECTIVE, *bundle.domain_names]
     st.selectbox(
@@ -232,28 +354,24 @@ def render(bundle: StoreBundle, weights: tuple[float, ...], active: tuple[bool, 
     )
     st.button("Reset view", key="ctl_reset_view", on_click=_reset_view, args=(bundle,))
 
-    previous: ViewState = ss["view"]
-    pinned, problem = parse_leaf_ids(ss["ctl_pinned"], "Pinned leaves", bundle.n_leaves)
-    if problem:
-        st.warning(f"{problem}; keeping the previous pins.")
-        pinned = previous.pinned
-    excluded, problem = parse_leaf_ids(ss["ctl_excluded"], "Excluded leaves", bundle.n_leaves)
-    if problem:
-        st.warning(f"{problem}; keeping the previous exclusions.")
-        excluded = previous.excluded
-    overlap = sorted(set(pinned) & set(excluded))
+    if pin_problem:
+        st.warning(f"{pin_problem}; keeping the previous pins.")
+    if exclude_problem:
+        st.warning(f"{exclude_problem}; keeping the previous exclusions.")
     if overlap:
         st.warning(f"Leaf {overlap[0]} is both pinned and excluded; it is treated as neither.")
-        pinned = tuple(g for g in pinned if g not in overlap)
-        excluded = tuple(g for g in excluded if g not in overlap)
+    budget = ss.get("ctl_budget_number")
     view = ViewState(
-        envelope=ss["ctl_envelope"] or "C",
-        budget=int(ss["ctl_budget_number"]),
+        envelope=envelope,
+        budget=int(budget if budget is not None else previous.budget),
         weights=weights,
         active=active,
         color=ss["ctl_color"],
         pinned=tuple(pinned),
         excluded=tuple(excluded),
+        opened=tuple(int(g) for g in ss.get("open_leaves", []) if 0 <= int(g) < bundle.n_leaves),
+        labels=str(ss.get("ctl_labels") or "none"),
+        region=str(ss.get("region") or ""),
     )
     ss["view"] = view
     sync_query_params(view, bundle)
@@ -272,7 +390,10 @@ def sync_query_params(view: ViewState, bundle: StoreBundle) -> None:
 
 
 def show_view_warnings() -> None:
-    """Warnings about refused URL parameters, shown once after the view was read from the URL."""
+    """Warnings about refused URL parameters, shown once after the view was read from the URL.
+
+    Call it inside the fragment that the controls rerun: drawn outside it, the banner would stay on the page
+    through every later interaction (a fragment rerun redraws only the fragment)."""
     warnings = ss.get("view_warnings") or []
     if warnings:
         st.warning(

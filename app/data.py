@@ -91,6 +91,8 @@ class StoreBundle:
             default_active=tuple(bool(a) for a in self.active),
             n_leaves=self.n_leaves,
             total_points=self.total_points,
+            n_large=int(self.leaf_large.max()) + 1 if self.leaf_large.size else 0,
+            n_parents=int(self.leaf_parent.max()) + 1 if self.leaf_parent.size else 0,
         )
 
     def measured_per_domain(self) -> np.ndarray:

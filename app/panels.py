@@ -473,10 +473,17 @@ def _save(
         st.error(f"Not saved: {text.markdown_text(problem.message, 400)}")
         return
     except ValueError as error:
-        st.error(f"Not saved: {text.markdown_text(error, 400)}")
+        if "already exists" in str(error):
+            st.error(
+                f"Not saved: a selection named {text.code_span(name)} already exists in this store. Tick "
+                "**Replace a saved selection of the same name** to replace it, or give this one another name.",
+                icon=":material/error:",
+            )
+        else:
+            st.error(f"Not saved: {text.markdown_text(error, 400)}")
         return
     ss["last_saved"] = name
     st.success(
-        f"Saved as {text.markdown_text(name)} (selection {selection_id}). Reload it from the **Selections** page.",
+        f"Saved as {text.code_span(name)} (selection {selection_id}). Reload it from the **Selections** page.",
         icon=":material/check:",
     )

@@ -1,7 +1,8 @@
 """The explorer's view state and its round trip through the URL's query parameters.
 
 A view is everything that decides what the Explore page shows and selects: the envelope, the point budget, the
-domain weights and active toggles, the domain that colors the map, and the pinned and excluded leaves. It lives in
+domain weights and active toggles, the domain that colors the map, the pinned and excluded leaves, and what the analyst is looking at: the leaves open in
+the leaf panel, the map's labels and the chosen region (a large node or a parent). It lives in
 ``st.session_state`` while the user works and in the query string so that a link reproduces it. The store path is
 never part of it: the app reads the store named by ``HARP_STORE`` only.
 
@@ -25,7 +26,22 @@ ENVELOPE_LABELS: dict[str, str] = {"C": "HARP-C", "E": "HARP-E", "both": "both"}
 # Color the map by the weighted objective rather than by one domain.
 OBJECTIVE = "objective"
 # The query parameter names, in the order they are written to the URL.
-QUERY_KEYS = ("envelope", "budget", "weights", "active", "color", "pin", "exclude")
+QUERY_KEYS = (
+    "envelope",
+    "budget",
+    "weights",
+    "active",
+    "color",
+    "pin",
+    "exclude",
+    "open",
+    "labels",
+    "region",
+)
+# The map's label options: none, the large nodes' ids, or the parents' ids.
+LABELS = ("none", "large", "parent")
+# A region is a node of the tree above the leaves: a large node or a parent.
+REGION_LEVELS = ("large", "parent")
 # Longest query value accepted; a longer one is refused rather than parsed.
 MAX_QUERY_CHARS = 200_000
 
@@ -38,6 +54,9 @@ class StoreShape:
     default_active: tuple[bool, ...]
     n_leaves: int
     total_points: int
+    # How many large nodes and parents the tree has (ids 0..n-1); None when unknown (any id >= 0 is accepted).
+    n_large: int | None = None
+    n_parents: int | None = None
 
     @property
     def n_domains(self) -> int:
@@ -62,6 +81,9 @@ class ViewState:
     color: str
     pinned: tuple[int, ...]
     excluded: tuple[int, ...]
+    opened: tuple[int, ...] = ()
+    labels: str = "none"
+    region: str = ""  # "" or "large:3" / "parent:17" (see :func:`parse_region`)
 
     def effective_weights(self) -> np.ndarray:
         """The weights handed to ``harp.select``: a domain that is not active weighs 0."""
@@ -121,6 +143,31 @@ def parse_leaf_ids(text: str, name: str, n_leaves: int) -> tuple[tuple[int, ...]
         if leaf not in ids:
             ids.append(leaf)
     return tuple(ids), None
+
+
+def parse_region(text: str, shape: StoreShape) -> tuple[str, str | None]:
+    """A region as ``"large:ID"`` or ``"parent:ID"`` (also ``"large 3"``), normalised; ``""`` for none.
+
+    Returns the region and None, or ``""`` and a message saying what is wrong.
+    """
+    text = text.strip().lower().replace(" ", ":")
+    if not text:
+        return "", None
+    level, _, number = text.partition(":")
+    if level not in REGION_LEVELS or not number.isdigit() or len(number) > 12:
+        return "", f"region: {text[:30]!r} is not large:ID or parent:ID"
+    count = shape.n_large if level == "large" else shape.n_parents
+    if count is not None and int(number) >= count:
+        return "", f"region: {level} {int(number)} does not exist (the store has {level} 0..{count - 1})"
+    return f"{level}:{int(number)}", None
+
+
+def split_region(region: str) -> tuple[str, int] | None:
+    """``("parent", 17)`` for ``"parent:17"``; None for no region."""
+    if not region:
+        return None
+    level, _, number = region.partition(":")
+    return level, int(number)
 
 
 def _parse_weights(text: str, n_domains: int) -> tuple[tuple[float, ...] | None, str | None]:
@@ -217,6 +264,21 @@ def parse_query(params: Mapping[str, str | Sequence[str]], shape: StoreShape) ->
         excluded = tuple(g for g in excluded if g not in both)
     view = view.with_pins(pinned, excluded)
 
+    opened, problem = parse_leaf_ids(values.get("open", ""), "open", shape.n_leaves)
+    if problem:
+        warnings.append(problem)
+    view = replace(view, opened=opened)
+    if "labels" in values:
+        if values["labels"] in LABELS:
+            view = replace(view, labels=values["labels"])
+        else:
+            warnings.append(f"labels: {values['labels'][:20]!r} is not one of {', '.join(LABELS)}")
+    if "region" in values:
+        region, problem = parse_region(values["region"], shape)
+        if problem:
+            warnings.append(problem)
+        view = replace(view, region=region)
+
     if not view.effective_weights().any():
         warnings.append("weights: every active domain has weight 0; using the default weights")
         default = default_view(shape)
@@ -248,6 +310,12 @@ def to_query(view: ViewState, shape: StoreShape) -> dict[str, str]:
         query["pin"] = ",".join(str(g) for g in view.pinned)
     if view.excluded:
         query["exclude"] = ",".join(str(g) for g in view.excluded)
+    if view.opened:
+        query["open"] = ",".join(str(g) for g in view.opened)
+    if view.labels != default.labels:
+        query["labels"] = view.labels
+    if view.region:
+        query["region"] = view.region
     return query
 
 

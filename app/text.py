@@ -63,6 +63,17 @@ def markdown_text(text: object, max_chars: int | None = None) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", neutralise_links(one_line(text, max_chars)))
 
 
+def code_span(text: object, max_chars: int | None = 200) -> str:
+    """Untrusted text as a Markdown code span: shown verbatim (a URL stays a readable, copyable URL with no
+    zero-width space in it) and never a link, emphasis, directive or HTML, since nothing inside a code span is
+    parsed. The fence is one backtick longer than the longest run of backticks in the text."""
+    flat = one_line(text, max_chars)
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") or not flat else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
 def json_cell(value: object) -> object:
     """A table cell Arrow can serialise: a nested value (a run's config or timings) as one line of compact JSON.
 

@@ -289,6 +289,71 @@ def test_bad_query_params_warn_and_fall_back(monkeypatch, store_path, inputs) ->
     shows(at, "C", expected(inputs, "C"))
 
 
+def test_open_leaves_labels_and_region_travel_in_the_link(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.text_input(key="explore_open").set_value("5, 6")
+    at.selectbox(key="ctl_labels").set_value("parent")
+    run(at)
+    assert at.query_params["open"] in ("5,6", ["5,6"])
+    assert at.query_params["labels"] in ("parent", ["parent"])
+
+    parent = int(inputs.leaf_parent[3])
+    at = run(make_app(monkeypatch, store_path, open="3,4", labels="large", region=f"parent:{parent}"))
+    assert not at.warning
+    assert at.session_state["open_leaves"] == [3, 4]
+    assert at.selectbox(key="ctl_labels").value == "large"
+    assert at.session_state["view"].region == f"parent:{parent}"
+    opened = [d.value for d in at.dataframe if "status" in d.value.columns][0]
+    assert opened["leaf"].tolist() == [3, 4]
+
+    at = run(make_app(monkeypatch, store_path, open="3,99999", labels="<b>", region="parent:99999"))
+    warning = texts(at.warning)
+    assert "open" in warning and "labels" in warning and "region" in warning
+    assert at.session_state["open_leaves"] == []
+
+
+def test_budget_slider_spans_the_range_where_the_selection_changes(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    full = expected(inputs, "C")
+    total = int(inputs.leaf_size.sum())
+    assert len(full.points) < total // 2  # the cut holds a small share of this pool
+    slider = at.slider(key="ctl_budget_slider")
+    assert slider.max == len(full.points) and slider.value == len(full.points)
+    slider.set_value(len(full.points) // 3)
+    run(at)
+    assert at.number_input(key="ctl_budget_number").value == len(full.points) // 3
+    shows(at, "C", expected(inputs, "C", budget=len(full.points) // 3))
+    at.slider(key="ctl_budget_slider").set_value(len(full.points))  # the right end: no cap
+    run(at)
+    assert at.number_input(key="ctl_budget_number").value == total
+    assert "budget" not in at.query_params
+    shows(at, "C", full)
+
+
+@pytest.mark.parametrize(("typed", "used"), [(10**9, None), (-5, 0)], ids=["above-pool", "negative"])
+def test_out_of_range_exact_budget_says_so_and_never_keeps_the_old_selection(
+    monkeypatch, store_path, inputs, typed, used
+) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    full = expected(inputs, "C")
+    total = int(inputs.leaf_size.sum())
+    at.number_input(key="ctl_budget_number").set_value(len(full.points) // 2)
+    run(at)
+    assert metric(at, "HARP-C points") == f"{len(full.points) // 2:,}"
+    at.number_input(key="ctl_budget_number").set_value(typed)
+    run(at)
+    error = texts(at.error)
+    assert "Budget, exact" in error and f"{total:,}" in error
+    want = full if used is None else expected(inputs, "C", budget=used)
+    shows(at, "C", want)
+    assert at.number_input(key="ctl_budget_number").value == (total if used is None else used)
+    at.button(key="ctl_reset_view").click()
+    run(at)
+    assert not at.error
+    assert at.number_input(key="ctl_budget_number").value == total
+    shows(at, "C", full)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Store problems
 
@@ -412,6 +477,25 @@ def test_save_and_reload_a_selection(monkeypatch, fresh_store, inputs) -> None:
     at.button[[b.label for b in at.button].index("Save selection")].click()
     run(at)
     assert "already exists" in texts(at.error)
+
+
+def test_saving_a_taken_name_says_what_to_do_in_the_app(monkeypatch, fresh_store) -> None:
+    name = "see https://example.com/a_b"
+    at = run(make_app(monkeypatch, fresh_store))
+    at.session_state["explore_tab"] = "Export and save"
+    run(at)
+    for _ in range(2):
+        at.text_input(key="save_name").set_value(name)
+        at.button[[b.label for b in at.button].index("Save selection")].click()
+        run(at)
+    error = texts(at.error)
+    assert "already exists" in error and "Replace a saved selection of the same name" in error
+    assert "overwrite=True" not in error and "\u200b" not in error
+    assert f"`{name}`" in error  # the name verbatim, in a code span (never a link)
+    at.checkbox(key="save_overwrite").check()
+    at.button[[b.label for b in at.button].index("Save selection")].click()
+    run(at)
+    assert "Saved" in texts(at.success) and not at.error
 
 
 def test_other_pages_render(monkeypatch, store_path) -> None:

@@ -462,3 +462,117 @@ def test_weights_frame_round_trip() -> None:
     weights, active = view_weights_from_frame(frame)
     assert weights == (2.0, 0.0, 0.0)
     assert active == (True, False, False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# state: open leaves, labels and the region in the URL; the budget box; the weights editor's pending edits
+
+REGION_SHAPE = StoreShape(
+    domain_names=("math", "law"),
+    default_active=(True, True),
+    n_leaves=50,
+    total_points=3000,
+    n_large=4,
+    n_parents=12,
+)
+
+
+@given(
+    opened=st.lists(st.integers(0, 49), unique=True, max_size=8).map(tuple),
+    labels=st.sampled_from(["none", "large", "parent"]),
+    region=st.one_of(
+        st.just(""),
+        st.integers(0, 3).map(lambda g: f"large:{g}"),
+        st.integers(0, 11).map(lambda g: f"parent:{g}"),
+    ),
+)
+@example(opened=(), labels="none", region="")
+def test_open_leaves_labels_and_region_round_trip(opened, labels, region) -> None:
+    view = ViewState(
+        envelope="C",
+        budget=3000,
+        weights=(1.0, 1.0),
+        active=(True, True),
+        color=OBJECTIVE,
+        pinned=(),
+        excluded=(),
+        opened=opened,
+        labels=labels,
+        region=region,
+    )
+    query = to_query(view, REGION_SHAPE)
+    assert ("open" in query) == bool(opened) and ("region" in query) == bool(region)
+    assert ("labels" in query) == (labels != "none")
+    parsed, warnings = parse_query(query, REGION_SHAPE)
+    assert warnings == [] and parsed == view
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "problem"),
+    [
+        ("parent:3", "parent:3", None),
+        ("Large 2", "large:2", None),
+        ("", "", None),
+        ("parent:12", "", "parent 12 does not exist"),
+        ("leaf:1", "", "not large:ID or parent:ID"),
+        ("parent:-1", "", "not large:ID or parent:ID"),
+    ],
+    ids=["parent", "spaced-upper", "none", "too-big", "wrong-level", "negative"],
+)
+def test_parse_region(raw: str, region: str, problem: str | None) -> None:
+    from app.state import parse_region, split_region
+
+    got, message = parse_region(raw, REGION_SHAPE)
+    assert got == region
+    assert (message is None) if problem is None else (problem in str(message))
+    if region:
+        level, number = split_region(region)  # type: ignore[misc]
+        assert f"{level}:{number}" == region
+
+
+@pytest.mark.parametrize(
+    ("typed", "budget", "says"),
+    [
+        (100, 100, None),
+        (0, 0, None),
+        (3000, 3000, None),
+        (3001, 3000, "more than"),
+        (-1, 0, "below 0"),
+        (None, None, "empty"),
+    ],
+    ids=["inside", "zero", "whole-pool", "above-pool", "negative", "emptied"],
+)
+def test_budget_problem(typed, budget, says) -> None:
+    from app.controls import budget_problem
+
+    got, message = budget_problem(typed, 3000)
+    assert got == budget
+    assert (message is None) if says is None else (says in str(message) and "3,000" in str(message))
+
+
+def test_apply_editor_edits_gives_the_weights_before_the_editor_is_drawn() -> None:
+    from app.controls import apply_editor_edits, view_weights_from_frame
+
+    frame = pd.DataFrame(
+        {"domain": ["a", "b", "c"], "active": [True, True, False], "weight": [1.0, 1.0, 1.0]}
+    )
+    state = {"edited_rows": {1: {"weight": 0.0}, "2": {"active": True, "weight": 2.5}}, "added_rows": []}
+    weights, active = view_weights_from_frame(apply_editor_edits(frame, state))
+    assert weights == (1.0, 0.0, 2.5) and active == (True, True, True)
+    assert frame["weight"].tolist() == [1.0, 1.0, 1.0]  # the base frame is not touched
+    assert view_weights_from_frame(apply_editor_edits(frame, None)) == ((1.0, 1.0, 1.0), (True, True, False))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://example.com/a_b", "`https://example.com/a_b`"),
+        ("a `tick` b", "``a `tick` b``"),
+        ("`edge", "`` `edge ``"),
+        ("[x](javascript:alert(1)) **b** :red[c]", "`[x](javascript:alert(1)) **b** :red[c]`"),
+    ],
+    ids=["url", "inner-backticks", "edge-backtick", "markdown"],
+)
+def test_code_span_shows_text_verbatim(raw: str, expected: str) -> None:
+    out = text.code_span(raw)
+    assert out == expected and "\u200b" not in out

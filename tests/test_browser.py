@@ -369,3 +369,52 @@ def test_save_a_named_selection_and_reload_it(shared) -> None:
     assert f"budget={budget}" in page.url and "envelope=E" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_bad_link_banner_budget_error_and_weights_header_follow_each_edit(shared) -> None:
+    """Three bugs of issue 13: the bad-link banner went away only on a full reload, an out-of-range exact budget
+    was ignored in silence (the box kept it in red, the selection stayed), the weights header lagged an edit."""
+    from harp.select import select
+
+    store, page = shared["store"], shared["context"].new_page()
+    inputs, weights = _selection_inputs(store)
+    full = select(inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members)
+    half = max(1, len(full.points) // 2)
+    total = int(inputs.leaf_size.sum())
+    _load(page, shared["url"] + f"/?envelope=Z&budget={half}")
+    banner = page.get_by_text("Some settings in the link were not usable")
+    banner.first.wait_for(timeout=60_000)
+
+    box = page.get_by_label("Budget, exact", exact=True)
+    box.fill(str(total * 10))
+    box.press("Enter")
+    page.get_by_text(f"more than the pool's {total:,} points").first.wait_for(timeout=60_000)
+    _wait_metric(page, "HARP-C points", f"{len(full.points):,}")
+    _wait_input(page, "Budget, exact", str(total))
+    wait_idle(page)
+    assert banner.count() == 0  # a later interaction clears the bad-link banner
+
+    n_domains = inputs.phi.shape[1]
+    active = inputs.active if inputs.active.any() else np.ones(n_domains, dtype=bool)
+    row = int(np.flatnonzero(active)[0])
+    page.get_by_text("Domain weights").first.click()
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=60_000)
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # the expander's opening animation
+    bounds = grid.bounding_box()
+    assert bounds is not None
+    page.mouse.click(bounds["x"] + 30, bounds["y"] + 35 + 17 + 35 * row)
+    page.wait_for_timeout(300)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    page.keyboard.type("0")
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    header = f"Domain weights: {int(active.sum()) - 1} of {n_domains} domains weigh in"
+    page.get_by_text(header).first.wait_for(timeout=60_000)
+    wait_idle(page)
+    assert page.get_by_text(header).count() >= 1  # after one edit, not after the next one
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -114,6 +114,7 @@ def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
 def explorer() -> None:
     bundle, _ = _load()
     controls.ensure_view(bundle)
+    controls.show_view_warnings()
     weights, active = controls.weights_section(bundle)
     left, right = st.columns([1, 3], gap="medium")
     with left:
@@ -153,7 +154,6 @@ st.caption(
 )
 if stale:
     st.warning(stale, icon=":material/lock:")
-controls.show_view_warnings()
 if not bundle.has_layout:
     st.info(
         "The store has no 2-D layout of the leaves yet, so the map places them on a grid in tree order "
