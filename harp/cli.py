@@ -260,6 +260,10 @@ def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path |
         raise ValueError(f"--out: {csv_path} is a folder; give the path of a .csv file to write")
     if not csv_path.parent.is_dir():
         raise ValueError(f"--out: folder {csv_path.parent} does not exist; create it first")
+    if not os.access(csv_path.parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"--out: cannot write into folder {csv_path.parent} (permission denied or read-only)"
+        )
     given = {option: path for option, path in inputs.items() if path is not None}
     for option, path in list(given.items()):
         given[f"{option} write-ahead log"] = Path(f"{path}.wal")
