@@ -448,6 +448,8 @@ def select_command(
         staged.append(
             (stage_text(manifest_out, json.dumps(manifest, indent=2) + "\n", "select"), manifest_out)
         )
+        # Again, now that the work is done: a file may have appeared at --out meanwhile.
+        _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
         if save_as is not None:
             _save_selection(
                 store,
@@ -460,7 +462,6 @@ def select_command(
                 excluded=list(excludes),
                 selection=result,
             )
-        _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
         for temporary, target in staged:
             publish_staged(temporary, target)
     finally:
