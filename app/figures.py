@@ -526,3 +526,57 @@ def leaf_effects(
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0},
     )
     return fig
+
+
+def region_heatmap(
+    region_labels: Sequence[str],
+    domain_names: Sequence[str],
+    mean: np.ndarray,
+    sd: np.ndarray,
+    points: np.ndarray,
+) -> go.Figure:
+    """Regions x domains: each region's mean posterior effect per domain on the map's diverging scale, its sd,
+    points and the domain in the hover.
+
+    Parameters
+    ----------
+    region_labels : sequence of str, length R (plain text; escaped here)
+    domain_names : sequence of str, length D
+    mean, sd : ndarray of shape (R, D)
+    points : ndarray of shape (R,)
+    """
+    import html
+
+    rows = [html.escape(str(r)) for r in region_labels]
+    columns = [html.escape(str(d)) for d in domain_names]
+    half = symmetric_range(np.asarray(mean, dtype=np.float64))
+    custom = np.dstack(
+        [
+            np.asarray(sd, dtype=np.float64),
+            np.repeat(np.asarray(points, dtype=np.float64)[:, None], len(columns), 1),
+        ]
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=mean,
+            x=columns,
+            y=rows,
+            customdata=custom,
+            colorscale=HELPS_HURTS,
+            zmin=-half,
+            zmax=half,
+            zmid=0.0,
+            colorbar={"title": {"text": "mean phi"}, "thickness": 12},
+            hovertemplate="%{y} · %{x}<br>mean phi %{z:+.4f} ± %{customdata[0]:.4f}"
+            "<br>%{customdata[1]:,.0f} points<extra></extra>",
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_layout(
+        height=max(240, 18 * len(rows) + 140),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        yaxis={"autorange": "reversed", "type": "category"},
+        xaxis={"type": "category", "tickangle": -40},
+    )
+    return fig

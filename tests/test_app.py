@@ -754,3 +754,73 @@ def test_validation_page_shows_mixture_report(monkeypatch, fresh_store, inputs) 
         (chart,) = at.get("plotly_chart")
         traces = json.loads(chart.proto.spec)["data"]
         assert [t["name"] for t in traces] == ["predicted = measured", "HARP-C", "HARP-E"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Regions
+
+
+def _region_means(inputs, groups: np.ndarray, values: np.ndarray) -> dict[int, float]:
+    """Points-weighted mean effect per region, straight from the store's arrays with pandas."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"region": groups, "size": inputs.leaf_size, "effect": values})
+    frame["weighted"] = frame["size"] * frame["effect"]
+    sums = frame.groupby("region")[["weighted", "size"]].sum()
+    return {int(r): float(w / n) for r, (w, n) in sums.iterrows()}
+
+
+@pytest.mark.parametrize("domain", ["math_add", "mmlu_social"], ids=["math_add", "mmlu_social"])
+def test_most_harmful_regions_of_the_demo_are_the_lowest_posterior_means(
+    monkeypatch, demo_store, domain
+) -> None:
+    inputs = Store.open(demo_store, read_only=True).selection_inputs()
+    d = DEMO_DOMAINS.index(domain)
+    at = run(make_app(monkeypatch, demo_store, color=domain))
+    at.session_state["explore_tab"] = "Regions"
+    run(at)
+    for level, groups in (
+        ("parent", np.asarray(inputs.leaf_parent)),
+        ("large", np.asarray(inputs.parent_large)[np.asarray(inputs.leaf_parent)]),
+    ):
+        at.segmented_control(key="regions_level").set_value(level)
+        run(at)
+        means = _region_means(inputs, groups, np.asarray(inputs.phi)[:, d])
+        lowest = sorted((m, r) for r, m in means.items() if m < 0)[:5]
+        highest = sorted(((-m, r) for r, m in means.items() if m > 0))[:5]
+        harmful, helpful, every = [t.value for t in at.dataframe if level in t.value.columns][:3]
+        assert harmful[level].tolist() == [r for _, r in lowest]
+        np.testing.assert_allclose(harmful[f"mean phi[{domain}]"], [m for m, _ in lowest])
+        assert helpful[level].tolist() == [r for _, r in highest]
+        assert sorted(every[level].tolist()) == sorted(means)
+        assert every["points"].sum() == int(inputs.leaf_size.sum())
+
+
+def test_choose_a_region_then_exclude_and_pin_it(monkeypatch, store_path, inputs) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.session_state["explore_tab"] = "Regions"
+    run(at)
+    parent = int(inputs.leaf_parent[10])
+    leaves = np.flatnonzero(inputs.leaf_parent == parent).tolist()
+    at.selectbox(key="regions_pick").set_value(f"parent:{parent}")
+    run(at)
+    assert at.session_state["open_leaves"] == leaves
+    assert at.query_params["region"] in (f"parent:{parent}", [f"parent:{parent}"])
+    at.button(key="regions_exclude").click()
+    run(at)
+    assert at.session_state["view"].excluded == tuple(leaves)
+    shows(at, "C", expected(inputs, "C", excluded=leaves))
+    at.button(key="regions_pin").click()
+    run(at)
+    assert at.session_state["view"].pinned == tuple(leaves) and at.session_state["view"].excluded == ()
+    shows(at, "C", expected(inputs, "C", pinned=leaves))
+    at.button(key="regions_release").click()
+    run(at)
+    assert at.session_state["view"].pinned == ()
+
+    # The region travels in the link: a new session opens on it.
+    at = run(make_app(monkeypatch, store_path, region=f"parent:{parent}", open=",".join(map(str, leaves))))
+    at.session_state["explore_tab"] = "Regions"
+    run(at)
+    assert at.selectbox(key="regions_pick").value == f"parent:{parent}"
+    assert at.button(key="regions_exclude")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, leaf_map, panels, text
+from app import controls, data, figures, leaf_map, panels, region_panel, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 
@@ -38,7 +38,7 @@ def _domain_notes(bundle: StoreBundle, view: ViewState) -> None:
         )
 
 
-TABS = ("Leaf panel", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save")
+TABS = ("Leaf panel", "Regions", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save")
 
 
 def _map_data(bundle: StoreBundle, view: ViewState) -> figures.LeafMapData:
@@ -133,15 +133,18 @@ def explorer() -> None:
             panels.leaf_panel(bundle, view, selections, "explore")
     with tabs[1]:
         if tabs[1].open:
-            panels.predicted_panel(bundle, view, selections)
+            region_panel.regions_panel(bundle, view, selections)
     with tabs[2]:
         if tabs[2].open:
-            panels.gain_panel(bundle, view, selections)
+            panels.predicted_panel(bundle, view, selections)
     with tabs[3]:
         if tabs[3].open:
-            panels.overlap_panel(bundle, selections)
+            panels.gain_panel(bundle, view, selections)
     with tabs[4]:
         if tabs[4].open:
+            panels.overlap_panel(bundle, selections)
+    with tabs[5]:
+        if tabs[5].open:
             panels.export_panel(bundle, view, selections)
 
 
