@@ -8,6 +8,11 @@ Training pool, one record per example:
 - ``prompt`` and ``response`` (strings), or chat ``messages``: a list of ``{"role", "content"}``. A chat is split
   into a prompt (every turn before the last assistant turn, rendered as ``role: content`` lines) and a response
   (the last assistant turn), so training sees the same (prompt, response) shape either way.
+- or tokenised, as Hugging Face SFT datasets hold them: ``input_ids`` (a list of token ids), optional ``labels``
+  (the same length; -100 on the tokens without loss, typically the prompt; default: ``input_ids``, a loss on every
+  token) and optional ``attention_mask`` (the same length; positions with 0 are padding and are dropped). Training
+  uses these ids and labels as they are: nothing is re-tokenised, and ``max_length`` does not cut them. Extra keys
+  are ignored. A pool is all text or all tokenised.
 - optional ``id`` (string or integer, unique in the file) and ``source`` (string).
 
 The point id of an example in the store is its position in the pool file (0, 1, 2, ...): the row of ``X_feat``,
@@ -18,10 +23,16 @@ Proxy eval set, one record per question:
 - multiple choice: ``question``, ``choices`` (a list of at least two strings), ``answer`` (0-based index, or a
   letter ``A``, ``B``, ...), ``domain``; scored by comparing option log-likelihoods.
 - short generation: ``prompt``, ``answer`` (string), ``domain``; scored by exact match of the greedy answer.
+- tokenised: ``input_ids``, ``labels`` (-100 on the prompt), optional ``attention_mask``, ``domain``; scored 1 when
+  every label token is the model's greedy (argmax) prediction under teacher forcing, else 0.
+
+``subject`` is read as ``domain`` when ``domain`` is absent (the original HARP release's name).
 
 Domains are numbered in sorted name order, so the same eval file always gives the same domain ids.
 
-Every problem raises ``ValueError`` naming the file and the line (JSONL) or row (Parquet) where it was found.
+Every problem raises ``ValueError`` naming the file and the line (JSONL) or row (Parquet) where it was found, or
+the example (``train_examples[3]``) for records given in memory (:func:`training_pool_from_records`,
+:func:`eval_set_from_records`).
 """
 
 from __future__ import annotations
@@ -29,19 +40,47 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["EvalSet", "TrainingPool", "load_eval_set", "load_training_pool", "read_records"]
+__all__ = [
+    "EvalSet",
+    "TrainData",
+    "TrainExamples",
+    "TrainingPool",
+    "eval_set_from_records",
+    "load_eval_set",
+    "load_training_pool",
+    "read_records",
+    "training_pool_from_records",
+]
 
-EvalKind = Literal["choice", "generate"]
+EvalKind = Literal["choice", "generate", "tokens"]
+
+#: The label of a token without loss (Hugging Face's ignore index).
+IGNORE_INDEX = -100
 
 #: Characters kept in a text preview for the store (the app shows a few lines of each example).
 PREVIEW_CHARS = 400
+
+
+@dataclass
+class TrainData:
+    """Tokenised training examples: ``input_ids[k]`` and ``labels[k]`` (tokens without loss labelled -100)."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+#: What training takes: (prompt, response) pairs to tokenise, or examples tokenised already.
+TrainExamples = Sequence[tuple[str, str]] | TrainData
 
 
 @dataclass(frozen=True)
@@ -51,11 +90,14 @@ class TrainingPool:
     Attributes
     ----------
     prompts, responses : list of str, length n_examples
+        For a tokenised pool, the decoded tokens without and with loss (empty without a tokenizer): previews only.
     ids : list of str
         The record's ``id`` (as a string) or, when absent, its position.
     sources : list of str or None
     path : str
         Where the pool was read from ("" when built in memory).
+    tokens : TrainData or None
+        The given token ids and labels of a tokenised pool (None for a text pool).
     """
 
     prompts: list[str]
@@ -63,6 +105,7 @@ class TrainingPool:
     ids: list[str]
     sources: list[str | None]
     path: str = ""
+    tokens: TrainData | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -79,8 +122,15 @@ class TrainingPool:
         return [preview(text, max_chars) for text in self.texts()]
 
     def subset(self, point_ids: Sequence[int] | np.ndarray) -> list[tuple[str, str]]:
-        """The (prompt, response) pairs of the given point ids."""
+        """The (prompt, response) pairs of the given point ids (decoded text for a tokenised pool)."""
         return [(self.prompts[int(i)], self.responses[int(i)]) for i in point_ids]
+
+    def examples(self, point_ids: Sequence[int] | np.ndarray) -> TrainExamples:
+        """What training takes for the given point ids: the given tokens of a tokenised pool, else the pairs."""
+        if self.tokens is None:
+            return self.subset(point_ids)
+        rows = [int(i) for i in point_ids]
+        return TrainData([self.tokens.input_ids[i] for i in rows], [self.tokens.labels[i] for i in rows])
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +151,9 @@ class EvalSet:
     domain_names : list of str
         Sorted, distinct.
     path : str
+    tokens : list of (input_ids, labels) or None
+        For a tokenised question its given ids and labels (its ``prompts``/``answers`` entries are the decoded
+        prompt and answer, for display only); None for the others. Empty when no question is tokenised.
     """
 
     kinds: list[EvalKind]
@@ -110,6 +163,7 @@ class EvalSet:
     domain: np.ndarray
     domain_names: list[str]
     path: str = ""
+    tokens: list[tuple[list[int], list[int]] | None] = field(default_factory=list)
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -123,14 +177,49 @@ class EvalSet:
         """Number of questions of each domain, shape (n_domains,)."""
         return np.bincount(self.domain, minlength=self.n_domains).astype(np.int64)
 
+    def take(self, indices: Sequence[int] | np.ndarray, path: str | None = None) -> EvalSet:
+        """The questions at ``indices`` (checked by the caller), in that order; domains left without a question
+        drop out and the rest are renumbered in sorted name order."""
+        rows = [int(i) for i in indices]
+        return self._build(rows, [self.domain_names[int(self.domain[i])] for i in rows], path)
+
+    def with_domains(self, names: Sequence[str]) -> EvalSet:
+        """The same questions with question i in domain ``names[i]``."""
+        if len(names) != len(self):
+            raise ValueError(f"names has {len(names)} entries but the eval set has {len(self)} questions")
+        return self._build(list(range(len(self))), list(names), None)
+
+    def _build(self, rows: list[int], names: list[str], path: str | None) -> EvalSet:
+        sorted_names = sorted(set(names))
+        index = {name: d for d, name in enumerate(sorted_names)}
+        return EvalSet(
+            kinds=[self.kinds[i] for i in rows],
+            prompts=[self.prompts[i] for i in rows],
+            choices=[self.choices[i] for i in rows],
+            answers=[self.answers[i] for i in rows],
+            domain=np.array([index[name] for name in names], dtype=np.int64),
+            domain_names=sorted_names,
+            path=self.path if path is None else path,
+            tokens=[self.tokens[i] for i in rows] if self.tokens else [],
+        )
+
+    def token_pair(self, i: int) -> tuple[list[int], list[int]]:
+        """The given (input_ids, labels) of tokenised question ``i``."""
+        pair = self.tokens[i] if i < len(self.tokens) else None
+        if pair is None:
+            raise ValueError(f"eval question {i} is not tokenised")
+        return pair
+
     def fingerprint(self) -> str:
-        """SHA-256 over the questions, options, answers and domains (not the file name)."""
+        """SHA-256 over the questions, options, answers, domains and given tokens (not the file name)."""
         if not self._fingerprint:
             digest = hashlib.sha256()
-            for kind, prompt, choices, answer, d in zip(
-                self.kinds, self.prompts, self.choices, self.answers, self.domain, strict=True
+            for i, (kind, prompt, choices, answer, d) in enumerate(
+                zip(self.kinds, self.prompts, self.choices, self.answers, self.domain, strict=True)
             ):
-                record = [kind, prompt, choices, answer, self.domain_names[int(d)]]
+                record: list[Any] = [kind, prompt, choices, answer, self.domain_names[int(d)]]
+                if kind == "tokens":
+                    record.extend(self.token_pair(i))
                 digest.update(json.dumps(record, ensure_ascii=False).encode())
                 digest.update(b"\n")
             self._fingerprint.append(digest.hexdigest())
@@ -220,28 +309,124 @@ def _chat(messages: Any, where: str) -> tuple[str, str]:
     return prompt, turns[last][1]
 
 
-def load_training_pool(path: str | os.PathLike[str]) -> TrainingPool:
+def _int_list(value: Any, key: str, where: str) -> list[int]:
+    if hasattr(value, "tolist") and not isinstance(value, list | tuple):  # numpy arrays, torch tensors
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{where}: field {key!r} must be a list of integers, got {type(value).__name__}")
+    out: list[int] = []
+    for k, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int | np.integer):
+            raise ValueError(f"{where}: {key}[{k}] must be an integer, got {item!r}")
+        out.append(int(item))
+    return out
+
+
+def tokenised_example(record: dict[str, Any], where: str) -> tuple[list[int], list[int]]:
+    """The (input_ids, labels) of a tokenised record, padding (``attention_mask`` 0) dropped, checked.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` and the key: ``input_ids`` empty or not a list of non-negative integers; ``labels`` or
+        ``attention_mask`` of another length than ``input_ids``; a label other than -100 that is negative; a
+        mask value other than 0 and 1; no label to learn or score (every label after the first is -100).
+    """
+    ids = _int_list(record["input_ids"], "input_ids", where)
+    if not ids:
+        raise ValueError(f"{where}: field 'input_ids' is empty")
+    if min(ids) < 0:
+        raise ValueError(f"{where}: field 'input_ids' holds the negative token id {min(ids)}")
+    labels = list(ids) if record.get("labels") is None else _int_list(record["labels"], "labels", where)
+    for key, values in (("labels", labels), ("attention_mask", record.get("attention_mask"))):
+        if values is None:
+            continue
+        values = _int_list(values, key, where)
+        if len(values) != len(ids):
+            relation = "longer than" if len(values) > len(ids) else "shorter than"
+            raise ValueError(
+                f"{where}: field {key!r} has {len(values)} tokens, {relation} 'input_ids' ({len(ids)} tokens); "
+                "give one per token"
+            )
+        if key == "attention_mask":
+            if any(value not in (0, 1) for value in values):
+                raise ValueError(f"{where}: field 'attention_mask' must hold only 0 and 1")
+            labels = [label for label, keep in zip(labels, values, strict=True) if keep]
+            ids = [token for token, keep in zip(ids, values, strict=True) if keep]
+    bad = [label for label in labels if label < 0 and label != IGNORE_INDEX]
+    if bad:
+        raise ValueError(f"{where}: field 'labels' holds {bad[0]}: a label is a token id or {IGNORE_INDEX}")
+    if all(label == IGNORE_INDEX for label in labels[1:]):
+        raise ValueError(
+            f"{where}: field 'labels' marks no token to learn: every label after the first is {IGNORE_INDEX} "
+            "(or 'attention_mask' is 0 there)"
+        )
+    return ids, labels
+
+
+def _decode(tokenizer: Any, ids: list[int], labels: list[int]) -> tuple[str, str]:
+    """The decoded tokens without loss and with loss (prompt and response); empty without a tokenizer."""
+    if tokenizer is None:
+        return "", ""
+    prompt = [token for token, label in zip(ids, labels, strict=True) if label == IGNORE_INDEX]
+    answer = [token for token, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+    return (
+        str(tokenizer.decode(prompt, skip_special_tokens=True)),
+        str(tokenizer.decode(answer, skip_special_tokens=True)),
+    )
+
+
+def load_training_pool(path: str | os.PathLike[str], *, tokenizer: Any = None) -> TrainingPool:
     """Read a training pool from JSONL or Parquet (see the module docstring for the record shapes).
 
     Raises
     ------
     ValueError
-        Naming the file and line: a record without ``prompt``/``response`` or ``messages``, an empty response, a
-        duplicate ``id``, or an empty file.
+        Naming the file and line: a record without ``prompt``/``response``, ``messages`` or ``input_ids``, an
+        empty response, a bad tokenised record, a duplicate ``id``, or an empty file.
+    """
+    return training_pool_from_records(read_records(path), path=str(path), tokenizer=tokenizer)
+
+
+def training_pool_from_records(
+    records: Iterable[tuple[str, dict[str, Any]]], *, path: str = "", tokenizer: Any = None
+) -> TrainingPool:
+    """A training pool from ``(where, record)`` pairs (``where`` names the record in errors).
+
+    ``tokenizer`` (optional) decodes tokenised records into the text previews; it is not used for training.
     """
     prompts: list[str] = []
     responses: list[str] = []
     ids: list[str] = []
     sources: list[str | None] = []
+    tokens = TrainData([], [])
+    first: dict[bool, str] = {}
     seen: dict[str, str] = {}
-    for where, record in read_records(path):
+    for where, record in records:
+        tokenised = False
         if "messages" in record and record["messages"] is not None:
             prompt, response = _chat(record["messages"], where)
         elif "prompt" in record or "response" in record:
             prompt = _text(record, "prompt", where, allow_empty=True)
             response = _text(record, "response", where)
+        elif record.get("input_ids") is not None:
+            tokenised = True
+            token_ids, labels = tokenised_example(record, where)
+            prompt, response = _decode(tokenizer, token_ids, labels)
+            tokens.input_ids.append(token_ids)
+            tokens.labels.append(labels)
         else:
-            raise ValueError(f"{where}: missing fields: give 'prompt' and 'response', or chat 'messages'")
+            raise ValueError(
+                f"{where}: missing fields: give 'prompt' and 'response', or chat 'messages', or tokenised "
+                f"'input_ids' (with 'labels'); it has {sorted(record)[:8]}"
+            )
+        first.setdefault(tokenised, where)
+        if len(first) > 1:
+            kinds = {True: "tokenised", False: "text"}
+            raise ValueError(
+                f"{where}: a {kinds[tokenised]} record in a pool whose first record ({first[not tokenised]}) is "
+                f"{kinds[not tokenised]}; give every example the same way"
+            )
         raw_id = record.get("id")
         if raw_id is None:
             example_id = str(len(prompts))
@@ -260,8 +445,10 @@ def load_training_pool(path: str | os.PathLike[str]) -> TrainingPool:
         ids.append(example_id)
         sources.append(source)
     if not prompts:
-        raise ValueError(f"{path}: the training pool is empty")
-    return TrainingPool(prompts, responses, ids, sources, path=str(path))
+        raise ValueError(f"{path or 'train_examples'}: the training pool is empty")
+    return TrainingPool(
+        prompts, responses, ids, sources, path=path, tokens=tokens if tokens.input_ids else None
+    )
 
 
 def _answer_index(answer: Any, n_choices: int, where: str) -> int:
@@ -283,52 +470,83 @@ def _answer_index(answer: Any, n_choices: int, where: str) -> int:
     return index
 
 
-def load_eval_set(path: str | os.PathLike[str]) -> EvalSet:
+def load_eval_set(path: str | os.PathLike[str], *, tokenizer: Any = None) -> EvalSet:
     """Read the proxy eval set from JSONL or Parquet (see the module docstring for the record shapes).
 
     Raises
     ------
     ValueError
         Naming the file and line: a missing field, an empty domain name, fewer than two choices, an answer that
-        is not a valid option, or an empty file.
+        is not a valid option, a bad tokenised record, or an empty file.
+    """
+    return eval_set_from_records(read_records(path), path=str(path), tokenizer=tokenizer)
+
+
+def eval_set_from_records(
+    records: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    path: str = "",
+    tokenizer: Any = None,
+    require_domain: bool = True,
+) -> EvalSet:
+    """The proxy eval set from ``(where, record)`` pairs (``where`` names the record in errors).
+
+    With ``require_domain=False`` a record may lack ``domain``/``subject``; its domain is then "" until the caller
+    gives every question one (:meth:`EvalSet.with_domains`). ``tokenizer`` only decodes tokenised records for
+    display.
     """
     kinds: list[EvalKind] = []
     prompts: list[str] = []
     choices: list[list[str]] = []
     answers: list[int | str] = []
     domains: list[str] = []
-    for where, record in read_records(path):
-        if "domain" not in record or record["domain"] is None:
+    tokens: list[tuple[list[int], list[int]] | None] = []
+    for where, record in records:
+        key = "domain" if record.get("domain") is not None or "subject" not in record else "subject"
+        domain = record.get(key)
+        if domain is None and require_domain:
             raise ValueError(f"{where}: missing field 'domain'")
-        domain = record["domain"]
-        if not isinstance(domain, str) or not domain.strip():
-            raise ValueError(f"{where}: field 'domain' must be a non-empty string, got {domain!r}")
-        if "answer" not in record or record["answer"] is None:
-            raise ValueError(f"{where}: missing field 'answer'")
+        if domain is not None and (not isinstance(domain, str) or not domain.strip()):
+            raise ValueError(f"{where}: field {key!r} must be a non-empty string, got {domain!r}")
+        pair: tuple[list[int], list[int]] | None = None
         if "choices" in record and record["choices"] is not None:
             options = record["choices"]
             if not isinstance(options, list | tuple) or len(options) < 2:
                 raise ValueError(f"{where}: field 'choices' must be a list of at least two options")
             if not all(isinstance(option, str) and option.strip() for option in options):
                 raise ValueError(f"{where}: every choice must be a non-empty string")
+            if "answer" not in record or record["answer"] is None:
+                raise ValueError(f"{where}: missing field 'answer'")
             kinds.append("choice")
             prompts.append(_text(record, "question", where))
             choices.append([str(option) for option in options])
             answers.append(_answer_index(record["answer"], len(options), where))
         elif "prompt" in record:
+            if "answer" not in record or record["answer"] is None:
+                raise ValueError(f"{where}: missing field 'answer'")
             kinds.append("generate")
             prompts.append(_text(record, "prompt", where))
             choices.append([])
             answers.append(_text(record, "answer", where))
+        elif record.get("input_ids") is not None:
+            pair = tokenised_example(record, where)
+            prompt, answer = _decode(tokenizer, *pair)
+            kinds.append("tokens")
+            prompts.append(prompt)
+            choices.append([])
+            answers.append(answer)
         else:
             raise ValueError(
-                f"{where}: missing fields: give 'question' and 'choices' (multiple choice) or 'prompt' "
-                "(short generation)"
+                f"{where}: missing fields: give 'question' and 'choices' (multiple choice), 'prompt' "
+                f"(short generation) or tokenised 'input_ids' with 'labels'; it has {sorted(record)[:8]}"
             )
-        domains.append(domain.strip())
+        tokens.append(pair)
+        domains.append("" if domain is None else domain.strip())
     if not prompts:
-        raise ValueError(f"{path}: the eval set is empty")
+        raise ValueError(f"{path or 'eval_examples'}: the eval set is empty")
     names = sorted(set(domains))
     index = {name: d for d, name in enumerate(names)}
-    domain = np.array([index[name] for name in domains], dtype=np.int64)
-    return EvalSet(kinds, prompts, choices, answers, domain, names, path=str(path))
+    domain_ids = np.array([index[name] for name in domains], dtype=np.int64)
+    if all(pair is None for pair in tokens):
+        tokens = []
+    return EvalSet(kinds, prompts, choices, answers, domain_ids, names, path=path, tokens=tokens)

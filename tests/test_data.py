@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harp.data import load_eval_set, load_training_pool, preview
+from harp.data import TrainData, load_eval_set, load_training_pool, preview
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:
@@ -161,3 +161,116 @@ def test_eval_errors(tmp_path: Path, record: dict[str, Any], match: str) -> None
     path = write_jsonl(tmp_path / "eval.jsonl", [record])
     with pytest.raises(ValueError, match=match):
         load_eval_set(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenised records
+
+
+class CharTokenizer:
+    """Decodes token id k as the letter chr(ord('a') + k)."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(ord("a") + k) for k in ids)
+
+
+def test_tokenised_pool_keeps_the_given_tokens(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "pool.jsonl",
+        [
+            {"input_ids": [0, 1, 2, 3], "labels": [-100, -100, 2, 3], "attention_mask": [1, 1, 1, 1], "n": 4},
+            {
+                "input_ids": [4, 5, 6, 9, 9],
+                "labels": [-100, 5, 6, -100, -100],
+                "attention_mask": [1, 1, 1, 0, 0],
+            },
+            {"input_ids": np.array([7, 8]).tolist(), "source": "s"},  # no labels: a loss on every token
+        ],
+    )
+    pool = load_training_pool(path, tokenizer=CharTokenizer())
+    assert pool.tokens is not None and len(pool.tokens) == 3
+    assert pool.tokens.input_ids == [[0, 1, 2, 3], [4, 5, 6], [7, 8]]
+    assert pool.tokens.labels == [[-100, -100, 2, 3], [-100, 5, 6], [7, 8]]
+    assert pool.prompts == ["ab", "e", ""] and pool.responses == ["cd", "fg", "hi"]
+    assert pool.previews()[0] == "ab\ncd" and pool.sources == [None, None, "s"]
+    examples = pool.examples([1])
+    assert isinstance(examples, TrainData) and examples.input_ids == [[4, 5, 6]]
+    # Without a tokenizer there is no text, only the tokens.
+    assert load_training_pool(path).prompts == ["", "", ""]
+
+
+def test_text_pool_examples_are_the_pairs(tmp_path: Path) -> None:
+    pool = load_training_pool(write_jsonl(tmp_path / "pool.jsonl", [{"prompt": "p", "response": "r"}]))
+    assert pool.tokens is None and pool.examples([0]) == [("p", "r")]
+
+
+@pytest.mark.parametrize(
+    ("records", "match"),
+    [
+        pytest.param(
+            [{"input_ids": [1, 2], "labels": [1, 2, 3]}],
+            r"pool.jsonl:1: field 'labels' has 3 tokens, longer than 'input_ids' \(2 tokens\)",
+            id="labels-longer",
+        ),
+        pytest.param([{"input_ids": []}], r"pool.jsonl:1: field 'input_ids' is empty", id="empty-ids"),
+        pytest.param([{"input_ids": [1, -2]}], r"negative token id -2", id="negative-id"),
+        pytest.param(
+            [{"input_ids": [1, 2.5]}], r"pool.jsonl:1: input_ids\[1\] must be an integer, got 2.5", id="float"
+        ),
+        pytest.param([{"input_ids": [[1, 2]]}], r"input_ids\[0\] must be an integer", id="nested"),
+        pytest.param([{"input_ids": "12"}], r"field 'input_ids' must be a list of integers", id="string"),
+        pytest.param([{"input_ids": [1, 2], "labels": [1, -5]}], r"'labels' holds -5", id="bad-label"),
+        pytest.param(
+            [{"input_ids": [1, 2], "attention_mask": [1, 2]}],
+            r"'attention_mask' must hold only 0 and 1",
+            id="mask",
+        ),
+        pytest.param(
+            [{"input_ids": [1, 2, 3], "labels": [1, 2, 3], "attention_mask": [1, 0, 0]}],
+            r"marks no token to learn",
+            id="all-masked",
+        ),
+        pytest.param(
+            [{"prompt": "p", "response": "r"}, {"input_ids": [1, 2]}],
+            r"pool.jsonl:2: a tokenised record in a pool whose first record \(.*pool.jsonl:1\) is text",
+            id="mixed",
+        ),
+        pytest.param(
+            [{"ids": [1]}], r"pool.jsonl:1: missing fields: .* tokenised 'input_ids'.*\['ids'\]", id="neither"
+        ),
+    ],
+)
+def test_tokenised_pool_errors(tmp_path: Path, records: list[Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_training_pool(write_jsonl(tmp_path / "pool.jsonl", records))
+
+
+def test_tokenised_eval_set_subject_and_fingerprint(tmp_path: Path) -> None:
+    records: list[dict[str, Any]] = [
+        {"input_ids": [0, 1, 2], "labels": [-100, 1, 2], "subject": "math"},
+        {"question": "Q", "choices": ["x", "y"], "answer": 1, "subject": "bio"},
+    ]
+    path = write_jsonl(tmp_path / "eval.jsonl", records)
+    evals = load_eval_set(path, tokenizer=CharTokenizer())
+    assert evals.kinds == ["tokens", "choice"] and evals.domain_names == ["bio", "math"]
+    assert evals.token_pair(0) == ([0, 1, 2], [-100, 1, 2]) and evals.tokens[1] is None
+    assert evals.prompts[0] == "a" and evals.answers[0] == "bc"
+    # The tokens are part of the fingerprint; a text-only eval set keeps the fingerprint it always had.
+    records[0]["labels"] = [-100, -100, 2]
+    assert load_eval_set(write_jsonl(tmp_path / "other.jsonl", records)).fingerprint() != evals.fingerprint()
+    text = load_eval_set(write_jsonl(tmp_path / "text.jsonl", [records[1]]))
+    assert text.tokens == [] and text.fingerprint() == (
+        "3fe52a31dbe80fe1154f73aa49738d84d8892dfd598f458e2e41ddc88b4b09a1"
+    )
+    subset = evals.take([1]).with_domains(["chem"])
+    assert subset.kinds == ["choice"] and subset.domain_names == ["chem"] and subset.tokens == [None]
+
+
+def test_eval_set_without_domain_when_allowed() -> None:
+    from harp.data import eval_set_from_records
+
+    records = [("e[0]", {"input_ids": [1, 2], "labels": [-100, 2]})]
+    with pytest.raises(ValueError, match=r"e\[0\]: missing field 'domain'"):
+        eval_set_from_records(records)
+    evals = eval_set_from_records(records, require_domain=False)
+    assert evals.domain_names == [""] and evals.with_domains(["x"]).domain_names == ["x"]
