@@ -310,6 +310,42 @@ def leaf_examples(
     return read_leaf_examples(path, leaf, limit, offset)
 
 
+MAX_SEARCH_HITS = 500
+
+
+def read_search_examples(
+    path: str, query: str, leaf: int | None = None, limit: int = MAX_SEARCH_HITS
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Examples whose text contains ``query`` (case-insensitive, a plain substring: no wildcards, no SQL), in one
+    leaf or in the whole store: ``(point id, leaf id, rank in leaf, text, source)`` rows in leaf and rank order,
+    at most ``limit`` of them, and how many match in all. Uncached."""
+    needle = str(query).strip().lower()
+    if not needle:
+        return [], 0
+    where = "strpos(lower(text), ?) > 0" + ("" if leaf is None else " AND leaf_id = ?")
+    params: list[Any] = [needle] + ([] if leaf is None else [int(leaf)])
+    store = _open(path)
+    try:
+        with store.read() as con:
+            count = con.execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()
+            rows = con.execute(
+                "SELECT point_id, leaf_id, rank_in_leaf, text, source FROM points "
+                f"WHERE {where} ORDER BY leaf_id, rank_in_leaf LIMIT ?",
+                [*params, int(limit)],
+            ).fetchall()
+    except StoreError as error:
+        raise _problem(error) from error
+    return [tuple(row) for row in rows], int(count[0]) if count else 0
+
+
+@st.cache_data(max_entries=64, show_spinner="Searching the examples ...")
+def search_examples(
+    path: str, token: tuple[int, ...], query: str, leaf: int | None = None, limit: int = MAX_SEARCH_HITS
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Cached :func:`read_search_examples` (``token`` keys the cache to the store's current version)."""
+    return read_search_examples(path, query, leaf, limit)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def summary(path: str, token: tuple[int, ...]) -> dict[str, Any]:
     store = _open(path)

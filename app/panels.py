@@ -212,42 +212,103 @@ def leaf_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, An
     )
 
     leaf = st.selectbox("Examples of leaf", opened, key=f"{where}_example_leaf")
-    _examples(bundle, int(leaf), where)
+    _examples(bundle, int(leaf), where, view)
     _parent_leaves(bundle, int(leaf), view, selections, where)
 
 
-def _examples(bundle: StoreBundle, leaf: int, where: str) -> None:
-    size = int(bundle.leaf_size[leaf])
-    pages = max(1, -(-size // EXAMPLES_PER_PAGE))
-    page = st.number_input(
-        f"Page (of {pages}, {EXAMPLES_PER_PAGE} examples each; most central first)",
-        min_value=1,
-        max_value=pages,
-        value=1,
-        step=1,
-        key=f"{where}_example_page_{leaf}",
+def leaf_effect_line(bundle: StoreBundle, view: ViewState, leaf: int) -> str:
+    """One Markdown line: the leaf's effect on the colored quantity with its sd, and whether it was measured."""
+    effect, spread, label = colored_effect(bundle, view)
+    by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
+    measured = (
+        bool(bundle.measured[leaf, bundle.domain_names.index(view.color)])
+        if by_domain
+        else bool(bundle.measured[leaf].any())
     )
-    try:
-        rows = data.leaf_examples(
-            bundle.path, bundle.token, leaf, EXAMPLES_PER_PAGE, (int(page) - 1) * EXAMPLES_PER_PAGE
+    verdict = "helps" if effect[leaf] > 0 else "hurts" if effect[leaf] < 0 else "neutral"
+    return (
+        f"**Leaf {leaf}**: {text.markdown_text(label)} = {effect[leaf]:+.4f} ± {spread[leaf]:.4f} ({verdict}, "
+        f"{'measured' if measured else 'inferred'}), {int(bundle.leaf_size[leaf]):,} examples, parent "
+        f"{int(bundle.leaf_parent[leaf])}, large node {int(bundle.leaf_large[leaf])}"
+    )
+
+
+def show_example(point_id: int, example: object, source: object) -> None:
+    """One example in full: its chat turns (or its text) verbatim in code blocks, which show untrusted text as
+    plain characters (no Markdown, no HTML, no links), and its source."""
+    turns = text.chat_turns(example)
+    st.caption(
+        f"Point {int(point_id)} · source: " + (text.code_span(source, 200) if source else "not recorded")
+    )
+    for role, content in turns:
+        if role:
+            st.caption(f"**{text.markdown_text(role)}**")
+        st.code(content or "(empty)", language=None, wrap_lines=True)
+
+
+def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None = None) -> None:
+    if view is not None:
+        st.markdown(leaf_effect_line(bundle, view, leaf))
+    st.caption(
+        "The store keeps each example's text as the pool gave it: prompt and response joined by a newline "
+        "(`harp run`), a chat as `role: content` lines, or the prompt alone (`harp hierarchy --texts`)."
+    )
+    query = st.text_input(
+        "Search this leaf's examples",
+        key=f"{where}_example_search",
+        placeholder="words to find (case-insensitive)",
+    )
+    if str(query or "").strip():
+        try:
+            hits, count = data.search_examples(bundle.path, bundle.token, str(query), leaf)
+        except StoreProblem as problem:
+            st.warning(problem.message)
+            return
+        st.caption(f"{count:,} of the leaf's {int(bundle.leaf_size[leaf]):,} examples contain it.")
+        rows = [(h[0], h[3], h[4]) for h in hits]
+        ranks = [int(h[2]) for h in hits]
+        page_key = f"{where}_examples_{leaf}_search"
+    else:
+        size = int(bundle.leaf_size[leaf])
+        pages = max(1, -(-size // EXAMPLES_PER_PAGE))
+        page = st.number_input(
+            f"Page (of {pages}, {EXAMPLES_PER_PAGE} examples each; most central first)",
+            min_value=1,
+            max_value=pages,
+            value=1,
+            step=1,
+            key=f"{where}_example_page_{leaf}",
         )
-    except StoreProblem as problem:
-        st.warning(problem.message)
-        return
-    start = (int(page) - 1) * EXAMPLES_PER_PAGE
+        try:
+            rows = data.leaf_examples(
+                bundle.path, bundle.token, leaf, EXAMPLES_PER_PAGE, (int(page) - 1) * EXAMPLES_PER_PAGE
+            )
+        except StoreProblem as problem:
+            st.warning(problem.message)
+            return
+        start = (int(page) - 1) * EXAMPLES_PER_PAGE
+        ranks = list(range(start, start + len(rows)))
+        page_key = f"{where}_examples_{leaf}_{page}"
     # st.dataframe shows cells as plain text (no HTML, no Markdown), so the untrusted text needs no escaping.
     st.dataframe(
         pd.DataFrame(
             {
-                "rank": np.arange(start, start + len(rows)),
+                "rank": np.asarray(ranks, dtype=np.int64),
                 "point id": [r[0] for r in rows],
                 "source": [text.one_line(r[2], 60) for r in rows],
                 "text": [text.one_line(r[1], 600) for r in rows],
             }
         ),
         hide_index=True,
-        key=f"{where}_examples_{leaf}_{page}",
+        key=page_key,
     )
+    if rows:
+        ids = [int(r[0]) for r in rows]
+        chosen = st.selectbox(
+            "Read one in full", ids, key=f"{where}_example_full_{leaf}", format_func=lambda p: f"point {p}"
+        )
+        row = rows[ids.index(int(chosen))] if chosen in ids else rows[0]
+        show_example(int(row[0]), row[1], row[2])
     path = bundle.path
 
     def examples_csv() -> str:

@@ -74,6 +74,29 @@ def code_span(text: object, max_chars: int | None = 200) -> str:
     return f"{fence}{pad}{flat}{pad}{fence}"
 
 
+_ROLE_LINE = re.compile(r"^(system|user|assistant|tool|human|gpt)\s*:\s?(.*)$", re.IGNORECASE)
+
+
+def chat_turns(text: object) -> list[tuple[str, str]]:
+    """An example's text split into ``(role, content)`` turns where its lines start with ``user:``,
+    ``assistant:``, ``system:`` ... (how ``harp.data`` renders a chat's prompt); one ``("", text)`` turn
+    otherwise. Text before the first role line, and the last assistant response (which ``harp run`` appends after
+    a newline, without a role), stay in the turn they follow. The pieces are untrusted text, not escaped here."""
+    value = "" if text is None else str(text)
+    turns: list[tuple[str, list[str]]] = []
+    for line in value.split("\n"):
+        match = _ROLE_LINE.match(line)
+        if match:
+            turns.append((match.group(1).lower(), [match.group(2)]))
+        elif turns:
+            turns[-1][1].append(line)
+        else:
+            turns.append(("", [line]))
+    if len(turns) <= 1 and not (turns and turns[0][0]):
+        return [("", value)]
+    return [(role, "\n".join(lines)) for role, lines in turns]
+
+
 def json_cell(value: object) -> object:
     """A table cell Arrow can serialise: a nested value (a run's config or timings) as one line of compact JSON.
 

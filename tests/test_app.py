@@ -824,3 +824,73 @@ def test_choose_a_region_then_exclude_and_pin_it(monkeypatch, store_path, inputs
     run(at)
     assert at.selectbox(key="regions_pick").value == f"parent:{parent}"
     assert at.button(key="regions_exclude")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Examples: in full, with the leaf's effect, searchable
+
+
+HOSTILE_CHAT = "user: what is <b>2+2</b>?\nassistant: [see](javascript:alert(1))\nuser: and :red[3+3]?\n=6 <script>x</script>"
+
+
+def test_an_example_in_full_shows_turns_source_and_the_leaf_effect(monkeypatch, fresh_store, inputs) -> None:
+    with Store.open(fresh_store).write() as con:
+        con.execute(
+            "UPDATE points SET text = ?, source = ? WHERE leaf_id = 3 AND rank_in_leaf = 0",
+            [HOSTILE_CHAT, "crawl <img src=x onerror=alert(1)> http://a.b/c"],
+        )
+    name = inputs.domain_names[2]
+    at = run(make_app(monkeypatch, fresh_store, color=name, open="3"))
+    effect_lines = [m.value for m in at.markdown if str(m.value).startswith("**Leaf 3**")]
+    assert (
+        effect_lines
+        and f"{inputs.phi[3, 2]:+.4f}" in effect_lines[0]
+        and f"{inputs.sd[3, 2]:.4f}" in effect_lines[0]
+    )
+    assert ("measured" if inputs.measured[3, 2] else "inferred") in effect_lines[0]
+    assert at.selectbox(key="explore_example_full_3").value == int(inputs.members[3][0])
+    blocks = [c.value for c in at.code]
+    assert blocks == [
+        "what is <b>2+2</b>?",
+        "[see](javascript:alert(1))",
+        "and :red[3+3]?\n=6 <script>x</script>",
+    ]
+    captions = texts(at.caption)
+    assert "**user**" in captions and "**assistant**" in captions
+    # The source verbatim in a code span: shown as characters, never an element or a link.
+    assert "source: `crawl <img src=x onerror=alert(1)> http://a.b/c`" in captions
+
+
+def test_search_a_leaf_and_the_whole_pool(monkeypatch, fresh_store, inputs) -> None:
+    import duckdb
+
+    leaf = 7
+    members = inputs.members[leaf]
+    with Store.open(fresh_store).write() as con:
+        for k, point in enumerate(members[[1, 4]]):
+            con.execute(
+                "UPDATE points SET text = ? WHERE point_id = ?", [f"needle {k} in the HAYSTACK", int(point)]
+            )
+        other = int(inputs.members[leaf + 1][0])
+        con.execute("UPDATE points SET text = ? WHERE point_id = ?", ["another haystack", other])
+    at = run(make_app(monkeypatch, fresh_store, open=str(leaf)))
+    at.text_input(key="explore_example_search").set_value("haystack")
+    run(at)
+    (hits,) = [d.value for d in at.dataframe if "point id" in d.value.columns]
+    assert hits["point id"].tolist() == [int(p) for p in members[[1, 4]]]  # in rank order
+    assert hits["rank"].tolist() == [1, 4]
+    assert "2 of the leaf's" in texts(at.caption)
+
+    at.switch_page("views/leaves.py")
+    run(at)
+    at.text_input(key="pool_search").set_value("HayStack")
+    run(at)
+    with duckdb.connect(str(fresh_store), read_only=True) as con:
+        want = con.execute(
+            "SELECT point_id FROM points WHERE lower(text) LIKE '%haystack%' ORDER BY leaf_id, rank_in_leaf"
+        ).fetchall()
+    (pool,) = [d.value for d in at.dataframe if "rank in leaf" in d.value.columns]
+    assert pool["point id"].tolist() == [int(p) for (p,) in want] and len(want) == 3
+    at.button(key="pool_search_open").click()
+    run(at)
+    assert at.session_state["open_leaves"] == [leaf, leaf + 1]

@@ -576,3 +576,21 @@ def test_apply_editor_edits_gives_the_weights_before_the_editor_is_drawn() -> No
 def test_code_span_shows_text_verbatim(raw: str, expected: str) -> None:
     out = text.code_span(raw)
     assert out == expected and "\u200b" not in out
+
+
+@pytest.mark.parametrize(
+    ("raw", "turns"),
+    [
+        (
+            "user: hi\nassistant: yo\nuser: 2+2?\n4",
+            [("user", "hi"), ("assistant", "yo"), ("user", "2+2?\n4")],
+        ),
+        ("Calculate 5.\n3", [("", "Calculate 5.\n3")]),
+        ("preamble\nSystem: be brief\nuser:x", [("", "preamble"), ("system", "be brief"), ("user", "x")]),
+        (None, [("", "")]),
+        ("a user: is not a turn", [("", "a user: is not a turn")]),
+    ],
+    ids=["chat", "prompt-response", "preamble-and-case", "none", "mid-line"],
+)
+def test_chat_turns(raw, turns) -> None:
+    assert text.chat_turns(raw) == turns

@@ -1,4 +1,4 @@
-"""Leaves: every leaf in one sortable table; pick rows to open them in the leaf panel."""
+"""Leaves: every leaf in one sortable table; pick rows to open them in the leaf panel; search every example."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, panels
+from app import controls, data, panels, text
 from app.data import StoreProblem
 
 try:
@@ -56,6 +56,49 @@ if rows:
         on_click=controls.set_open_leaves,
         args=([int(table["leaf"].iloc[r]) for r in rows],),
     )
+st.divider()
+st.markdown("#### Search the pool")
+query = st.text_input(
+    "Search every example",
+    key="pool_search",
+    placeholder="words to find in any example's text (case-insensitive)",
+    help="A plain substring search over the store's example texts (DuckDB), not a pattern.",
+)
+if str(query or "").strip():
+    try:
+        hits, count = data.search_examples(bundle.path, bundle.token, str(query))
+    except StoreProblem as problem:
+        st.warning(problem.message)
+        hits, count = [], 0
+    hit_leaves = np.asarray([int(h[1]) for h in hits], dtype=np.int64)
+    shown = f"the first {len(hits):,}" if count > len(hits) else "all"
+    st.caption(
+        f"{count:,} examples contain it; {shown} below, by leaf. Their leaves: "
+        f"{len(np.unique(hit_leaves)):,}."
+    )
+    if hits:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "point id": [int(h[0]) for h in hits],
+                    "leaf": hit_leaves,
+                    "parent": bundle.leaf_parent[hit_leaves],
+                    "rank in leaf": [int(h[2]) for h in hits],
+                    label: effect[hit_leaves],
+                    "sd": spread[hit_leaves],
+                    "source": [text.one_line(h[4], 60) for h in hits],
+                    "text": [text.one_line(h[3], 600) for h in hits],
+                }
+            ),
+            hide_index=True,
+            key="pool_search_hits",
+        )
+        st.button(
+            "Open the leaves of these examples",
+            key="pool_search_open",
+            on_click=controls.set_open_leaves,
+            args=([int(g) for g in dict.fromkeys(hit_leaves.tolist())],),
+        )
 st.divider()
 st.markdown("#### Leaf panel")
 panels.leaf_panel(bundle, view, selections, "leaves")
