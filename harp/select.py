@@ -767,26 +767,27 @@ def _quantize(phi, free):  # type: ignore[no-untyped-def]
     for d in range(n_domains):
         for k in range(1, 256):
             upper[d, k] = max(upper[d, k], upper[d, k - 1])
-    return code, upper
+    return code, upper, low, scale
 
 
 @numba.njit(cache=True)
-def _sure_drops(floor, near, upper, sure):  # type: ignore[no-untyped-def]
-    """``sure[d]``: the number of codes k with ``floor[d] + upper[d, k] <= near[d]`` (a prefix of the codes).
+def _sure_drops(floor, near, upper, low, scale, sure):  # type: ignore[no-untyped-def]
+    """``sure[d]``: a code below which every leaf lowers score d by more than rounding can lose (0 off ``at_one``).
 
-    A leaf whose code on d is below it lowers score d, and by more than rounding can lose (float addition is
-    monotone and ``upper`` bounds the effect from above).
+    With ``x`` the largest float for which ``floor[d] + x <= near[d]`` and ``k`` its code (as :func:`_quantize`
+    computes codes, clamped to 0..255), every effect whose code is below k is below x (codes are monotone in the
+    effect), so its score is at most ``near[d]``; so is every effect of code k if ``upper[d, k]`` passes the same
+    test. No search: one code and one comparison per domain.
     """
     for d in range(floor.size):
-        lo = 0
-        hi = 256 if floor[d] < np.inf else 0  # no drop on a domain outside ``at_one`` counts
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if floor[d] + upper[d, mid] <= near[d]:
-                lo = mid + 1
-            else:
-                hi = mid
-        sure[d] = lo
+        if floor[d] == np.inf:
+            sure[d] = 0
+            continue
+        x = near[d] - floor[d]
+        while floor[d] + x > near[d]:
+            x = np.nextafter(x, -np.inf)
+        k = min(max(int((x - low[d]) * scale[d]), 0), 255)
+        sure[d] = k + 1 if floor[d] + upper[d, k] <= near[d] else k
 
 
 @numba.njit(cache=True)
@@ -808,7 +809,9 @@ def _first_with(sure, row, depth):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _frozen_pick(ids, remaining, witness, witness_code, floor, near, at_one, state, code, upper, sure):  # type: ignore[no-untyped-def]
+def _frozen_pick(
+    ids, remaining, witness, witness_code, floor, near, at_one, state, code, upper, low, scale, sure
+):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
@@ -831,7 +834,7 @@ def _frozen_pick(ids, remaining, witness, witness_code, floor, near, at_one, sta
     n_domains = total.size
     for d in range(n_domains):
         floor[d] = total[d] if at_one[d] else np.inf
-    _sure_drops(floor, near, upper, sure)
+    _sure_drops(floor, near, upper, low, scale, sure)
     for p in range(ids.size):
         g = ids[p]
         if not remaining[g]:
@@ -914,7 +917,7 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
     at_one = np.zeros(n_domains, dtype=np.bool_)
     witness = np.full(free.size, -1, dtype=np.int64)  # by position in scan
     witness_code = np.zeros(free.size, dtype=np.uint8)
-    code, upper = _quantize(phi, free)
+    code, upper, low, scale = _quantize(phi, free)
     sure = np.zeros(n_domains, dtype=np.int64)
     floor = np.empty(n_domains)
     near = _near_one(weights, weight_sum)
@@ -936,7 +939,19 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
                 listed = remaining[scan]
                 scan, witness, witness_code = scan[listed], witness[listed], witness_code[listed]
             best, best_gain = _frozen_pick(
-                scan, remaining, witness, witness_code, floor, near, at_one, state, code, upper, sure
+                scan,
+                remaining,
+                witness,
+                witness_code,
+                floor,
+                near,
+                at_one,
+                state,
+                code,
+                upper,
+                low,
+                scale,
+                sure,
             )
         if best < 0 and exact_for == 0:
             best, best_gain = _screen_e(
