@@ -6,13 +6,18 @@ The stages, each a library call documented in its own module:
    to the store with text previews (:func:`harp.load.write_hierarchy`).
 2. Representatives (:func:`harp.measure.choose_representatives`): per parent the leaf nearest its centroid, then
    farthest-point order, ``n_representatives`` leaves in all (default: one per parent); or the leaves listed in
-   ``representatives_path``.
+   ``representative_leaves_path``.
 3. Measurements (:func:`harp.measure.run_measurements`): a LoRA adapter per representative, scored against the
    base model on the proxy eval set; every finished leaf is committed to the store at once.
 4. Empirical Bayes (:func:`harp.load.infer_effects`): posterior effects of every leaf, active domains.
 5. Optionally ``active_rounds`` rounds of active refinement (:func:`harp.active.next_leaves`): measure the
    ``active_k`` leaves whose measurement would most change the selection, then infer again.
-6. Selection (:func:`harp.select`) under HARP-C and HARP-E, cut at the best prefix, capped at ``TOP_K_POINTS``.
+6. Selection (:func:`harp.select`) under HARP-C and HARP-E, cut at the best prefix, capped at ``TOP_K_POINTS``,
+   from the base scores ``b_d`` of ``v0``, else of the base-score JSONL ``representatives_path``
+   (:mod:`harp.original`), else of the base model as measured.
+
+Train and eval examples come as text records or tokenised (``input_ids``/``labels``, as the original release
+takes them; :mod:`harp.data`): tokenised examples are trained on and scored as given, never re-tokenised.
 
 Everything goes through a store: a temporary one when ``checkpoint_dir`` is None (deleted at the end: the run
 is "in memory"), else ``checkpoint_dir/harp.duckdb`` (or ``checkpoint_dir`` itself when it names a ``.duckdb``
@@ -28,6 +33,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +42,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harp._validation import check_base, check_budget, check_weights
+from harp.original import (
+    BaseScores,
+    LazyTokenizer,
+    default_eval_indices_path,
+    is_base_scores_path,
+    read_base_scores,
+    write_base_scores,
+)
 from harp.select import select
 
 if TYPE_CHECKING:
     from harp.data import EvalSet, TrainingPool
-    from harp.measure import MeasureConfig
+    from harp.measure import MeasureConfig, MeasureReport
     from harp.store import Store
 
 __all__ = ["HarpResult", "harp"]
@@ -48,11 +62,13 @@ __all__ = ["HarpResult", "harp"]
 PathLike = str | os.PathLike[str]
 STORE_NAME = "harp.duckdb"
 _HIERARCHY_RUN = "harp-hierarchy"
-_METRICS = {
+# The eval kinds each metric fits (None: any). "accuracy" on tokenised examples is the original release's:
+# every label token the greedy prediction under teacher forcing (harp.token_eval).
+_METRICS: dict[str, tuple[str, ...] | None] = {
     "auto": None,
-    "accuracy": "choice",
-    "multiple_choice": "choice",
-    "exact_match": "generate",
+    "accuracy": ("choice", "tokens"),
+    "multiple_choice": ("choice",),
+    "exact_match": ("generate",),
 }
 # Names the original release used for LoRA settings, mapped to MeasureConfig fields.
 _LORA_ALIASES = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout"}
@@ -77,6 +93,10 @@ class HarpResult:
         ``budget``; ``bayes`` (the empirical-Bayes summary: per-domain grand mean and spreads, notes); ``leaf_of_point`` (n_points,), ``leaf_parent``;
         ``representatives`` and ``measured_leaves``; ``config_key``; ``store`` (path, or None for a temporary
         store); ``ignored`` (arguments accepted but without effect); ``timings`` (seconds per stage).
+        Under the original release's names too: ``harp_c``/``harp_e`` (the selections), ``orders`` and ``cuts``
+        (``{"harp_c": ..., "harp_e": ...}``), ``v0`` (the ``b_d`` used, as ``base``), with ``base_source``
+        ("v0", "representatives_path" or "measured"), ``representatives_path`` (the base-score file or None),
+        ``eval_indices`` (positions in ``eval_examples`` of the proxy questions) and ``eval_indices_path``.
     """
 
     harp_c: np.ndarray
@@ -88,46 +108,40 @@ class HarpResult:
 # Arguments of the original release
 
 
-def _write_jsonl(records: Sequence[Any], path: Path, name: str) -> Path:
-    lines = []
-    for i, record in enumerate(records):
-        if isinstance(record, tuple | list) and len(record) == 2 and name == "train_examples":
-            record = {"prompt": record[0], "response": record[1]}
-        if not isinstance(record, Mapping):
-            raise ValueError(f"{name}[{i}] must be a record (a dict), got {type(record).__name__}")
-        lines.append(json.dumps(dict(record), ensure_ascii=False))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _training_pool(value: Any, scratch: Path) -> TrainingPool:
-    from harp.data import TrainingPool, load_training_pool
+def _training_pool(value: Any, tokenizer: Any) -> TrainingPool:
+    from harp.data import TrainingPool, load_training_pool, training_pool_from_records
+    from harp.original import records
 
     if isinstance(value, TrainingPool):
         return value
     if isinstance(value, str | os.PathLike):
-        return load_training_pool(value)
+        return load_training_pool(value, tokenizer=tokenizer)
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         if not value:
             raise ValueError("train_examples is empty")
-        return load_training_pool(_write_jsonl(value, scratch / "train_examples.jsonl", "train_examples"))
+        return training_pool_from_records(records(value, "train_examples"), tokenizer=tokenizer)
     raise ValueError(
         "train_examples must be a TrainingPool, a .jsonl/.parquet path, or a list of records "
-        f"(prompt/response or messages), got {type(value).__name__}"
+        f"(prompt/response, messages, or tokenised input_ids/labels), got {type(value).__name__}"
     )
 
 
-def _eval_set(value: Any, scratch: Path) -> EvalSet:
-    from harp.data import EvalSet, load_eval_set
+def _eval_set(value: Any, tokenizer: Any) -> EvalSet:
+    from harp.data import EvalSet, eval_set_from_records, read_records
+    from harp.original import records
 
     if isinstance(value, EvalSet):
         return value
     if isinstance(value, str | os.PathLike):
-        return load_eval_set(value)
+        return eval_set_from_records(
+            read_records(value), path=str(value), tokenizer=tokenizer, require_domain=False
+        )
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         if not value:
             raise ValueError("eval_examples is empty")
-        return load_eval_set(_write_jsonl(value, scratch / "eval_examples.jsonl", "eval_examples"))
+        return eval_set_from_records(
+            records(value, "eval_examples"), path="eval_examples", tokenizer=tokenizer, require_domain=False
+        )
     raise ValueError(
         "eval_examples must be an EvalSet, a .jsonl/.parquet path, or a list of records, "
         f"got {type(value).__name__}"
@@ -155,29 +169,16 @@ def _ids(values: Any, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _subset_eval(eval_set: EvalSet, indices: np.ndarray) -> EvalSet:
-    """The questions at ``indices`` (in that order); domains without a question drop out."""
-    from harp.data import EvalSet
-
+def _proxy_indices(eval_set: EvalSet, indices: np.ndarray, name: str) -> np.ndarray:
     n = len(eval_set)
     bad = indices[(indices < 0) | (indices >= n)]
     if bad.size:
-        raise ValueError(f"eval_indices must be question indices in 0..{n - 1}, got {int(bad[0])}")
+        raise ValueError(f"{name} must be question indices in 0..{n - 1}, got {int(bad[0])}")
     if np.unique(indices).size != indices.size:
-        raise ValueError("eval_indices lists a question more than once")
+        raise ValueError(f"{name} lists a question more than once")
     if indices.size == 0:
-        raise ValueError("eval_indices is empty")
-    names = sorted({eval_set.domain_names[int(eval_set.domain[i])] for i in indices})
-    index = {name: d for d, name in enumerate(names)}
-    return EvalSet(
-        kinds=[eval_set.kinds[i] for i in indices],
-        prompts=[eval_set.prompts[i] for i in indices],
-        choices=[eval_set.choices[i] for i in indices],
-        answers=[eval_set.answers[i] for i in indices],
-        domain=np.asarray([index[eval_set.domain_names[int(eval_set.domain[i])]] for i in indices]),
-        domain_names=names,
-        path=f"{eval_set.path}[{indices.size} of {n} questions]",
-    )
+        raise ValueError(f"{name} is empty")
+    return indices
 
 
 def _check_metric(eval_metric: str | None, eval_set: EvalSet) -> None:
@@ -187,10 +188,14 @@ def _check_metric(eval_metric: str | None, eval_set: EvalSet) -> None:
             f"eval_metric must be one of {sorted(_METRICS)} (the score follows the eval records: multiple "
             f"choice by option log-likelihood, short answers by exact match), got {eval_metric!r}"
         )
-    kind = _METRICS[key]
-    if kind is not None and any(k != kind for k in eval_set.kinds):
-        other = "short-answer" if kind == "choice" else "multiple-choice"
-        raise ValueError(f"eval_metric {eval_metric!r} does not fit the eval set: it holds {other} questions")
+    fits = _METRICS[key]
+    if fits is not None:
+        other = sorted({kind for kind in eval_set.kinds if kind not in fits})
+        if other:
+            names = {"choice": "multiple-choice", "generate": "short-answer", "tokens": "tokenised"}
+            raise ValueError(
+                f"eval_metric {eval_metric!r} does not fit the eval set: it holds {names[other[0]]} questions"
+            )
 
 
 def _measure_config(lora_config: Any) -> MeasureConfig:
@@ -217,6 +222,64 @@ def _measure_config(lora_config: Any) -> MeasureConfig:
             f"got {type(lora_config).__name__}"
         )
     return MeasureConfig.from_dict(values)
+
+
+def _representatives_paths(
+    representatives_path: PathLike | None, representative_leaves_path: PathLike | None
+) -> tuple[Path | None, Path | None]:
+    """(base-score JSONL, leaf-id list): a ``representatives_path`` not ending in ``.jsonl`` is the older
+    leaf-id list."""
+    if representatives_path is None or is_base_scores_path(representatives_path):
+        scores = None if representatives_path is None else Path(representatives_path)
+        leaves = None if representative_leaves_path is None else Path(representative_leaves_path)
+        return scores, leaves
+    if representative_leaves_path is not None:
+        raise ValueError(
+            f"representatives_path ({representatives_path}) is not a .jsonl file of base scores, and "
+            "representative_leaves_path is given too: give the leaf ids once"
+        )
+    warnings.warn(
+        f"representatives_path ({representatives_path}) does not end in .jsonl, so it is read as leaf ids to "
+        "measure; pass it as representative_leaves_path (representatives_path is the base-score JSONL of the "
+        "original HARP release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return None, Path(representatives_path)
+
+
+def _proxy_eval(
+    full: EvalSet, proxy: np.ndarray, scores_path: Path | None
+) -> tuple[EvalSet, BaseScores | None]:
+    """The proxy eval set with its domains, and the base-score file's contents when it exists."""
+    subset = proxy.size != len(full) or bool((proxy != np.arange(len(full))).any())
+    label = f"{full.path}[{proxy.size} of {len(full)} questions]" if subset else full.path
+    if scores_path is not None and scores_path.is_file():
+        scores = read_base_scores(scores_path, full, proxy)
+        return full.take(proxy, label).with_domains(scores.subjects), scores
+    for q in proxy.tolist():
+        if not full.domain_names[int(full.domain[q])]:
+            raise ValueError(
+                f"eval_examples[{q}] has no 'domain' (or 'subject'): give every eval example one, or a "
+                "representatives_path JSONL that gives each question's subject"
+            )
+    return full.take(proxy, label), None
+
+
+def _check_v0(v0: Any, domain_names: list[str]) -> np.ndarray | None:
+    if v0 is None:
+        return None
+    if isinstance(v0, Mapping):
+        missing = [name for name in domain_names if name not in v0]
+        if missing:
+            raise ValueError(f"v0 has no score for the domains {missing[:5]}")
+        v0 = [v0[name] for name in domain_names]
+    elif np.ndim(v0) == 0:
+        raise ValueError(
+            f"v0 must give one base score per domain ({len(domain_names)}: a list in sorted name order or "
+            f"{{name: score}}), got the single number {v0!r}"
+        )
+    return check_base(v0, len(domain_names))
 
 
 def _store_path(checkpoint_dir: PathLike) -> Path:
@@ -285,29 +348,29 @@ def _representatives(
     store: Store,
     X: np.ndarray,
     n_representatives: int | None,
-    representatives_path: PathLike | None,
+    leaves_path: PathLike | None,
     say: Callable[[str], None],
 ) -> np.ndarray:
     from harp.measure import choose_representatives, leaf_centroids
 
     _, leaf_of_point, leaf_parent = _read_tree(store)
     n_leaves = leaf_parent.size
-    if representatives_path is not None and Path(representatives_path).is_file():
-        leaves = _read_ids(representatives_path, "representatives_path")
+    if leaves_path is not None and Path(leaves_path).is_file():
+        leaves = _read_ids(leaves_path, "representative_leaves_path")
         bad = leaves[(leaves < 0) | (leaves >= n_leaves)]
         if bad.size:
             raise ValueError(
-                f"representatives_path ({representatives_path}) must hold leaf ids in 0..{n_leaves - 1}, "
+                f"representative_leaves_path ({leaves_path}) must hold leaf ids in 0..{n_leaves - 1}, "
                 f"got {int(bad[0])}"
             )
-        say(f"measuring the {leaves.size} representatives listed in {representatives_path}")
+        say(f"measuring the {leaves.size} representatives listed in {leaves_path}")
         return leaves
     budget = int(leaf_parent.max()) + 1 if n_representatives is None else n_representatives
     leaf_mean, parent_mean = leaf_centroids(X, leaf_of_point, leaf_parent)
     leaves = choose_representatives(leaf_parent, leaf_mean, parent_mean, budget)
-    if representatives_path is not None:
-        Path(representatives_path).write_text(json.dumps(leaves.tolist()) + "\n", encoding="utf-8")
-        say(f"wrote the {leaves.size} representatives to {representatives_path}")
+    if leaves_path is not None:
+        Path(leaves_path).write_text(json.dumps(leaves.tolist()) + "\n", encoding="utf-8")
+        say(f"wrote the {leaves.size} representatives to {leaves_path}")
     return leaves
 
 
@@ -330,6 +393,7 @@ def harp(
     lora_config: Any = None,
     checkpoint_dir: PathLike | None = None,
     *,
+    representative_leaves_path: PathLike | None = None,
     n_representatives: int | None = None,
     leaf_size: int = 64,
     leaves_per_parent: int = 8,
@@ -358,26 +422,41 @@ def harp(
         The base model: a local directory or a name in the local Hugging Face cache (nothing is downloaded).
     train_examples : TrainingPool, path, or list of records
         The training pool: a :class:`harp.data.TrainingPool`, a ``.jsonl``/``.parquet`` file, or records with
-        ``prompt``/``response`` or chat ``messages`` (``(prompt, response)`` pairs are accepted too).
+        ``prompt``/``response`` or chat ``messages`` (``(prompt, response)`` pairs are accepted too), or
+        tokenised records as the original release takes them: ``input_ids``, ``labels`` (-100 where there is no
+        loss, typically the prompt), optional ``attention_mask`` (0: padding, dropped); extra keys are ignored.
+        Tokenised examples are trained on as given: never re-tokenised, not cut to ``max_length``.
     eval_examples : EvalSet, path, or list of records
-        The proxy eval set (``question``/``choices``/``answer``/``domain`` or ``prompt``/``answer``/``domain``).
-    tokenizer : any, optional
-        Accepted for compatibility and ignored: the tokenizer saved with ``base_model_name`` is used, so that
-        workers on other processes or machines load the same one.
+        The proxy eval set: ``question``/``choices``/``answer``, ``prompt``/``answer``, or tokenised
+        ``input_ids``/``labels``, each with its ``domain`` (or ``subject``); a record may go without one when
+        the base-score file ``representatives_path`` names each question's subject.
+    tokenizer : Hugging Face tokenizer, optional
+        Decodes tokenised examples into the text previews of the store and app (default: the tokenizer saved
+        with ``base_model_name``). Training and scoring use the tokenizer saved with the model, so that workers in
+        other processes or machines load the same one; it only pads, and padding carries no loss and no
+        attention. Listed in ``info["ignored"]`` when no example is tokenised.
     eval_indices : sequence of int, optional
         Use only these questions of ``eval_examples`` as the proxy eval set (in this order).
     eval_indices_path : str or Path, optional
-        The same, read from ``.npy``, ``.json`` or a text file of integers. Give at most one of the two.
+        The same, read from ``.npy``, ``.json`` or a text file of integers. Give at most one of the two. Default,
+        when neither is given and ``eval_metric`` is: ``eval_indices_<eval_metric>.npy`` in ``checkpoint_dir``
+        or else in the working directory, when that file exists.
     representatives_path : str or Path, optional
-        Leaf ids to measure (``.npy``, ``.json`` or text). When the file does not exist yet, the representatives
-        chosen here are written to it, so a later run measures the same leaves.
+        The base model's scores, as JSONL (see :mod:`harp.original`): one line per eval question
+        (``{"subject", "acc01"}``, optionally ``"index"``) or per subject (``{"subject", "acc01", "n"}``). Its
+        subjects are the domains and its per-subject mean ``acc01`` is ``b_d``. When the file does not exist,
+        the base model's per-question scores are written there. A path not ending in ``.jsonl`` is read as
+        ``representative_leaves_path`` (deprecated; a ``DeprecationWarning`` says so).
     v0 : array-like of shape (n_domains,) or dict, optional
-        Base-model score of each domain (``{name: score}`` or in sorted domain-name order), in [0, 1]. Used as
-        ``b_d`` for the active flags and the selection instead of the base model's measured mean score; the
-        paired effects are still measured against the base model's per-question scores.
+        Base-model score of each domain (``{name: score}`` or in sorted domain-name order), in [0, 1]: ``b_d``
+        for the active flags and the selection. Default: from ``representatives_path``, else the base model's
+        measured mean scores. The paired effects are always measured against the base model's per-question
+        scores.
     eval_metric : {"auto", "accuracy", "multiple_choice", "exact_match"}, optional
-        The metric follows the records (option log-likelihood accuracy for multiple choice, exact match for short
-        answers); naming one checks that the eval set fits it. Other metrics are refused.
+        The metric follows the records: option log-likelihood accuracy for multiple choice, exact match for short
+        answers, and for tokenised examples 1 when every label token is the model's greedy prediction under
+        teacher forcing. Naming one checks that the eval set fits it (``accuracy``: multiple choice or
+        tokenised). Other metrics are refused.
     TOP_K_POINTS : int, optional
         Point budget of each selection (None: no cap).
     lora_config : MeasureConfig, dict or peft LoraConfig, optional
@@ -390,6 +469,9 @@ def harp(
 
     Other Parameters
     ----------------
+    representative_leaves_path : str or Path, optional
+        Leaf ids to measure (``.npy``, ``.json`` or text). When the file does not exist yet, the representatives
+        chosen here are written to it, so a later run measures the same leaves.
     n_representatives : int, optional
         Leaves measured in the first round (default: one per parent).
     leaf_size, leaves_per_parent, parents_per_large, min_leaf, max_leaf, seed, backend
@@ -436,17 +518,30 @@ def harp(
     hierarchy_options = {"leaf_size": leaf_size, "leaves_per_parent": leaves_per_parent,
                          "parents_per_large": parents_per_large, "min_leaf": min_leaf, "max_leaf": max_leaf,
                          "seed": seed, "backend": backend}  # fmt: skip
-    ignored = ["tokenizer"] if tokenizer is not None else []
+    scores_path, leaves_path = _representatives_paths(representatives_path, representative_leaves_path)
+    decoder = tokenizer if tokenizer is not None else LazyTokenizer(base_model_name)
 
     with tempfile.TemporaryDirectory(prefix="harp-") as scratch_name:
         scratch = Path(scratch_name)
-        pool = _training_pool(train_examples, scratch)
-        eval_set = _eval_set(eval_examples, scratch)
+        pool = _training_pool(train_examples, decoder)
+        full_eval = _eval_set(eval_examples, decoder)
+        if eval_indices is None and eval_indices_path is None:
+            eval_indices_path = default_eval_indices_path(eval_metric, checkpoint_dir)
+            if eval_indices_path is not None:
+                say(f"proxy eval set: the questions listed in {eval_indices_path}")
         if eval_indices_path is not None:
-            eval_set = _subset_eval(eval_set, _read_ids(eval_indices_path, "eval_indices_path"))
+            proxy = _proxy_indices(
+                full_eval, _read_ids(eval_indices_path, "eval_indices_path"), "eval_indices"
+            )
         elif eval_indices is not None:
-            eval_set = _subset_eval(eval_set, _ids(eval_indices, "eval_indices"))
+            proxy = _proxy_indices(full_eval, _ids(eval_indices, "eval_indices"), "eval_indices")
+        else:
+            proxy = np.arange(len(full_eval), dtype=np.int64)
+        eval_set, base_scores = _proxy_eval(full_eval, proxy, scores_path)
         _check_metric(eval_metric, eval_set)
+        given_base = _check_v0(v0, eval_set.domain_names)
+        tokenised = pool.tokens is not None or "tokens" in eval_set.kinds
+        ignored = ["tokenizer"] if tokenizer is not None and not tokenised else []
         if isinstance(X_feat, str | os.PathLike):
             X = load_features(X_feat, len(pool))
         else:
@@ -468,20 +563,23 @@ def harp(
         _tree(store, X, pool, hierarchy_options, say)
         lap("hierarchy_s")
 
-        representatives = _representatives(store, X, n_representatives, representatives_path, say)
+        representatives = _representatives(store, X, n_representatives, leaves_path, say)
         lap("representatives_s")
 
-        def measure(leaves: Sequence[int] | np.ndarray) -> str:
+        def measure(leaves: Sequence[int] | np.ndarray) -> MeasureReport:
             from harp.measure import run_measurements
 
-            report = run_measurements(
+            return run_measurements(
                 store, base_model_name, pool, eval_set, leaves, config, executor=executor,  # type: ignore[arg-type]
                 devices=devices, workers_per_device=workers_per_device, address=address,
                 max_examples_per_leaf=max_examples_per_leaf, log=say,
             )  # fmt: skip
-            return report.config_key
 
-        config_key = measure(representatives)
+        first = measure(representatives)
+        config_key = first.config_key
+        if scores_path is not None and base_scores is None:
+            write_base_scores(scores_path, eval_set, proxy, first.base)
+            say(f"wrote the base model's scores of {len(eval_set)} questions to {scores_path}")
         lap("measure_s")
         effects, active = infer_effects(store, config_key=config_key, progress=say)
         lap("infer_s")
@@ -499,16 +597,16 @@ def harp(
             lap("active_s")
 
         inputs = store.selection_inputs()
-        base = inputs.base
-        if v0 is not None:
+        base, base_source = inputs.base, "measured"
+        if given_base is None and base_scores is not None:
+            given_base = np.array([base_scores.base[name] for name in inputs.domain_names])
+            base_source = "representatives_path"
+        elif given_base is not None:
+            base_source = "v0"
+        if given_base is not None:
             from harp.bayes import active_domains
 
-            if isinstance(v0, Mapping):
-                missing = sorted(set(inputs.domain_names) - set(v0))
-                if missing:
-                    raise ValueError(f"v0 has no score for the domains {missing[:5]}")
-                v0 = [v0[name] for name in inputs.domain_names]
-            base = check_base(v0, inputs.n_domains)
+            base = given_base
             active = active_domains(inputs.phi, inputs.sd, base)
         if weights is None:
             weights = active.astype(np.float64) if active.any() else np.ones(inputs.n_domains)
@@ -539,6 +637,11 @@ def harp(
             "config_key": config_key,
             "measure_config": config.to_dict(),
             "store": str(path) if checkpoint_dir is not None else None,
+            "v0": base,
+            "base_source": base_source,
+            "representatives_path": None if scores_path is None else str(scores_path),
+            "eval_indices": proxy,
+            "eval_indices_path": None if eval_indices_path is None else str(eval_indices_path),
             "ignored": ignored,
             "timings": timings,
         }
@@ -552,4 +655,8 @@ def harp(
             info[f"utility_{suffix}"] = float(result.utility)
             info[f"selection_{suffix}"] = result
         info["base_utility"] = float(results["C"].base_utility)
+        # The original release's names: the selections, and the orders and cuts by envelope.
+        info["harp_c"], info["harp_e"] = results["C"].points, results["E"].points
+        info["orders"] = {"harp_c": results["C"].order, "harp_e": results["E"].order}
+        info["cuts"] = {"harp_c": int(results["C"].cut), "harp_e": int(results["E"].cut)}
         return HarpResult(harp_c=results["C"].points, harp_e=results["E"].points, info=info)
