@@ -418,3 +418,39 @@ def test_bad_link_banner_budget_error_and_weights_header_follow_each_edit(shared
     assert page.get_by_text(header).count() >= 1  # after one edit, not after the next one
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_exclude_the_most_harmful_region_in_two_clicks(shared) -> None:
+    """On the Regions tab: click the top row of "Most harmful parents", then "Exclude region"."""
+    from app.state import format_leaf_ids
+    from harp.regions import rank_regions, region_effects
+    from harp.select import select
+
+    store, page = shared["store"], shared["context"].new_page()
+    inputs, weights = _selection_inputs(store)
+    w = weights if weights is not None else np.ones(inputs.phi.shape[1])
+    objective = inputs.phi @ w / w.sum()
+    regions = region_effects(objective, np.zeros_like(objective), inputs.leaf_parent, inputs.leaf_size)
+    worst = int(regions.region[rank_regions(regions.mean, harmful=True, k=1)[0]])
+    leaves = np.flatnonzero(inputs.leaf_parent == worst).tolist()
+
+    _load(page, shared["url"])
+    page.get_by_role("tab", name="Regions").click()
+    page.get_by_text("Most harmful parents").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    bounds = grid.bounding_box()
+    assert bounds is not None
+    page.mouse.click(bounds["x"] + 15, bounds["y"] + 35 + 17)  # the first row's tick box
+    page.get_by_role("button", name="Exclude region").click(timeout=60_000)
+    _wait_input(page, "Excluded leaves", format_leaf_ids(leaves))
+    excluded = select(
+        inputs.phi, inputs.base, envelope="C", weights=weights, members=inputs.members, excluded=leaves
+    )
+    _wait_metric(page, "HARP-C points", f"{len(excluded.points):,}")
+    wait_idle(page)
+    assert f"region=parent%3A{worst}" in page.url or f"region=parent:{worst}" in page.url
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
