@@ -290,10 +290,8 @@ def greedy_order(
     if envelope == "E":
         return _greedy_e(phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free)
     # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs. The order of
-    # equal effects does not matter (runs are ranges of values), so the faster unstable sort will do.
-    by_domain = np.ascontiguousarray(phi.T)
-    sorted_leaf = np.argsort(by_domain, axis=1, kind="quicksort").astype(np.int64)
-    sorted_phi = np.take_along_axis(by_domain, sorted_leaf, axis=1)
+    # equal effects does not matter (runs are ranges of values).
+    sorted_phi, sorted_leaf = _sort_by_domain(np.ascontiguousarray(phi.T))
     return _greedy_c(
         phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free, sorted_phi, sorted_leaf
     )
@@ -980,6 +978,63 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
 
 
 # ---- HARP-C ------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _sort_by_domain(by_domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``by_domain`` (one domain's effects) sorted, and the leaf of each sorted value.
+
+    A bucket sort: each value goes to one of n buckets by a linear map of its value, which is monotone in
+    floating point, so buckets follow the values' order and an insertion sort finishes each (one or two values
+    a bucket on effects like posteriors). A row that crowds more than 64 values into one bucket (ties, outliers)
+    is sorted by ``np.argsort`` instead. Twice as fast as ``np.argsort`` on the benchmark's pool.
+    """
+    n_domains, n = by_domain.shape
+    sorted_phi = np.empty((n_domains, n))
+    sorted_leaf = np.empty((n_domains, n), dtype=np.int64)
+    bucket = np.empty(n, dtype=np.int64)
+    start = np.empty(n + 1, dtype=np.int64)
+    for d in range(n_domains):
+        column = by_domain[d]
+        row_phi = sorted_phi[d]
+        row_leaf = sorted_leaf[d]
+        low = np.inf
+        high = -np.inf
+        for j in range(n):
+            low = min(low, column[j])
+            high = max(high, column[j])
+        scale = (n - 1) / (high - low) if high > low else 0.0
+        start[:] = 0
+        for j in range(n):
+            k = min(int((column[j] - low) * scale), n - 1)
+            bucket[j] = k
+            start[k + 1] += 1
+        crowded = 0
+        for k in range(n):
+            crowded = max(crowded, start[k + 1])
+            start[k + 1] += start[k]
+        if crowded > 64:
+            order = np.argsort(column, kind="quicksort")
+            for j in range(n):
+                row_leaf[j] = order[j]
+                row_phi[j] = column[order[j]]
+            continue
+        for j in range(n):
+            p = start[bucket[j]]
+            start[bucket[j]] = p + 1
+            row_leaf[p] = j
+            row_phi[p] = column[j]
+        for i in range(1, n):
+            x = row_phi[i]
+            g = row_leaf[i]
+            j = i
+            while j > 0 and row_phi[j - 1] > x:
+                row_phi[j] = row_phi[j - 1]
+                row_leaf[j] = row_leaf[j - 1]
+                j -= 1
+            row_phi[j] = x
+            row_leaf[j] = g
+    return sorted_phi, sorted_leaf
 
 
 @numba.njit(cache=True)
