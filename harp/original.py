@@ -35,6 +35,7 @@ __all__ = [
     "LazyTokenizer",
     "default_eval_indices_path",
     "is_base_scores_path",
+    "is_collection",
     "read_base_scores",
     "records",
     "write_base_scores",
@@ -44,10 +45,18 @@ __all__ = [
 BASE_SCORE_SUFFIXES = (".jsonl", ".ndjson")
 
 
-def records(values: Sequence[Any], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, record)`` of in-memory examples, ``where`` reading ``name[i]``; ``(prompt, response)`` pairs of
-    ``train_examples`` become records."""
-    for i, value in enumerate(values):
+def is_collection(value: Any) -> bool:
+    """A list of records, or anything indexed like one (a Hugging Face or torch dataset): ``len`` and ``[i]``."""
+    if isinstance(value, str | bytes | Mapping):
+        return False
+    return hasattr(value, "__len__") and hasattr(value, "__getitem__")
+
+
+def records(values: Any, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, record)`` of in-memory examples (:func:`is_collection`), ``where`` reading ``name[i]``;
+    ``(prompt, response)`` pairs of ``train_examples`` become records."""
+    for i in range(len(values)):
+        value = values[i]
         where = f"{name}[{i}]"
         if isinstance(value, tuple | list) and len(value) == 2 and name == "train_examples":
             value = {"prompt": value[0], "response": value[1]}

@@ -110,25 +110,25 @@ class HarpResult:
 
 def _training_pool(value: Any, tokenizer: Any) -> TrainingPool:
     from harp.data import TrainingPool, load_training_pool, training_pool_from_records
-    from harp.original import records
+    from harp.original import is_collection, records
 
     if isinstance(value, TrainingPool):
         return value
     if isinstance(value, str | os.PathLike):
         return load_training_pool(value, tokenizer=tokenizer)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        if not value:
+    if is_collection(value):
+        if not len(value):
             raise ValueError("train_examples is empty")
         return training_pool_from_records(records(value, "train_examples"), tokenizer=tokenizer)
     raise ValueError(
-        "train_examples must be a TrainingPool, a .jsonl/.parquet path, or a list of records "
+        "train_examples must be a TrainingPool, a .jsonl/.parquet path, or a list (or dataset) of records "
         f"(prompt/response, messages, or tokenised input_ids/labels), got {type(value).__name__}"
     )
 
 
 def _eval_set(value: Any, tokenizer: Any) -> EvalSet:
     from harp.data import EvalSet, eval_set_from_records, read_records
-    from harp.original import records
+    from harp.original import is_collection, records
 
     if isinstance(value, EvalSet):
         return value
@@ -136,14 +136,14 @@ def _eval_set(value: Any, tokenizer: Any) -> EvalSet:
         return eval_set_from_records(
             read_records(value), path=str(value), tokenizer=tokenizer, require_domain=False
         )
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        if not value:
+    if is_collection(value):
+        if not len(value):
             raise ValueError("eval_examples is empty")
         return eval_set_from_records(
             records(value, "eval_examples"), path="eval_examples", tokenizer=tokenizer, require_domain=False
         )
     raise ValueError(
-        "eval_examples must be an EvalSet, a .jsonl/.parquet path, or a list of records, "
+        "eval_examples must be an EvalSet, a .jsonl/.parquet path, or a list (or dataset) of records, "
         f"got {type(value).__name__}"
     )
 
@@ -531,7 +531,9 @@ def harp(
                 say(f"proxy eval set: the questions listed in {eval_indices_path}")
         if eval_indices_path is not None:
             proxy = _proxy_indices(
-                full_eval, _read_ids(eval_indices_path, "eval_indices_path"), "eval_indices"
+                full_eval,
+                _read_ids(eval_indices_path, "eval_indices_path"),
+                f"eval_indices in {eval_indices_path}",
             )
         elif eval_indices is not None:
             proxy = _proxy_indices(full_eval, _ids(eval_indices, "eval_indices"), "eval_indices")

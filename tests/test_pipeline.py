@@ -429,7 +429,8 @@ def test_default_eval_indices_file_is_read(tmp_path: Path, monkeypatch: pytest.M
     """eval_indices_<metric>.npy in checkpoint_dir, else in the working directory (its bad index shows it)."""
     (tmp_path / "ck").mkdir()
     np.save(tmp_path / "ck" / "eval_indices_accuracy.npy", np.array([0, 99]))
-    with pytest.raises(ValueError, match=r"eval_indices must be question indices in 0..8, got 99"):
+    with pytest.raises(ValueError, match=r"eval_indices in .*ck.eval_indices_accuracy.npy must be question "
+                                         r"indices in 0..8, got 99"):  # fmt: skip
         bad_call(tmp_path, eval_metric="accuracy", checkpoint_dir=tmp_path / "ck")
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "eval_indices_accuracy.npy", np.array([0, 42]))
@@ -469,3 +470,30 @@ def test_tokenised_pool_measures_as_the_text_it_encodes(tiny_model: Path, tmp_pa
     np.testing.assert_allclose(tokens.info["phi"], text.info["phi"], atol=1e-9)
     np.testing.assert_array_equal(tokens.harp_c, text.harp_c)
     np.testing.assert_array_equal(tokens.harp_e, text.harp_e)
+
+
+class NumpyDataset:
+    """What a Hugging Face dataset in numpy format looks like to harp: ``len`` and ``[i]`` giving arrays."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            key: np.asarray(value) if isinstance(value, list) else value
+            for key, value in self.rows[i].items()
+        }
+
+
+def test_datasets_of_arrays_are_read_like_lists(tmp_path: Path) -> None:
+    train = NumpyDataset([{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}] * N_POINTS)
+    evals = NumpyDataset([{"input_ids": [5, 9, 10], "labels": [-100, 9, 10], "subject": "math"}] * 2)
+    # The inputs are read (v0 is checked against their one subject), so the error is v0's.
+    with pytest.raises(ValueError, match=r"v0 must give one base score per domain \(1"):
+        bad_call(tmp_path, train_examples=train, eval_examples=evals, v0=0.5)
+    bad = NumpyDataset([{"input_ids": [5, 6]}] * 3 + [{"input_ids": [[5, 6]]}])
+    with pytest.raises(ValueError, match=r"train_examples\[3\]: input_ids\[0\] must be an integer"):
+        bad_call(tmp_path, train_examples=bad)
