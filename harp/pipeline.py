@@ -420,13 +420,14 @@ def harp(
         Features of the training pool, one row per example (row i is ``train_examples[i]``); L2-normalised here.
     base_model_name : str or Path
         The base model: a local directory or a name in the local Hugging Face cache (nothing is downloaded).
-    train_examples : TrainingPool, path, or list of records
-        The training pool: a :class:`harp.data.TrainingPool`, a ``.jsonl``/``.parquet`` file, or records with
+    train_examples : TrainingPool, path, or list (or dataset) of records
+        The training pool: a :class:`harp.data.TrainingPool`, a ``.jsonl``/``.parquet`` file, or records (a list,
+        or anything with ``len`` and ``[i]`` such as a Hugging Face dataset) with
         ``prompt``/``response`` or chat ``messages`` (``(prompt, response)`` pairs are accepted too), or
         tokenised records as the original release takes them: ``input_ids``, ``labels`` (-100 where there is no
         loss, typically the prompt), optional ``attention_mask`` (0: padding, dropped); extra keys are ignored.
         Tokenised examples are trained on as given: never re-tokenised, not cut to ``max_length``.
-    eval_examples : EvalSet, path, or list of records
+    eval_examples : EvalSet, path, or list (or dataset) of records
         The proxy eval set: ``question``/``choices``/``answer``, ``prompt``/``answer``, or tokenised
         ``input_ids``/``labels``, each with its ``domain`` (or ``subject``); a record may go without one when
         the base-score file ``representatives_path`` names each question's subject.
