@@ -545,8 +545,169 @@ def report_command(args: argparse.Namespace) -> None:
                     f"| {budget} | {method} | {test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}] | "
                     f"{proxy_diff['mean']:+.3f} [{proxy_diff['low']:+.3f}, {proxy_diff['high']:+.3f}] |"
                 )
+    if args.store:
+        out["validation"] = validation_tables(args.store)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+def validation_tables(store_path: str) -> dict[str, Any]:
+    """Print each protocol's mixture validation, weighing every domain 1 and the math skills + mmlu_social."""
+    import harp
+    from harp.mixtures import mixture_report
+
+    store = harp.Store.open(store_path, read_only=True)
+    names = [str(n) for n in store.read_table("domains").sort_by("domain_id")["name"].to_pylist()]
+    table = store.mixtures().to_pydict()
+    protocols = {BASE_ANCHORED_KEY: "base-anchored"}
+    out: dict[str, Any] = {}
+    print("\n| protocol | weights | mixtures | envelope | gain r | gain RMSE | gain bias | sign agreement |")
+    print("|---|---|---:|---|---:|---:|---:|---:|")
+    for key in sorted(set(table["config_key"])):
+        rows = [i for i, k in enumerate(table["config_key"]) if k == key]
+        ids = sorted({table["mixture_id"][i] for i in rows})
+        shape = (len(ids), len(names))
+        measured, predicted_c, predicted_e = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for i in rows:
+            r, d = ids.index(table["mixture_id"][i]), table["domain_id"][i]
+            measured[r, d], predicted_c[r, d], predicted_e[r, d] = (
+                table["phi"][i],
+                table["predicted_c"][i],
+                table["predicted_e"][i],
+            )
+        chosen = np.array([1.0 if n.startswith("math") or n == "mmlu_social" else 0.0 for n in names])
+        for label, weights in (("all 10", np.ones(len(names))), ("math + mmlu_social", chosen)):
+            report = mixture_report(measured, {"HARP-C": predicted_c, "HARP-E": predicted_e}, weights)
+            out[f"{protocols.get(key, 'in-mixture')}|{label}"] = report
+            for envelope, stats in report["envelopes"].items():
+                r = stats["gain_correlation"]
+                print(
+                    f"| {protocols.get(key, 'in-mixture')} | {label} | {len(ids)} | {envelope} | "
+                    f"{'n/a' if r is None else f'{r:+.2f}'} | {stats['gain_rmse']:.3f} | {stats['gain_bias']:+.3f} | "
+                    f"{stats['mean_sign_agreement']:.2f} |"
+                )
+    return out
+
+
+def holdout_quality(
+    store: Any, config_key: str, held: list[int], training_variance: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The measured effects of the hold-out leaves against the posterior of a fit that did not see them (run
+    ``infer_effects(..., hold_out=held)`` first): correlation, RMSE, and coverage of the 90 % intervals. The
+    predictive interval adds the measurement's variance (and the training noise, when the fit estimated one)."""
+    from harp.validate import measured_effects
+
+    inputs = store.selection_inputs()
+    measured = measured_effects(store, config_key, inputs.n_leaves, inputs.n_domains)
+    rows = store.read_table("measurements").to_pydict()
+    variance = np.full_like(measured, np.nan)
+    for g, d, v, key in zip(
+        rows["leaf_id"], rows["domain_id"], rows["variance"], rows["config_key"], strict=True
+    ):
+        if key == config_key:
+            variance[g, d] = v
+    if training_variance is not None:
+        variance = variance + training_variance[None, :]
+    leaves = np.asarray(held, dtype=np.int64)
+    leaves = leaves[~np.isnan(measured[leaves]).all(axis=1)]  # the hold-out leaves this key measured
+    x, mean, sd, var = measured[leaves], inputs.phi[leaves], inputs.sd[leaves], variance[leaves]
+    keep = ~np.isnan(x)
+    x, mean, sd, var = x[keep], mean[keep], sd[keep], var[keep]
+    z90 = 1.6448536269514722
+    return {
+        "leaves": int(leaves.size),
+        "pairs": int(x.size),
+        "r": float(np.corrcoef(x, mean)[0, 1]),
+        "rmse": float(np.sqrt(np.mean((x - mean) ** 2))),
+        "rmse_zero": float(np.sqrt(np.mean(x**2))),
+        "inside_90": float(np.mean(np.abs(x - mean) <= z90 * sd)),
+        "inside_90_predictive": float(np.mean(np.abs(x - mean) <= z90 * np.sqrt(sd**2 + var))),
+    }
+
+
+def ship_command(args: argparse.Namespace) -> None:
+    """Re-make data/demo from a GPU run's store export with the chosen variant's effects (see --help)."""
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import harp
+    from harp.data import load_training_pool
+    from harp.load import infer_effects
+    from harp.objective import default_weights
+
+    results = Path(args.results)
+    state = _read_json(results / "state.json")
+    mix_key = state["keys"]["0"]
+    variant = args.variant
+    keys = {"ba": BASE_ANCHORED_KEY, "im": mix_key, "im-fw": mix_key}
+    if variant not in keys:
+        raise SystemExit(
+            f"--variant must be one of {sorted(keys)} (effects a store can hold), got {variant!r}"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="harp-ship-"))
+    export = scratch / "export"
+    shutil.copytree(results / "export", export)
+    pool = load_training_pool(RUN / "pool.jsonl")
+    points = pq.read_table(export / "points.parquet")
+    ids = points["point_id"].to_numpy()
+    previews, sources = pool.previews(), pool.sources
+    points = points.set_column(
+        points.schema.get_field_index("text"), "text", pa.array([previews[i] for i in ids])
+    )
+    points = points.set_column(
+        points.schema.get_field_index("source"), "source", pa.array([sources[i] for i in ids], pa.string())
+    )
+    pq.write_table(points, export / "points.parquet")
+    store = harp.import_parquet(export, scratch / "demo.duckdb")
+    holdout = [int(g) for g in _read_json(RUN / "holdout.json")]
+    quality = {}
+    for name, key in (("base-anchored", BASE_ANCHORED_KEY), ("in-mixture", mix_key)):
+        effects, _ = infer_effects(store, config_key=key, hold_out=holdout)
+        quality[name] = holdout_quality(store, key, holdout, effects.training_variance)
+    rule = "family-wise" if variant == "im-fw" else "any-leaf"
+    run_id = store.add_run(
+        "infer", {"config_key": keys[variant], "active_rule": rule, "training_noise": True}
+    )
+    infer_effects(store, config_key=keys[variant], active_rule=rule)  # type: ignore[arg-type]
+    store.finish_run(run_id)
+    inputs = store.selection_inputs()
+    weights = default_weights(inputs.active)
+    plan = _read_json(results / "subsets.json")
+    budgets = [int(b) for b in plan["budgets"]]
+    finetuned = plan["variants"][variant]["subsets"]
+    shipped: dict[str, Any] = {}
+    for envelope in ("C", "E"):
+        for budget in budgets:
+            chosen = harp.select(inputs.phi, inputs.base, envelope=envelope, weights=weights,
+                                 members=inputs.members, budget=budget)  # fmt: skip
+            name = f"{envelope}@{budget}"
+            shipped[name] = chosen.points.tolist()
+            if shipped[name] != finetuned[name]:
+                raise SystemExit(f"{name}: the shipped effects select another subset than the one finetuned")
+    report = {"variant": variant, "hold_out": quality, "validation": state.get("validation", {})}
+    record = store.add_run("demo-proof", report)
+    store.finish_run(record)
+    out = Path(args.out)
+    for old in out.glob("*.parquet"):
+        old.unlink()
+    harp.export_parquet(store.path, out, overwrite=True)
+    subsets = {
+        "store_hash": store.content_hash(),
+        "variant": variant,
+        "weights": dict(zip(inputs.domain_names, weights.tolist(), strict=True)),
+        "budgets": budgets,
+        "harp": shipped,
+        "random": {f"{b}@{s}": random_subset(len(pool), b, s) for b in budgets for s in SEEDS},
+        "embedding-centroid": {str(b): centroid_subset(b) for b in budgets},
+    }
+    _write_json(out / "run" / "subsets.json", subsets)
+    _write_json(out / "run" / "quality.json", report)
+    print(
+        json.dumps({"variant": variant, "hold_out": quality, "store_hash": subsets["store_hash"]}, indent=2)
+    )
 
 
 def main() -> None:
@@ -564,11 +725,20 @@ def main() -> None:
         "--smoke", action="store_true", help="a CPU-sized rehearsal (tiny model: tests/ builds one)"
     )
     gpu.add_argument("--device", default="cuda")
+    ship = commands.add_parser(
+        "ship", help="re-make data/demo from a GPU run with the chosen variant's effects"
+    )
+    ship.add_argument(
+        "--results", required=True, help="folder with the run's export/, state.json, subsets.json"
+    )
+    ship.add_argument("--variant", required=True, help="ba, im or im-fw (chosen on the proxy set)")
+    ship.add_argument("--out", default=str(DEMO))
     report = commands.add_parser("report", help="the tables")
     report.add_argument("--work", required=True)
     report.add_argument("--json", default=None)
+    report.add_argument("--store", default=None, help="a store with the run's mixtures: print the validation")
     args = parser.parse_args()
-    {"gpu": gpu_command, "report": report_command}[args.command](args)
+    {"gpu": gpu_command, "report": report_command, "ship": ship_command}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -631,8 +631,8 @@ def test_the_shipped_demo_opens_on_every_page(monkeypatch, demo_store) -> None:
     assert not at.warning
     assert at.selectbox(key="ctl_color").options == ["weighted objective", *DEMO_DOMAINS]
     assert at.number_input(key="ctl_budget_number").value == 13_462
-    default = expected(inputs, "C")  # weight 1 on the 7 active domains: six math skills and mmlu_social
-    assert inputs.active.sum() == 7 and inputs.active[DEMO_DOMAINS.index("mmlu_social")]
+    default = expected(inputs, "C")  # weight 1 on the 2 active domains of the in-mixture effects
+    assert inputs.active.sum() == 2 and inputs.active[DEMO_DOMAINS.index("mmlu_social")]
     shows(at, "C", default)
     _, marks = map_sent(at)
     assert len(marks[0]["x"]) == len(default.leaves) > 0  # one ring per selected leaf
@@ -659,7 +659,7 @@ def test_the_shipped_demo_opens_on_every_page(monkeypatch, demo_store) -> None:
     clean(at, "store")
     (domains,) = [d.value for d in at.dataframe if "domain" in d.value.columns]
     assert domains["domain"].tolist() == DEMO_DOMAINS
-    assert domains["measured leaves"].tolist() == [118] * 10  # 142 measured, 24 held out of the fit
+    assert domains["measured leaves"].tolist() == [125] * 10  # the in-mixture effects: 125 measured leaves
     (runs,) = [d.value for d in at.dataframe if "config" in d.value.columns]
     assert "demo-proof" in runs["kind"].tolist()
     assert all(isinstance(c, str) for c in runs["config"])
