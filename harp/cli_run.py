@@ -253,7 +253,7 @@ def run_command(config_path: Path) -> None:
             data["pool"],
             data["eval"],
             eval_indices_path=data.get("eval_indices"),
-            representatives_path=data.get("representatives"),
+            representative_leaves_path=data.get("representatives"),
             TOP_K_POINTS=config["select"].get("budget"),
             lora_config=measure["config"],
             checkpoint_dir=config[""]["store"],

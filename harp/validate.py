@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harp.data import EvalSet, TrainingPool
+from harp.data import EvalSet, TrainExamples, TrainingPool
 from harp.measure import (
     Device,
     ExecutorName,
@@ -206,9 +206,9 @@ def validate_mixtures(
     skipped = [mixtures[k].tolist() for k in range(len(mixtures)) if k not in set(todo)]
     say(f"config {key}: {len(todo)} mixtures to measure, {len(skipped)} already in the store")
 
-    def examples_of(leaves: np.ndarray) -> list[tuple[str, str]]:
+    def examples_of(leaves: np.ndarray) -> TrainExamples:
         ids = [members[g][:max_examples_per_leaf] if max_examples_per_leaf else members[g] for g in leaves]
-        return train.subset(np.concatenate(ids))
+        return train.examples(np.concatenate(ids))  # a tokenised pool's own tokens, else (prompt, response)
 
     tasks: list[LeafTask] = []
     for k in todo:
