@@ -223,7 +223,11 @@ def test_training_noise_enters_the_fit(tiny_model: Path, eval_set: EvalSet, tmp_
     plain, _ = infer_effects(store, config_key=main.config_key, training_noise=False, hold_out=[1])
     assert plain.training_variance is None
     source = store.summary(with_hash=False)["effects_source"]
-    assert source["training_noise"] is False and source["held_out_leaves"] == 1 and source["measured_leaves"] == 3
+    assert (
+        source["training_noise"] is False
+        and source["held_out_leaves"] == 1
+        and source["measured_leaves"] == 3
+    )
     plain, _ = infer_effects(store, config_key=main.config_key, training_noise=False)
     # More variance per measurement: measured leaves are shrunk more, so their posterior sd is larger.
     measured = effects.measured
@@ -343,3 +347,36 @@ def test_cli_measure_protocol_and_validate(tiny_model: Path, eval_set: EvalSet, 
     result = runner.invoke(main, ["validate", *common, "--sizes", "9"])
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "sizes" in result.output
     assert Store.open(tmp_path / "store.duckdb").mixtures(key).num_rows == 2 * eval_set.n_domains
+
+
+@pytest.mark.train
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_cluster_of_two_cpu_workers_matches_in_process(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    """A local Ray cluster of two CPU workers (issue 15's CPU stand-in for two GPUs): the in-mixture leaves are
+    spread over both workers, and the effects equal the in-process run's (same config key, same seeds)."""
+    ray = pytest.importorskip("ray")
+    from harp.measure import run_measurements
+
+    pool = make_pool()
+    local = run_measurements(
+        make_store(tmp_path / "a.duckdb"), tiny_model, pool, eval_set, [0, 1, 2, 3], MIXTURE
+    )
+    repo = Path(__file__).resolve().parents[1]
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(repo)}})
+    try:
+        store = make_store(tmp_path / "b.duckdb")
+        spread = run_measurements(
+            store, tiny_model, pool, eval_set, [0, 1, 2, 3], MIXTURE, executor="ray", devices=["cpu", "cpu"]
+        )
+    finally:
+        ray.shutdown()
+    assert spread.config_key == local.config_key and sorted(spread.measured) == [0, 1, 2, 3]
+    workers = {run["config"]["worker"] for run in store.runs() if run["kind"] == "measure-leaf"}
+    assert len(workers) == 2
+    a = Store.open(tmp_path / "a.duckdb").read_table("measurements").sort_by([("leaf_id", "ascending"),
+                                                                             ("domain_id", "ascending")])  # fmt: skip
+    b = store.read_table("measurements").sort_by([("leaf_id", "ascending"), ("domain_id", "ascending")])
+    np.testing.assert_allclose(a.column("phi").to_numpy(), b.column("phi").to_numpy(), atol=1e-6)
