@@ -20,27 +20,41 @@ expression as the naive definition (domains summed in order), so orders and gain
 
 HARP-C keeps an *approximate* gain per leaf, updated incrementally. A leaf's score on domain d does not depend on
 the current score while neither side of the clip binds, so when a step moves it only the leaves whose
-``phi[g, d]`` lies in a few intervals (found by binary search in ``phi[:, d]`` sorted once) can change; when the
-running max of ``pos`` rises, the leaves above the old max are updated too. A max-tree over the approximate gains
-gives the best leaf; every leaf within ``_TOLERANCE`` of it is then scored exactly and the true best (ties to the
-smaller id) is taken. Leaves whose every weighted domain score is bitwise unchanged by adding them have a gain of
-exactly 0.0; they sit in a second tree ordered by id, so long plateaus of zero gains cost O(log L) a step.
+``phi[g, d]`` lies in a few intervals (found by binary search in ``phi[:, d]`` sorted once, by a bucket sort:
+:func:`_sort_by_domain`) can change; when the running max of ``pos`` rises, the leaves above the old max are
+updated too. A max-tree over the approximate gains gives the best leaf; every leaf within ``_TOLERANCE`` of it is
+then scored exactly and the true best (ties to the smaller id) is taken. Leaves whose every weighted domain score
+is bitwise unchanged by adding them have a gain of exactly 0.0; they sit in a second tree ordered by id, so long
+plateaus of zero gains cost O(log L) a step.
 
-HARP-E (see :func:`_greedy_e`) scores every remaining leaf exactly at each step, in one compiled pass that runs
-over the domains outside and the leaves inside (vectorised, on a domain-major copy of the effects compacted as
-leaves are chosen). Incremental books do not pay here: a score hovering near 1 changes about a third of all
-gains at every step. Most steps on real-shaped pools need no pass at all: once no leaf can raise any weighted
+HARP-E (see :func:`_greedy_e`) has two kinds of step. While some leaf can raise a weighted score, a full pass
+screens every remaining leaf in float32 over the domains outside and the leaves inside (vectorised, twice the
+lanes of float64, on a domain-major copy compacted as leaves are chosen) with a proven bound on its rounding, and
+scores exactly only the few leaves that may be the best (:func:`_screen_e`). Incremental books do not pay here: a
+score hovering near 1 changes about a third of all gains at every step. Once no leaf can raise any weighted
 score, the first leaf by id that changes nothing wins with a gain of exactly 0.0, found by a scan in id order
-where each leaf before it is usually dismissed by one comparison against a remembered witness.
+where each leaf before it is usually dismissed by one comparison against a remembered witness, a domain where it
+surely lowers the score (:func:`_frozen_pick`). The idea that made that scan cheap: decide "surely lowers"
+on one-byte codes of the effects (:func:`_quantize`) rather than on the floats. Each step turns the scores into
+one threshold code per domain (:func:`_sure_drops`, no search: codes are monotone in the effect), a witness
+check is one byte comparison, and finding a new witness is a branch-free pass over one cache line of codes; the
+floats are read only for the rare leaf with no sure drop (it keeps every score at 1, or lowers one by less than
+a code's width). Domains of zero weight are dropped before either greedy (:func:`greedy_order`).
 
-Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, about 0.18 s; shares from
-``perf`` with a map of the compiled functions): the 7,551 plateau steps take about 60 %: each dismisses ~850
-leaves before the winner again (6.4 million witness checks in all) and ~128 of them need a full row because the
-score their witness watched rose (0.96 million rows). The ~2,450 full passes take most of the rest. Tried and no
-faster: per-domain heaps that wake a leaf only when its witness fails, two witnesses per leaf, witnesses chosen
-by how fast their score rises, a fast-math row minimum, full passes that add four domains per sweep, and
-rescoring only the leaves whose gain at the last full pass plus a bound on its rise since could still win (the
-bound, from how far the scores moved, is 0.003-0.009 a step against gains of 0.001-0.004, so it prunes nothing).
+Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, HARP-E about 0.09-0.12 s
+of CPU on the shared 2-core machine, from 0.15-0.18 s before the codes and the screening): the 7,551 plateau
+steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all), and ~130 of them a step
+need a new witness because the score theirs watched rose (0.98 million code rows); the ~2,450 full passes
+(218 million leaf-domain terms) take a little less than the plateau. Before the codes, a new witness was an
+argmin over 64 floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; a 64-entry binary
+search per domain and step for the thresholds then cost another ~17 ms, which the monotone code removed.
+Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, two witnesses per leaf,
+witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains per
+sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
+a cache of each leaf's failing domains woken only when all fail (a third of the rows, more time in the
+books), blocking the full pass by leaves, and rescoring only the leaves whose gain at the last full pass plus a
+bound on its rise since could still win (one-sided, per-domain rise bounds prune 88 % of the first 50 steps but
+under half by step 150, and a leaf scored alone costs three times its share of a vectorised pass).
 """
 
 from __future__ import annotations
@@ -281,20 +295,28 @@ def greedy_order(
     pinned: np.ndarray,
     excluded: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy order and gains; assumes validated inputs (see :func:`select`)."""
+    """Greedy order and gains; assumes validated inputs (see :func:`select`).
+
+    Domains of zero weight are dropped first: each adds ``0.0 * score = +0.0`` to every utility sum, which leaves
+    it bitwise unchanged, so the greedy on the weighted domains alone is the same greedy (``W`` is still summed
+    over all weights, as the naive definition does). Zeroing the weights of inactive domains, the app's default,
+    so speeds every step up in proportion.
+    """
     n_leaves = phi.shape[0]
     eligible = np.ones(n_leaves, dtype=np.bool_)
     eligible[excluded] = False
     eligible[pinned] = False
     free = np.flatnonzero(eligible).astype(np.int64)
+    weight_sum = float(weights.sum())
+    if not np.all(weights > 0.0):
+        weighted = weights > 0.0
+        phi, base, weights = np.ascontiguousarray(phi[:, weighted]), base[weighted], weights[weighted]
     if envelope == "E":
-        return _greedy_e(phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free)
+        return _greedy_e(phi, base, weights, weight_sum, pinned.astype(np.int64), free)
     # Per-domain sorted effects, so that the leaves a step can affect are a few contiguous runs. The order of
     # equal effects does not matter (runs are ranges of values).
     sorted_phi, sorted_leaf = _sort_by_domain(np.ascontiguousarray(phi.T))
-    return _greedy_c(
-        phi, base, weights, float(weights.sum()), pinned.astype(np.int64), free, sorted_phi, sorted_leaf
-    )
+    return _greedy_c(phi, base, weights, weight_sum, pinned.astype(np.int64), free, sorted_phi, sorted_leaf)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -325,17 +347,19 @@ def _tree_size(n: int) -> int:
 
 
 @numba.njit(cache=True)
-def _tree_set(tree: np.ndarray, size: int, index: int, value: float) -> None:
+def _tree_set(trees: np.ndarray, k: int, size: int, index: int, value: float) -> None:
+    """Set leaf ``index`` of tree ``trees[k]`` and repair its ancestors, indexing ``trees`` in place rather than
+    taking a view per call (each view costs a reference count up and down, and HARP-C sets thousands a step)."""
     node = size + index
-    tree[node] = value
+    trees[k, node] = value
     node //= 2
     while node >= 1:
-        left = tree[2 * node]
-        right = tree[2 * node + 1]
+        left = trees[k, 2 * node]
+        right = trees[k, 2 * node + 1]
         top = left if left >= right else right
-        if tree[node] == top:
+        if trees[k, node] == top:
             break  # the ancestors hold the same maxima as before
-        tree[node] = top
+        trees[k, node] = top
         node //= 2
 
 
@@ -509,7 +533,7 @@ def _finish_step(
             if rebuild:
                 trees[k, size + g] = value
             elif trees[k, size + g] != value:
-                _tree_set(trees[k], size, g, value)
+                _tree_set(trees, k, size, g, value)
     if rebuild:
         for k in range(3):
             _tree_build(trees[k], size)
@@ -1128,7 +1152,7 @@ def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
         step += 1
         remaining[chosen] = False
         for k in range(3):
-            _tree_set(trees[k], size, chosen, -np.inf)
+            _tree_set(trees, k, size, chosen, -np.inf)
         n_dirty = 0
         for d in range(n_domains):
             x_chosen = phi[chosen, d]
