@@ -158,7 +158,11 @@ def info(store: Path, as_json: bool) -> None:
         return
     click.echo(f"store           {store}")
     for key, value in summary.items():
-        if key == "counts" and isinstance(value, dict):
+        if key in ("n_held_out_leaves", "n_fit_leaves"):
+            continue  # said on the n_measured_leaves line
+        if key == "n_measured_leaves":
+            click.echo(f"{key:<15} {_measured_words(summary)}")
+        elif key == "counts" and isinstance(value, dict):
             click.echo("counts          " + ", ".join(f"{name} {count}" for name, count in value.items()))
         elif key == "runs" and isinstance(value, list):
             click.echo(f"runs            {len(value)}")
@@ -168,6 +172,16 @@ def info(store: Path, as_json: bool) -> None:
                 )
         else:
             click.echo(f"{key:<15} {value}")
+
+
+def _measured_words(summary: dict[str, Any]) -> str:
+    """``142 measured, of which 24 held out of the fit`` (the fit used the other 118)."""
+    measured, held_out = int(summary["n_measured_leaves"]), int(summary.get("n_held_out_leaves") or 0)
+    if not held_out:
+        return f"{measured} measured, none held out of the fit"
+    return (
+        f"{measured} measured, of which {held_out} held out of the fit (the fit used {measured - held_out})"
+    )
 
 
 def _read_weights_file(path: Path) -> dict[str, float]:
@@ -393,7 +407,7 @@ def select_command(
     try:
         opened = Store.open(store, read_only=True, lock_timeout=lock_timeout)
         domains = opened.read_table("domains")
-        n_leaves = opened.read_table("leaves").num_rows
+        n_leaves = opened.count("leaves")
         saved = [record["name"] for record in opened.list_selections()] if save_as is not None else []
     except StoreLockedError:
         raise _locked(store, lock_timeout, "--store", "it cannot be read") from None
@@ -436,7 +450,7 @@ def select_command(
         budget=budget,
         pinned=pins,
         excluded=excludes,
-        store_hash=opened.content_hash(),
+        store_hash=inputs.content_hash,  # read in the snapshot of phi and members
         domain_names=inputs.domain_names,
         store_path=store.resolve(),
     )

@@ -122,6 +122,24 @@ def m002_mixtures(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@_migration
+def m003_content_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """The content hash kept in ``meta`` (schema version 3): ``table_hash:<table>`` per hashed table and
+    ``content_hash``, from then on updated by every write in its own transaction (see :mod:`harp.content_hash`).
+
+    Saved selections whose ``store_hash`` is the old (version 1-2) hash of the store as it is now get the new
+    hash of the same contents, so they do not look stale; others keep theirs (they describe other contents).
+    """
+    from harp import content_hash
+
+    new = content_hash.record_digests(
+        con, {table: content_hash.table_digest(con, table) for table in content_hash.HASHED_TABLES}
+    )
+    if con.execute("SELECT count(*) FROM selections").fetchall()[0][0]:
+        old = content_hash.content_hash_v1(con)
+        con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, old])
+
+
 #: The schema version this harp-explorer writes (the number of migrations it knows).
 SCHEMA_VERSION: int = len(MIGRATIONS)
 

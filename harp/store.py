@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
+import functools
 import json
 import os
 import random
@@ -35,7 +35,7 @@ import secrets
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harp import content_hash as _hashes
 from harp import migrations as _migrations
 from harp._validation import check_finite
+from harp.content_hash import HASHED_TABLES
 
 __all__ = [
     "HASHED_TABLES",
@@ -64,11 +66,8 @@ __all__ = [
     "stage_text",
 ]
 
-#: Tables whose canonical contents make up :meth:`Store.content_hash`.
-HASHED_TABLES: tuple[str, ...] = ("large_nodes", "parents", "leaves", "points", "domains", "effects")
-
 _SOURCE_VIEW = "_harp_source"  # name under which an Arrow table is registered for one INSERT
-_HASH_FORMAT = b"harp-content-hash-v1\n"
+_BATCH_ROWS = 1 << 20  # rows per batch when a big table is read column-wise
 
 
 class StoreError(Exception):
@@ -101,14 +100,18 @@ class SelectionInputs:
         Whether each domain is active.
     domain_names : list of str
         Name of each domain.
-    members : list of ndarray of int64
-        Point ids of each leaf, in rank order (most typical first).
+    point_ids : ndarray of shape (n_points,), int64
+        Point ids of every leaf, leaf by leaf, each leaf's in rank order (most typical first).
+    member_offsets : ndarray of shape (n_leaves + 1,), int64
+        Leaf g's points are ``point_ids[member_offsets[g]:member_offsets[g + 1]]``.
     leaf_parent : ndarray of shape (n_leaves,)
         Parent id of each leaf.
     parent_large : ndarray of shape (n_parents,)
         Large-node id of each parent.
     leaf_size : ndarray of shape (n_leaves,)
         Number of points of each leaf.
+    content_hash : str or None
+        The store's content hash, read in the same snapshot as everything else.
     """
 
     phi: np.ndarray
@@ -117,10 +120,17 @@ class SelectionInputs:
     base: np.ndarray
     active: np.ndarray
     domain_names: list[str]
-    members: list[np.ndarray]
+    point_ids: np.ndarray
+    member_offsets: np.ndarray
     leaf_parent: np.ndarray
     parent_large: np.ndarray
     leaf_size: np.ndarray
+    content_hash: str | None = None
+
+    @functools.cached_property
+    def members(self) -> list[np.ndarray]:
+        """Point ids of each leaf g in rank order: views into :attr:`point_ids` (no copy)."""
+        return np.split(self.point_ids, self.member_offsets[1:-1])
 
     @property
     def n_leaves(self) -> int:
@@ -463,6 +473,19 @@ def _count_mixtures(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def _stored_hash(con: duckdb.DuckDBPyConnection) -> str:
+    """The content hash kept in ``meta`` (every write keeps it current in its own transaction)."""
+    row = _first(con, "SELECT value FROM meta WHERE key = 'content_hash'")
+    if row is None:  # meta lost its row (edited by hand): the slow way, still right
+        return _hashes.recompute(con)
+    return str(row[0])
+
+
+def _numpy(batch: pa.RecordBatch, index: int, dtype: type) -> np.ndarray:
+    """Column ``index`` of a record batch as a numpy array of ``dtype`` (no Python object per row)."""
+    return batch.column(index).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
 def _read_sorted(con: duckdb.DuckDBPyConnection, table: str) -> pa.Table:
     keys = ", ".join(_migrations.TABLE_KEYS[_whitelisted(table)])
     return _arrow(con, f"SELECT * FROM {table} ORDER BY {keys}")
@@ -556,54 +579,6 @@ def _json_list(values: Any, name: str, kind: type) -> str:
         return json.dumps([kind(v) for v in np.asarray(values).ravel().tolist()])
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be a sequence of {kind.__name__}: {error}") from None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Content hash
-
-
-def _is_string_view(kind: pa.DataType) -> bool:
-    check = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
-    return bool(check(kind)) if check is not None else False
-
-
-def _canonical_column(column: pa.ChunkedArray) -> tuple[str, list[bytes | memoryview]]:
-    """A type tag and byte strings that determine the column's values exactly, independent of chunking."""
-    nulls = np.packbits(pc.is_null(column).to_numpy(zero_copy_only=False)).tobytes()
-    kind = column.type
-    if pa.types.is_integer(kind):
-        values = pc.fill_null(column, 0).to_numpy().astype("<i8")
-        return "int", [nulls, values.tobytes()]
-    if pa.types.is_floating(kind):
-        values = pc.fill_null(column, 0.0).to_numpy().astype("<f8")
-        return "float", [nulls, values.tobytes()]
-    if pa.types.is_boolean(kind):
-        values = pc.fill_null(column, False).to_numpy(zero_copy_only=False).astype(np.uint8)
-        return "bool", [nulls, values.tobytes()]
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind):
-        array = pc.fill_null(column, "").cast(pa.large_string()).combine_chunks()
-        buffers = array.buffers()
-        offsets = np.frombuffer(buffers[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
-        data: bytes | memoryview = b""
-        if len(array) and buffers[2] is not None:
-            data = memoryview(buffers[2])[int(offsets[0]) : int(offsets[-1])]
-        return "text", [nulls, np.diff(offsets).astype("<i8").tobytes(), data]
-    return str(kind), [nulls, json.dumps(column.to_pylist(), default=str).encode()]
-
-
-def _content_hash(con: duckdb.DuckDBPyConnection) -> str:
-    digest = hashlib.sha256(_HASH_FORMAT)
-    for table in HASHED_TABLES:
-        data = _read_sorted(con, table)
-        digest.update(f"table {table} {data.num_rows}\n".encode())
-        for field, column in zip(data.schema, data.columns, strict=True):
-            kind, parts = _canonical_column(column)
-            digest.update(f"column {field.name} {kind}\n".encode())
-            for part in parts:
-                size = part.nbytes if isinstance(part, memoryview) else len(part)
-                digest.update(size.to_bytes(8, "little"))
-                digest.update(part)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -749,19 +724,33 @@ class Store:
             con.close()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def write(self, *, rehash: Iterable[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived read-write connection inside ONE transaction.
 
         The transaction is committed when the block ends normally and rolled back when it raises (a DuckDB error
-        is re-raised as :class:`StoreError`); the connection is closed in both cases.
+        is re-raised as :class:`StoreError`); the connection is closed in both cases. Before the commit, the
+        content hash in ``meta`` is brought up to date in the same transaction (see :mod:`harp.content_hash`).
+
+        Parameters
+        ----------
+        rehash : iterable of str, optional
+            The hashed tables (:data:`HASHED_TABLES`) the block may change, whose digests are recomputed from the
+            tables before the commit; by default all of them (a block that changes none passes ``()``, and one
+            that records a digest itself with :func:`harp.content_hash.record_digests` leaves that table out).
         """
         if self.read_only:
             raise StoreError(f"{self.path} was opened read-only; open it with read_only=False to write")
+        tables = HASHED_TABLES if rehash is None else tuple(rehash)
+        for table in tables:
+            if table not in HASHED_TABLES:
+                raise ValueError(f"rehash names {table!r}, not one of {', '.join(HASHED_TABLES)}")
         con = self._connection(read_only=False)
         try:
             con.begin()
             try:
                 yield con
+                if tables:
+                    _hashes.record_digests(con, {table: _hashes.table_digest(con, table) for table in tables})
             except BaseException as error:
                 with contextlib.suppress(duckdb.Error):
                     con.rollback()
@@ -891,7 +880,7 @@ class Store:
         parent_size = np.bincount(leaf_parent, weights=leaf_size, minlength=n_parents).astype(np.int64)
         large_size = np.bincount(parent_large, weights=parent_size, minlength=n_large).astype(np.int64)
 
-        with self.write() as con:
+        with self.write(rehash=("large_nodes", "parents", "leaves", "effects")) as con:
             n_measurements = _count(con, "measurements")
             n_mixtures = _count_mixtures(con)
             if (n_measurements or n_mixtures) and not discard_measurements:
@@ -940,6 +929,8 @@ class Store:
                 ),
             )
             _insert(con, "points", point_table)
+            by_point_id = np.argsort(point_id[order], kind="stable")
+            _hashes.record_digests(con, {"points": _hashes.arrow_digest("points", point_table, by_point_id)})
 
     def write_domains(
         self,
@@ -1007,7 +998,7 @@ class Store:
                 "active": np.ascontiguousarray(active_array),
             }
         )
-        with self.write() as con:
+        with self.write(rehash=("domains",)) as con:
             current = _count(con, "domains")
             held = _count(con, "effects") or _count(con, "measurements") or _count_mixtures(con)
             if current != n_domains and held:
@@ -1025,7 +1016,7 @@ class Store:
         ----------
         active : array-like of bool, shape (n_domains,)
         """
-        with self.write() as con:
+        with self.write(rehash=("domains",)) as con:
             n_domains = _count(con, "domains")
             flags = _booleans(active, "active", (n_domains,))
             con.register(
@@ -1060,7 +1051,7 @@ class Store:
         ValueError
             Naming the argument: a shape other than the store's leaves x domains, NaN or inf, sd < 0.
         """
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             shape = (_count(con, "leaves"), _count(con, "domains"))
             if 0 in shape:
                 raise ValueError(
@@ -1088,6 +1079,9 @@ class Store:
             )
             con.execute("DELETE FROM effects")
             _insert(con, "effects", table)
+            _hashes.record_digests(
+                con, {"effects": _hashes.arrow_digest("effects", table)}
+            )  # rows in key order
             con.execute("DELETE FROM meta WHERE key = 'effects_source'")
             if source is not None:
                 con.execute(
@@ -1187,7 +1181,7 @@ class Store:
                 "created_at": created_at,
             }
         )
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             _ids_in_range(leaf_id, "rows['leaf_id']", _count(con, "leaves"), "leaves")
             _ids_in_range(domain_id, "rows['domain_id']", _count(con, "domains"), "domains")
             _insert(con, "measurements", table, verb="INSERT OR REPLACE")
@@ -1265,7 +1259,7 @@ class Store:
         repeated = leaf_ids[1:][leaf_ids[1:] == leaf_ids[:-1]]
         if repeated.size:
             raise ValueError(f"leaves lists leaf {int(repeated[0])} more than once")
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             n_domains = _count(con, "domains")
             if n_domains == 0:
                 raise ValueError("write the domains before adding a mixture (the store has none)")
@@ -1334,7 +1328,7 @@ class Store:
         """
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string naming how the layout was made, got {key!r}")
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             n_leaves = _count(con, "leaves")
             x_array = _floats(x, "x", (n_leaves,))
             y_array = _floats(y, "y", (n_leaves,))
@@ -1365,7 +1359,7 @@ class Store:
             config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
         except (TypeError, ValueError) as error:
             raise ValueError(f"config must be a JSON-serialisable mapping: {error}") from None
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             if _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 raise ValueError(f"run_id {run_id!r} already exists in {self.path}")
             con.execute(
@@ -1382,7 +1376,7 @@ class Store:
             timings_json = None if timings is None else json.dumps(dict(timings), sort_keys=True, default=str)
         except (TypeError, ValueError) as error:
             raise ValueError(f"timings must be a JSON-serialisable mapping: {error}") from None
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             if not _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 raise ValueError(f"run_id {run_id!r} is not a run of {self.path}")
             con.execute(
@@ -1394,16 +1388,18 @@ class Store:
         """Run records, oldest first, with ``config`` and ``timings`` decoded from JSON."""
         with self.read() as con:
             table = _arrow(con, "SELECT * FROM runs ORDER BY started_at, run_id")
-        records = table.to_pylist()
-        for record in records:
-            for field in ("config", "timings"):
-                record[field] = json.loads(record[field]) if record[field] else None
-        return records
+        return [_decode_run(record) for record in table.to_pylist()]
 
     # -- reading --------------------------------------------------------------------------------------------------
 
     def selection_inputs(self) -> SelectionInputs:
-        """Read phi, sd, measured, base, active, domain names, members and the tree in a few queries.
+        """Read phi, sd, measured, base, active, domain names, members, the tree and the content hash.
+
+        One snapshot, column-wise: the effects are scanned in batches of 2^20 rows and put in place by (leaf,
+        domain) into (n_leaves, n_domains) matrices, the points into one array of point ids in (leaf, rank)
+        order with the leaves' offsets into it (no sort of either table), and the content hash is read from
+        ``meta`` in the same transaction, so it names exactly the contents read. Memory: 8 + 8 + 1 bytes per
+        leaf x domain and 8 bytes per point, plus one batch at a time.
 
         Raises
         ------
@@ -1414,40 +1410,50 @@ class Store:
             leaves = con.execute("SELECT parent_id, size FROM leaves ORDER BY leaf_id").fetchnumpy()
             parents = con.execute("SELECT large_id FROM parents ORDER BY parent_id").fetchnumpy()
             domains = con.execute("SELECT name, base, active FROM domains ORDER BY domain_id").fetchnumpy()
-            effects = con.execute("SELECT leaf_id, domain_id, mean, sd, measured FROM effects").fetchnumpy()
-            points = con.execute("SELECT point_id FROM points ORDER BY leaf_id, rank_in_leaf").fetchnumpy()
-        leaf_size = np.asarray(leaves["size"], dtype=np.int64)
-        n_leaves, n_domains = leaf_size.size, len(domains["name"])
-        if n_leaves == 0 or n_domains == 0:
-            raise StoreIncompleteError(
-                f"{self.path} has {n_leaves} leaves and {n_domains} domains: build the tree and domains first"
-            )
-        if len(effects["mean"]) != n_leaves * n_domains:
-            raise StoreIncompleteError(
-                f"{self.path} has no posterior effects for its {n_leaves} leaves x {n_domains} domains yet; "
-                "run the measurement and Bayes stages (or `harp synth` for a demo store)"
-            )
-        rows = np.asarray(effects["leaf_id"], dtype=np.int64)
-        cols = np.asarray(effects["domain_id"], dtype=np.int64)
-        phi = np.empty((n_leaves, n_domains))
-        sd = np.empty((n_leaves, n_domains))
-        measured = np.empty((n_leaves, n_domains), dtype=bool)
-        phi[rows, cols] = effects["mean"]
-        sd[rows, cols] = effects["sd"]
-        measured[rows, cols] = effects["measured"]
-        point_id = np.asarray(points["point_id"], dtype=np.int64)
-        members = np.split(point_id, np.cumsum(leaf_size)[:-1])
+            leaf_size = np.asarray(leaves["size"], dtype=np.int64)
+            n_leaves, n_domains = leaf_size.size, len(domains["name"])
+            if n_leaves == 0 or n_domains == 0:
+                raise StoreIncompleteError(
+                    f"{self.path} has {n_leaves} leaves and {n_domains} domains: build the tree and domains first"
+                )
+            n_effects = _count(con, "effects")
+            if n_effects != n_leaves * n_domains:
+                raise StoreIncompleteError(
+                    f"{self.path} has no posterior effects for its {n_leaves} leaves x {n_domains} domains yet; "
+                    "run the measurement and Bayes stages (or `harp synth` for a demo store)"
+                )
+            # Scanned in storage order and put in place by id: no sort of the big tables.
+            phi = np.empty(n_leaves * n_domains)
+            sd = np.empty(n_leaves * n_domains)
+            measured = np.empty(n_leaves * n_domains, dtype=bool)
+            effects = con.sql("SELECT leaf_id, domain_id, mean, sd, measured FROM effects")
+            for batch in effects.to_arrow_reader(_BATCH_ROWS):
+                cell = _numpy(batch, 0, np.int64) * n_domains + _numpy(batch, 1, np.int64)
+                phi[cell] = _numpy(batch, 2, np.float64)
+                sd[cell] = _numpy(batch, 3, np.float64)
+                measured[cell] = _numpy(batch, 4, np.bool_)
+            offsets = np.zeros(n_leaves + 1, dtype=np.int64)
+            np.cumsum(leaf_size, out=offsets[1:])
+            point_ids = np.empty(int(offsets[-1]), dtype=np.int64)
+            points = con.sql("SELECT point_id, leaf_id, rank_in_leaf FROM points")
+            for batch in points.to_arrow_reader(_BATCH_ROWS):
+                place = offsets[_numpy(batch, 1, np.int64)] + _numpy(batch, 2, np.int64)
+                point_ids[place] = _numpy(batch, 0, np.int64)
+            content_hash = _stored_hash(con)
+        shape = (n_leaves, n_domains)
         return SelectionInputs(
-            phi=phi,
-            sd=sd,
-            measured=measured,
+            phi=phi.reshape(shape),
+            sd=sd.reshape(shape),
+            measured=measured.reshape(shape),
             base=np.asarray(domains["base"], dtype=np.float64),
             active=np.asarray(domains["active"], dtype=bool),
             domain_names=[str(name) for name in domains["name"]],
-            members=members,
+            point_ids=point_ids,
+            member_offsets=offsets,
             leaf_parent=np.asarray(leaves["parent_id"], dtype=np.int64),
             parent_large=np.asarray(parents["large_id"], dtype=np.int64),
             leaf_size=leaf_size,
+            content_hash=content_hash,
         )
 
     def layout(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -1512,21 +1518,41 @@ class Store:
                 [int(per_leaf)],
             )
 
-    def content_hash(self) -> str:
+    def content_hash(self, *, recompute: bool = False) -> str:
         """SHA-256 of the canonical contents of the points, tree, domains and effects.
 
         Rows are taken in primary-key order and values encoded by type, so the hash depends neither on the
         physical row order nor on the file (it survives Parquet export and import); runs, selections, meta,
-        measurements and mixture validations are left out.
+        measurements and mixture validations are left out. See :mod:`harp.content_hash`.
+
+        Parameters
+        ----------
+        recompute : bool, default False
+            Compute it from the tables (seconds at 10^7 points) instead of reading the value every write keeps
+            in ``meta`` (one row); both are equal, which the tests check.
         """
         with self.read() as con:
-            return _content_hash(con)
+            return _hashes.recompute(con) if recompute else _stored_hash(con)
 
     def table_names(self) -> list[str]:
         """The tables of this store, in schema order."""
         with self.read() as con:
             present = _table_names(con)
         return [name for name in _migrations.TABLE_KEYS if name in present]
+
+    def count(self, name: str) -> int:
+        """The number of rows of one of the store's tables (one SQL count).
+
+        Raises
+        ------
+        ValueError
+            ``invalid table name`` when ``name`` is not one of the store's tables.
+        """
+        _whitelisted(name)
+        with self.read() as con:
+            if name not in _table_names(con):
+                raise ValueError(f"invalid table name {name!r}: {self.path} has no such table")
+            return _count(con, name)
 
     def read_table(self, name: str) -> pa.Table:
         """A whole table as a pyarrow Table, rows in primary-key order.
@@ -1548,27 +1574,38 @@ class Store:
     def summary(self, *, with_hash: bool = True) -> dict[str, Any]:
         """Counts, schema version, content hash and runs, for `harp info` and the app's header.
 
+        Every figure is one SQL aggregate or a row of ``meta``: the memory used does not grow with the store.
+
+        Measured leaves. ``n_measured_leaves`` counts the leaves with a measurement, ``n_held_out_leaves`` those
+        of them that ``harp infer --hold-out`` left out of the empirical-Bayes fit (from ``meta.effects_source``),
+        so ``n_measured_leaves - n_held_out_leaves`` leaves carry a measured posterior effect (``n_fit_leaves``).
+        A store whose effects were not written by ``harp infer`` counts the leaves its effects mark measured.
+
         Parameters
         ----------
         with_hash : bool, default True
-            Include ``content_hash`` (about a second at 10^6 points); None otherwise.
+            Include ``content_hash`` (one row of ``meta``); None otherwise.
         """
         with self.read() as con:
-            counts = {name: _count(con, name) for name in _migrations.TABLE_KEYS if name in _table_names(con)}
+            present = _table_names(con)
+            counts = {name: _count(con, name) for name in _migrations.TABLE_KEYS if name in present}
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
             row = _first(con, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")
-            measured_leaves = int(row[0]) if row else 0
+            fit_leaves = int(row[0]) if row else 0
             row = _first(con, "SELECT count(*) FROM domains WHERE active")
             active = int(row[0]) if row else 0
             n_mixtures = _count_mixtures(con)
-            content_hash = _content_hash(con) if with_hash else None
+            content_hash = _stored_hash(con) if with_hash else None
+            runs = _arrow(con, "SELECT * FROM runs ORDER BY started_at, run_id").to_pylist()
+        source = json.loads(meta["effects_source"]) if meta.get("effects_source") else None
+        held_out = int(source.get("held_out_leaves") or 0) if isinstance(source, dict) else 0
         return {
             "path": str(self.path),
             "schema_version": int(meta["schema_version"]),
             "harp_version": meta.get("harp_version"),
             "created_at": meta.get("created_at"),
             "layout_key": meta.get("layout_key"),
-            "effects_source": json.loads(meta["effects_source"]) if meta.get("effects_source") else None,
+            "effects_source": source,
             "content_hash": content_hash,
             "n_points": counts.get("points", 0),
             "n_leaves": counts.get("leaves", 0),
@@ -1576,14 +1613,16 @@ class Store:
             "n_large_nodes": counts.get("large_nodes", 0),
             "n_domains": counts.get("domains", 0),
             "n_active_domains": active,
-            "n_measured_leaves": measured_leaves,
+            "n_measured_leaves": fit_leaves + held_out,
+            "n_held_out_leaves": held_out,
+            "n_fit_leaves": fit_leaves,
             "n_measurements": counts.get("measurements", 0),
             "has_effects": counts.get("effects", 0) > 0,
             "has_layout": counts.get("layout", 0) > 0,
             "n_selections": counts.get("selections", 0),
             "n_mixtures": n_mixtures,
             "counts": counts,
-            "runs": self.runs(),
+            "runs": [_decode_run(record) for record in runs],
         }
 
     # -- selections -----------------------------------------------------------------------------------------------
@@ -1636,7 +1675,7 @@ class Store:
             raise ValueError(
                 f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
             )
-        with self.write() as con:
+        with self.write(rehash=()) as con:
             existing = _first(con, "SELECT selection_id FROM selections WHERE name = ?", [name])
             if existing is not None:
                 if not overwrite:
@@ -1660,7 +1699,7 @@ class Store:
                     budget_value,
                     pinned_json,
                     excluded_json,
-                    _content_hash(con),
+                    _stored_hash(con),
                     int(points.size),
                 ],
             )
@@ -1710,6 +1749,12 @@ class Store:
         record["points"] = np.asarray(points["point_id"], dtype=np.int64)
         record["point_leaves"] = np.asarray(points["leaf_id"], dtype=np.int64)
         return record
+
+
+def _decode_run(record: dict[str, Any]) -> dict[str, Any]:
+    for field in ("config", "timings"):
+        record[field] = json.loads(record[field]) if record[field] else None
+    return record
 
 
 def _decode_selection(record: dict[str, Any]) -> dict[str, Any]:
@@ -1862,10 +1907,15 @@ def import_parquet(
                     raise StoreError(
                         f"{files[name]} has columns {data.column_names}, expected {columns}; export the store again"
                     )
+                con.execute(f"DELETE FROM {name}")  # meta may hold rows its migrations wrote
                 _insert(con, name, data.select(columns))
             con.commit()
             _schema_version(con, target)
             _migrations.apply_migrations(con, version, harp_version=_harp_version())
+            # The export's hash rows are not trusted: the hash is computed from what was imported.
+            con.begin()
+            _hashes.record_digests(con, {table: _hashes.table_digest(con, table) for table in HASHED_TABLES})
+            con.commit()
         except duckdb.Error as error:
             raise StoreError(f"cannot import {source}: {error}") from error
         except _migrations.MigrationError as error:

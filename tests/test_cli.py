@@ -64,6 +64,24 @@ def test_synth_then_info(tmp_path):
     assert summary["n_leaves"] == 30 and summary["n_domains"] == 3
 
 
+def test_info_says_measured_leaves_of_which_held_out_of_the_fit(tmp_store):
+    store = Store.open(tmp_store)
+    inputs = store.selection_inputs()
+    fit = int(inputs.measured.any(axis=1).sum())
+    assert f"n_measured_leaves {fit} measured, none held out of the fit" in run("info", tmp_store).output
+    # What `harp infer --hold-out` records: the leaves fitted and those held out (measured, not in the fit).
+    source = {"config_key": "k", "measured_leaves": fit, "held_out_leaves": 3}
+    store.write_effects(inputs.phi, inputs.sd, inputs.measured, source=source)
+    line = f"n_measured_leaves {fit + 3} measured, of which 3 held out of the fit (the fit used {fit})"
+    assert line in run("info", tmp_store).output
+    summary = json.loads(run("info", tmp_store, "--json").output)
+    assert (summary["n_measured_leaves"], summary["n_held_out_leaves"], summary["n_fit_leaves"]) == (
+        fit + 3,
+        3,
+        fit,
+    )
+
+
 def test_synth_refuses_to_overwrite_without_force(tmp_store):
     result = CliRunner().invoke(main, ["synth", "--leaves", "5", "--out", str(tmp_store)])
     assert result.exit_code == 1

@@ -54,10 +54,14 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "2"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "3"
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
-    assert store.read_table("migrations")["name"].to_pylist() == ["m001_initial", "m002_mixtures"]
+    assert store.read_table("migrations")["name"].to_pylist() == [
+        "m001_initial",
+        "m002_mixtures",
+        "m003_content_hash",
+    ]
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 
@@ -539,9 +543,11 @@ def test_content_hash_is_stable_and_ignores_bookkeeping(tiny_store: Path) -> Non
 
 
 def test_content_hash_of_the_tiny_store_is_pinned(tiny_store: Path) -> None:
-    # Saved selections record this hash; a change of the hash format must be deliberate (and versioned).
-    expected = "766b99591ccaf499607426fdc62550834e406542c01cdd80fce5e36aa2a44072"
+    # Saved selections record this hash; a change of the hash format must be deliberate (and versioned:
+    # m003_content_hash moved from v1, 766b9959..., to the per-table v2 kept in meta).
+    expected = "30250253040b6d319fd2b295b4d6441bce3df7ee2aca56627941357befee2891"
     assert Store.open(tiny_store).content_hash() == expected
+    assert Store.open(tiny_store).content_hash(recompute=True) == expected
     summary = Store.open(tiny_store).summary(with_hash=False)
     assert summary["content_hash"] is None and summary["n_points"] == 8
 
