@@ -33,6 +33,8 @@ HELPS_HURTS = [
 ]
 ENVELOPE_COLORS = {"C": "#111111", "E": "#e66100"}
 ENVELOPE_NAMES = {"C": "HARP-C", "E": "HARP-E"}
+# The selection rings' line dash on the map (canvas setLineDash, in pixels): HARP-C solid, HARP-E dashed.
+ENVELOPE_DASH: dict[str, list[int]] = {"C": [], "E": [4, 3]}
 OPEN_COLOR = "#d4007a"
 BASE_COLOR = "#8c8c8c"
 
@@ -151,9 +153,11 @@ def leaf_map(
         + ": %{customdata[3]:+.4f} ± %{customdata[4]:.4f} (KIND)<br>%{text}<extra></extra>"
     )
     fig = go.Figure()
-    for kind, mask, symbol, line_width in (
-        ("inferred", ~data.measured, "circle", 0.0),
-        ("measured", data.measured, "diamond", 1.0),
+    # Inferred leaves get a faint grey outline, so that those near 0 (near-white) still show on white; measured
+    # ones a thin, half-transparent dark one, so that they are marked without hiding what lies under them.
+    for kind, mask, symbol, line_width, line_color, opacity in (
+        ("inferred", ~data.measured, "circle", 0.6, "rgba(110,110,110,0.6)", 0.9),
+        ("measured", data.measured, "diamond", 0.8, "rgba(30,30,30,0.55)", 0.8),
     ):
         fig.add_trace(
             go.Scattergl(
@@ -170,8 +174,8 @@ def leaf_map(
                     "coloraxis": "coloraxis",
                     "size": sizes[mask].astype(np.float32),
                     "symbol": symbol,
-                    "line": {"width": line_width, "color": "#333333"},
-                    "opacity": 0.9,
+                    "line": {"width": line_width, "color": line_color},
+                    "opacity": opacity,
                 },
             )
         )
@@ -183,7 +187,10 @@ def leaf_map(
                 mode="markers",
                 name=f"selected ({ENVELOPE_NAMES[envelope]})",
                 hoverinfo="skip",
-                meta=ring,
+                # Read by mark_leaves and by the map component's canvas: the ring's offset over the marker size,
+                # and its line dash (HARP-E's wider ring is dashed, so that the envelopes stay apart where rings
+                # crowd).
+                meta={"ring": ring, "dash": ENVELOPE_DASH[envelope]},
                 marker={"symbol": "circle-open", "color": ENVELOPE_COLORS[envelope], "line": {"width": 2.5}},
             )
         )
@@ -256,7 +263,7 @@ def mark_leaves(
             y=data.y[leaves],
             customdata=leaves.reshape(-1, 1),
             visible=envelope in selected,
-            marker_size=sizes[leaves] + float(trace.meta),
+            marker_size=sizes[leaves] + float(trace.meta["ring"]),
         )
     trace = fig.data[names.index("open in leaf panel")]
     opened_ids = np.asarray(opened, dtype=np.int64)

@@ -594,3 +594,25 @@ def test_code_span_shows_text_verbatim(raw: str, expected: str) -> None:
 )
 def test_chat_turns(raw, turns) -> None:
     assert text.chat_turns(raw) == turns
+
+
+def test_map_styles_keep_inferred_leaves_visible_and_envelopes_apart() -> None:
+    n = 6
+    data = figures.LeafMapData(
+        x=np.arange(n, dtype=float),
+        y=np.zeros(n),
+        parent=np.zeros(n, dtype=int),
+        large=np.zeros(n, dtype=int),
+        size=np.full(n, 10),
+        measured=np.array([True, False] * 3),
+        examples=[""] * n,
+    )
+    fig = figures.leaf_map(data, np.zeros(n), np.zeros(n), color_label="phi")
+    traces = {t.name: t for t in fig.data}
+    assert traces["inferred leaf"].marker.line.width > 0  # a near-0 effect is near-white: outline it
+    assert traces["measured leaf"].marker.opacity < 1  # diamonds do not hide the circles under them
+    marks = figures.mark_traces(
+        fig.to_dict(), data, selected={"C": np.array([0]), "E": np.array([1])}, opened=[2]
+    )
+    dashes = {m["name"]: (m.get("meta") or {}).get("dash") for m in marks}
+    assert dashes["selected (HARP-C)"] == [] and dashes["selected (HARP-E)"]

@@ -454,3 +454,32 @@ def test_exclude_the_most_harmful_region_in_two_clicks(shared) -> None:
     assert f"region=parent%3A{worst}" in page.url or f"region=parent:{worst}" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_wheel_scrolls_the_page_until_the_map_is_clicked(shared) -> None:
+    from app.browser import MAP_FRAME
+
+    page = shared["context"].new_page()
+    _load(page, shared["url"])
+    frame = map_frame(page)
+    page.wait_for_timeout(500)
+    scrolled = """() => { const main = document.querySelector('[data-testid="stMain"]');
+        return (main ? main.scrollTop : 0) + window.scrollY; }"""
+    x_range = "() => JSON.stringify(document.getElementById('map')._fullLayout.xaxis.range)"
+    start, before = page.evaluate(scrolled), frame.evaluate(x_range)
+    box = page.query_selector(MAP_FRAME).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.3)
+    page.mouse.wheel(0, 250)
+    page.wait_for_timeout(600)
+    assert page.evaluate(scrolled) > start  # the page scrolled ...
+    assert frame.evaluate(x_range) == before  # ... and the map did not zoom
+    box = page.query_selector(MAP_FRAME).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    assert frame.evaluate("() => document.body.dataset.wheel") == "zooms"
+    page.mouse.wheel(0, 250)
+    page.wait_for_timeout(600)
+    assert frame.evaluate(x_range) != before  # once the map was clicked, the wheel zooms it
+    page.close()

@@ -60,6 +60,7 @@
       x: decode(trace.x) || [],
       y: decode(trace.y) || [],
       size: decode(marker.size === undefined ? 10 : marker.size),
+      dash: trace.meta && Array.isArray(trace.meta.dash) ? trace.meta.dash.map(Number) : [],
     };
   }
 
@@ -96,6 +97,7 @@
       if (!shown(mark)) continue;
       context.strokeStyle = mark.color;
       context.lineWidth = mark.width;
+      context.setLineDash(mark.dash); // HARP-E's rings are dashed, HARP-C's solid
       context.beginPath();
       const cross = mark.symbol.startsWith("x");
       for (let i = 0; i < mark.x.length; i++) {
@@ -131,7 +133,7 @@
       if (!mark.visible) continue;
       const item = document.createElement("span");
       const symbol = document.createElement("b");
-      symbol.textContent = mark.symbol.startsWith("x") ? "\u2715" : "\u25cb";
+      symbol.textContent = mark.symbol.startsWith("x") ? "\u2715" : mark.dash.length ? "\u25cc" : "\u25cb";
       symbol.style.color = mark.color;
       item.append(symbol, document.createTextNode(mark.name));
       item.title = "Show or hide on the map";
@@ -211,5 +213,22 @@
     if (!busy) update();
   });
   window.addEventListener("resize", drawMarks);
+  // The mouse wheel scrolls the page, not the map, until the user interacts with the map (a click, a drag, a
+  // lasso); from then on it zooms the map, until the pointer leaves the map's frame. Stopping the event before plotly's own
+  // handler sees it leaves the browser's default, which scrolls the page around this frame.
+  let engaged = false;
+  plot.addEventListener("mousedown", () => {
+    engaged = true;
+    document.body.dataset.wheel = "zooms";
+  }, true);
+  // The frame's document, not the plot: plotly covers the window with its own element while the user drags.
+  document.documentElement.addEventListener("mouseleave", () => {
+    engaged = false;
+    document.body.dataset.wheel = "scrolls";
+  });
+  window.addEventListener("wheel", (event) => {
+    if (!engaged) event.stopPropagation();
+  }, { capture: true });
+  document.body.dataset.wheel = "scrolls";
   post("streamlit:componentReady", { apiVersion: 1 });
 })();
