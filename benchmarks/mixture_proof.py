@@ -330,6 +330,7 @@ def gpu_command(args: argparse.Namespace) -> None:
     log = Log(work / "log.txt")
     if args.smoke:
         _smoke(work)
+    IN_MIXTURE["protocol"] = args.protocol
     state_path = work / "state.json"
     state: dict[str, Any] = _read_json(state_path) if state_path.exists() else {"done": [], "seconds": {}}
 
@@ -725,6 +726,8 @@ def main() -> None:
         "--smoke", action="store_true", help="a CPU-sized rehearsal (tiny model: tests/ builds one)"
     )
     gpu.add_argument("--device", default="cuda")
+    gpu.add_argument("--protocol", default="in-mixture", choices=["in-mixture", "in-mixture-rows", "continuation"],
+                     help="the background protocol measured next to the shipped base-anchored one")  # fmt: skip
     ship = commands.add_parser(
         "ship", help="re-make data/demo from a GPU run with the chosen variant's effects"
     )

@@ -193,7 +193,7 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
 )
 @click.option(
     "--protocol",
-    type=click.Choice(["base-anchored", "continuation", "in-mixture"]),
+    type=click.Choice(["base-anchored", "continuation", "in-mixture", "in-mixture-rows"]),
     default=None,
     help="How a leaf's effect is measured: alone from the base model, after a background sample, or inside "
     "it (see docs/measure.md) [base-anchored].",
@@ -381,7 +381,7 @@ def _sizes(text: str | None) -> list[int] | None:
 )
 @click.option(
     "--protocol",
-    type=click.Choice(["base-anchored", "continuation", "in-mixture"]),
+    type=click.Choice(["base-anchored", "continuation", "in-mixture", "in-mixture-rows"]),
     default=None,
     help="Override the config's protocol.",
 )

@@ -101,7 +101,7 @@ __all__ = [
 MEASURE_VERSION = 1
 
 #: The measurement protocols (:attr:`MeasureConfig.protocol`); docs/measure.md says what each estimates.
-PROTOCOLS = ("base-anchored", "continuation", "in-mixture")
+PROTOCOLS = ("base-anchored", "continuation", "in-mixture", "in-mixture-rows")
 
 Device = str | int
 ExecutorName = Literal["inprocess", "process", "ray"]
@@ -146,12 +146,13 @@ class MeasureConfig:
         "accuracy",
     )
     seed: int = _help("Seed of the adapter initialisation, data order and dropout.", 0)
-    protocol: Literal["base-anchored", "continuation", "in-mixture"] = _help(
+    protocol: Literal["base-anchored", "continuation", "in-mixture", "in-mixture-rows"] = _help(
         "How a leaf's effect is measured (see docs/measure.md): 'base-anchored' (a fresh adapter trained on the "
         "leaf alone, `steps` steps, against the base model), 'continuation' (one pass over a background sample "
-        "of the pool, then one pass over the leaf) or 'in-mixture' (one pass over the background with the "
-        "leaf's examples inserted at seeded positions); the last two are paired with the same run without the "
-        "leaf.",
+        "of the pool, then one pass over the leaf), 'in-mixture' (one pass over the background with the "
+        "leaf's examples inserted at seeded positions) or 'in-mixture-rows' (the background's batches unchanged, "
+        "the leaf's examples added to seeded batches as extra rows); all but the first are paired with the same "
+        "run without the leaf.",
         "base-anchored",
     )
     background_size: int = _help(
@@ -490,7 +491,9 @@ def training_plan(
       ``batch_size`` from seeded permutations of the examples, cycled.
     - continuation: one pass over the background in a seeded order, then one pass over the examples.
     - in-mixture: one pass over the background in the same order, with the examples (in a seeded order) at
-      seeded positions.
+      seeded positions (the batches after the first inserted example shift).
+    - in-mixture-rows: the background's batches exactly as the reference run's, each example added as an extra
+      row to a seeded batch (common random numbers: the two runs differ by the examples alone).
 
     The background's order depends on ``config.seed`` only, so every leaf and the background-only reference
     (``n_examples = 0``) share it. ``seed`` (the leaf id) decides the examples' order and positions. One-pass
@@ -505,6 +508,12 @@ def training_plan(
         return list(_batch_order(n_examples, planned, (config.seed, seed)))
     background = np.random.default_rng([config.seed, 0x6267]).permutation(n_background)
     examples = n_background + np.random.default_rng([config.seed, seed]).permutation(n_examples)
+    if config.protocol == "in-mixture-rows":
+        batches = [background[k : k + config.batch_size] for k in range(0, n_background, config.batch_size)]
+        if not batches:
+            raise ValueError("in-mixture-rows needs a background: background_size must be >= 1")
+        where = np.random.default_rng([config.seed, seed, 2]).integers(0, len(batches), size=n_examples)
+        return [np.concatenate([batch, examples[where == t]]) for t, batch in enumerate(batches)]
     if config.protocol == "continuation":
         sequence = np.concatenate([background, examples])
     else:

@@ -261,8 +261,8 @@ def train_adapters(
     Notes
     -----
     Plans of different lengths (leaves of different sizes under a one-pass protocol, or different ``steps``)
-    run side by side: a step gives each adapter ``batch_size`` rows, a shorter batch is filled with rows that
-    carry no loss, and an adapter whose plan has ended is put back, after the loop, to the weights it had at its
+    run side by side: a step gives each adapter as many rows as the largest batch of the step, a shorter batch
+    is filled with rows that carry no loss, and an adapter whose plan has ended is put back, after the loop, to the weights it had at its
     last step (AdamW would otherwise keep moving it on its momentum). So every adapter ends as if trained alone.
     """
     _check_leaves(model, len(leaves), seeds)
@@ -298,10 +298,13 @@ def train_adapters(
                     finished[k] = [(layer.lora_A[k].detach().clone(), layer.lora_B[k].detach().clone())
                                    for layer in model.layers]  # fmt: skip
             rows: list[tuple[list[int], list[int]]] = []
+            width = max(
+                len(plan[step]) for plan in plans if step < len(plan)
+            )  # rows of every group this step
             for d, plan in zip(data, plans, strict=True):
                 chosen: np.ndarray | list[int] = plan[step] if step < len(plan) else []
                 rows.extend((d.input_ids[i], d.labels[i]) for i in chosen)
-                rows.extend([filler] * (config.batch_size - len(chosen)))
+                rows.extend([filler] * (width - len(chosen)))
             ids = torch.from_numpy(_pad([row[0] for row in rows], pad)).to(model.device)
             labels = torch.from_numpy(_pad([row[1] for row in rows], -100)).to(model.device)
             mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)

@@ -57,6 +57,23 @@ def test_continuation_plan_puts_the_leaf_after_the_background() -> None:
     assert sorted(sequence[7:].tolist()) == [7, 8, 9, 10]
 
 
+def test_in_mixture_rows_plan_keeps_the_background_batches() -> None:
+    rows = dataclasses.replace(MIXTURE, protocol="in-mixture-rows")
+    plan = training_plan(rows, 4, seed=11, n_background=7)
+    reference = training_plan(rows, 0, seed=REFERENCE_SEED, n_background=7)
+    assert len(plan) == len(reference) == 3  # 7 background examples in batches of 3: 3, 3, 1
+    for batch, background in zip(plan, reference, strict=True):
+        assert batch[: len(background)].tolist() == background.tolist()  # the background rows, unchanged
+        assert (batch[len(background) :] >= 7).all()  # then the leaf's extra rows
+    assert sorted(np.concatenate(plan).tolist()) == list(range(11))
+    # The reference is the in-mixture reference: both protocols pair with the same background-only run.
+    assert [b.tolist() for b in reference] == [
+        b.tolist() for b in training_plan(MIXTURE, 0, seed=REFERENCE_SEED, n_background=7)
+    ]
+    with pytest.raises(ValueError, match="in-mixture-rows needs a background"):
+        training_plan(rows, 3, seed=1, n_background=0)
+
+
 def test_base_anchored_plan_is_the_fixed_steps() -> None:
     plan = training_plan(CONFIG, 5, seed=2)
     assert len(plan) == CONFIG.steps and all(len(batch) == CONFIG.batch_size for batch in plan)
@@ -122,30 +139,34 @@ def test_family_wise_threshold_and_rule() -> None:
 
 
 @pytest.mark.train
-def test_batched_in_mixture_equals_one_at_a_time(tiny_model: Path, eval_set: EvalSet) -> None:
-    """Leaves of different sizes under a one-pass protocol: their plans differ in length, so the batched path
-    pads and freezes finished adapters; each must still end where the one-adapter path ends."""
+@pytest.mark.parametrize("protocol", ["in-mixture", "in-mixture-rows"])
+def test_batched_in_mixture_equals_one_at_a_time(tiny_model: Path, eval_set: EvalSet, protocol: str) -> None:
+    """Leaves of different sizes under a one-pass protocol: their plans differ in length (in-mixture) or in
+    batch sizes (in-mixture-rows), so the batched path pads and freezes finished adapters; each must still end
+    where the one-adapter path ends."""
     from harp.measure import build_model, evaluate, train_adapter
     from harp.multi_lora import build_multi_model, evaluate_adapters, train_adapters
 
+    config = dataclasses.replace(MIXTURE, protocol=protocol)
     pool = make_pool(30)
-    background = pool.subset(background_points(len(pool), MIXTURE))
+    background = pool.subset(background_points(len(pool), config))
     leaves = [pool.subset([20, 21]), pool.subset(range(22, 30)), []]  # the last: the reference run
     seeds = [4, 9, REFERENCE_SEED]
-    single = build_model(tiny_model, MIXTURE)
+    single = build_model(tiny_model, config)
     expected = []
     for examples, seed in zip(leaves, seeds, strict=True):
-        losses = train_adapter(single, examples, MIXTURE, seed=seed, background=background)
-        expected.append((losses, evaluate(single, eval_set, MIXTURE)))
-    multi = build_multi_model(tiny_model, MIXTURE, 4)
-    losses = train_adapters(multi, leaves, MIXTURE, seeds=seeds, background=background)
-    scores = evaluate_adapters(multi, eval_set, MIXTURE, 3)
+        losses = train_adapter(single, examples, config, seed=seed, background=background)
+        expected.append((losses, evaluate(single, eval_set, config)))
+    multi = build_multi_model(tiny_model, config, 4)
+    losses = train_adapters(multi, leaves, config, seeds=seeds, background=background)
+    scores = evaluate_adapters(multi, eval_set, config, 3)
     for k, (want_losses, want_scores) in enumerate(expected):
         assert len(losses[k]) == len(want_losses)
         np.testing.assert_allclose(losses[k], want_losses, atol=1e-4, rtol=0)
         np.testing.assert_allclose(scores[k], want_scores, atol=1e-4, rtol=0)
     # The runs differ: the comparison above is not vacuous.
-    assert len(expected[0][0]) != len(expected[1][0])
+    if protocol == "in-mixture":
+        assert len(expected[0][0]) != len(expected[1][0])
     assert np.abs(expected[0][1] - expected[2][1]).max() > 1e-4
 
 
