@@ -85,6 +85,7 @@ __all__ = [
     "family_wise_threshold",
     "fit_effects",
     "measurement_matrix",
+    "table_matrix",
 ]
 
 ActiveRule = Literal["any-leaf", "family-wise"]
@@ -291,6 +292,19 @@ def measurement_matrix(
     phi_hat[leaves, domains] = values
     var[leaves, domains] = variances
     return phi_hat, var
+
+
+def table_matrix(rows: Any, n_leaves: int, n_domains: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`measurement_matrix` of a table with the store's ``measurements`` columns (``leaf_id``,
+    ``domain_id``, ``phi``, ``variance``; a pyarrow Table, already filtered to one configuration)."""
+    return measurement_matrix(
+        np.asarray(rows["leaf_id"].to_numpy()),
+        np.asarray(rows["domain_id"].to_numpy()),
+        np.asarray(rows["phi"].to_numpy()),
+        np.asarray(rows["variance"].to_numpy()),
+        n_leaves,
+        n_domains,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -16,11 +16,9 @@ The store is touched only here (and in :mod:`harp.layout`'s cache check); :mod:`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,7 +151,7 @@ def infer_effects(
     effects : harp.bayes.Effects
     active : ndarray of shape (n_domains,), bool
     """
-    from harp.bayes import active_domains, fit_effects, measurement_matrix
+    from harp.bayes import active_domains, fit_effects, table_matrix
     from harp.noise import training_noise as estimate_noise
 
     say = progress or (lambda message: None)
@@ -181,14 +179,7 @@ def infer_effects(
         held = check_leaf_ids(hold_out, "hold_out", n_leaves)
         rows = rows.filter(~np.isin(rows["leaf_id"].to_numpy(), held))
         say(f"holding out the measurements of {held.size} leaves")
-    phi_hat, variance = measurement_matrix(
-        rows["leaf_id"].to_numpy(),
-        rows["domain_id"].to_numpy(),
-        rows["phi"].to_numpy(),
-        rows["variance"].to_numpy(),
-        n_leaves,
-        n_domains,
-    )
+    phi_hat, variance = table_matrix(rows, n_leaves, n_domains)
     measured_leaves = int((~np.isnan(phi_hat)).any(axis=1).sum())
     say(
         f"fitting {n_domains} domains from {rows.num_rows} measurements of {measured_leaves} of {n_leaves} leaves"
@@ -584,15 +575,19 @@ def load_arrays(
     from harp.bayes import active_domains
     from harp.hierarchy import group_means, kmeans_labels
     from harp.layout import compute_layout
-    from harp.store import Store, StoreError, points_from_members
+    from harp.store import (
+        Store,
+        _check_target,
+        _publish,
+        _remove_quietly,
+        _temporary_beside,
+        points_from_members,
+    )
 
     say = progress or (lambda message: None)
     started = time.perf_counter()
     target = Path(store_path)
-    if target.is_dir():
-        raise StoreError(f"{target} is a folder; give the path of a store file")
-    if target.exists() and not overwrite:
-        raise StoreError(f"{target} already exists; pass overwrite=True (--force) to replace it")
+    _check_target(target, overwrite)  # first removes what killed earlier writes to target left beside it
     data = _check_inputs(
         phi,
         leaf_of_point,
@@ -649,7 +644,7 @@ def load_arrays(
         layout = compute_layout(profile, method=layout_method, metric="euclidean", seed=seed)  # type: ignore[arg-type]
     say(f"layout: {layout.method} of the {'leaf centroids' if leaf_means is not None else 'rows of phi'}")
 
-    temporary = target.with_name(f".{target.name}.load-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    temporary = _temporary_beside(target, "load")
     try:
         store = Store.create(temporary)
         store.write_tree(
@@ -687,26 +682,8 @@ def load_arrays(
             },
         )
         store.finish_run(run_id, timings={"total": time.perf_counter() - started})
-        if overwrite:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(f"{target}.wal")
-            os.replace(temporary, target)
-        else:
-            try:
-                os.link(temporary, target)  # fails, rather than replaces, when another process made target
-            except FileExistsError:
-                raise StoreError(
-                    f"{target} already exists; pass overwrite=True (--force) to replace it"
-                ) from None
-            except OSError:  # a filesystem without hard links
-                if target.exists():
-                    raise StoreError(
-                        f"{target} already exists; pass overwrite=True (--force) to replace it"
-                    ) from None
-                os.replace(temporary, target)
+        _publish(temporary, target, overwrite=overwrite)
     finally:
-        for leftover in (temporary, Path(f"{temporary}.wal")):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(leftover)
+        _remove_quietly(temporary)
     say(f"wrote {target} in {time.perf_counter() - started:.1f} s")
     return Store.open(target)

@@ -81,19 +81,11 @@ def default_sizes(n_mixtures: int, max_size: int, n_measured: int) -> list[int]:
 def measured_effects(store: Store, config_key: str, n_leaves: int, n_domains: int) -> np.ndarray:
     """The raw measured effects of ``config_key``, shape (n_leaves, n_domains), NaN where not measured
     (no empirical Bayes: what the measurements say, leaf by leaf)."""
-    from harp.bayes import measurement_matrix
+    from harp.bayes import table_matrix
 
     rows = store.read_table("measurements")
     keep = np.asarray([key == config_key for key in rows["config_key"].to_pylist()], dtype=bool)
-    rows = rows.filter(keep)
-    phi, _ = measurement_matrix(
-        rows["leaf_id"].to_numpy(),
-        rows["domain_id"].to_numpy(),
-        rows["phi"].to_numpy(),
-        rows["variance"].to_numpy(),
-        n_leaves,
-        n_domains,
-    )
+    phi, _ = table_matrix(rows.filter(keep), n_leaves, n_domains)
     return phi
 
 
