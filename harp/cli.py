@@ -52,7 +52,9 @@ _CLI_WORDS = (
 )
 
 
-def _cli_words(message: str) -> str:
+def cli_words(message: str) -> str:
+    """A library message in the command line's words (``--force`` for ``overwrite=True``); every command's
+    error handler (here and in the command modules) passes its messages through this one."""
     for library, cli in _CLI_WORDS:
         message = message.replace(library, cli)
     return message
@@ -76,7 +78,7 @@ def _errors() -> Iterator[None]:
         try:
             yield
         except (StoreError, ValueError, OSError) as error:
-            raise click.ClickException(_cli_words(str(error))) from None
+            raise click.ClickException(cli_words(str(error))) from None
         finally:
             _show_warnings(caught)
 
@@ -227,84 +229,10 @@ def default_weights(active: np.ndarray) -> np.ndarray:
     return weights if weights.any() else np.ones_like(weights)
 
 
-def _is_duckdb_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(12)
-    except OSError:
-        return False
-    return len(header) == 12 and header[8:12] == b"DUCK"
-
-
-def _is_our_csv(path: Path) -> bool:
-    from harp.export import CSV_HEADER
-
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(CSV_HEADER) + 2)
-    except OSError:
-        return False
-    return head == b"" or head.decode("utf-8", "replace").splitlines()[0] == CSV_HEADER
-
-
-def _is_our_manifest(path: Path) -> bool:
-    from harp.export import MANIFEST_FORMAT
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT
-
-
-def _same_file(first: Path, second: Path) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:  # either is missing (or a dangling link): they cannot be one file
-        return False
-
-
 def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path | None]) -> None:
-    """Refuse ``--out`` (or the manifest beside it) where writing would destroy something the user made.
+    from harp.export import check_outputs
 
-    An output may not be an input of this call (any name for the same file: links, ``..``, case), a DuckDB
-    file, or an existing file that is not a selection CSV / manifest written by ``harp select``.
-    """
-    if csv_path.is_dir():
-        raise ValueError(f"--out: {csv_path} is a folder; give the path of a .csv file to write")
-    if not csv_path.parent.is_dir():
-        raise ValueError(f"--out: folder {csv_path.parent} does not exist; create it first")
-    if not os.access(csv_path.parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"--out: cannot write into folder {csv_path.parent} (permission denied or read-only)"
-        )
-    given = {option: path for option, path in inputs.items() if path is not None}
-    for option, path in list(given.items()):
-        given[f"{option} write-ahead log"] = Path(f"{path}.wal")
-    for target, what, ours in (
-        (csv_path, "the CSV", _is_our_csv),
-        (manifest_path, "the manifest", _is_our_manifest),
-    ):
-        if not target.exists() and not target.is_symlink():
-            continue
-        for option, path in given.items():
-            if _same_file(target, path):
-                raise ValueError(
-                    f"--out: {what} would be written to {target}, which is the {option} of this command; "
-                    "choose another --out"
-                )
-        if target.is_dir():
-            raise ValueError(f"--out: {what} would be written to {target}, which is a folder")
-        if _is_duckdb_file(target):
-            raise ValueError(
-                f"--out: {what} would replace {target}, a DuckDB database (a store?); "
-                "harp select never replaces one: choose another --out"
-            )
-        if not ours(target):
-            raise ValueError(
-                f"--out: {what} would replace {target}, which was not written by harp select; "
-                "remove it yourself or choose another --out"
-            )
+    check_outputs(csv_path, manifest_path, inputs, option="--out")
 
 
 def _check_save_name(name: str | None) -> str | None:

@@ -36,6 +36,7 @@ def _logger(obj: Any) -> Callable[[str], None]:
 @contextmanager
 def _errors(log: Callable[[str], None]) -> Iterator[None]:
     """Library errors become ``Error: ...`` (exit 1); warnings are shown as one line each on stderr."""
+    from harp.cli import cli_words
     from harp.store import StoreError
 
     with warnings.catch_warnings(record=True) as caught:
@@ -43,7 +44,7 @@ def _errors(log: Callable[[str], None]) -> Iterator[None]:
         try:
             yield
         except (StoreError, ValueError, OSError, ImportError) as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(cli_words(str(error))) from None
         finally:
             for warning in caught:
                 if issubclass(warning.category, UserWarning):

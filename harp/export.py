@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,31 +79,128 @@ def manifest_path_for(csv_path: str | os.PathLike[str]) -> Path:
     return path.with_name(stem + ".manifest.json")
 
 
+def _is_duckdb_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return False
+    return len(header) == 12 and header[8:12] == b"DUCK"
+
+
+def _is_our_csv(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(CSV_HEADER) + 2)
+    except OSError:
+        return False
+    return head == b"" or head.decode("utf-8", "replace").splitlines()[0] == CSV_HEADER
+
+
+def _is_our_manifest(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # either is missing (or a dangling link): they cannot be one file
+        return False
+
+
+def check_outputs(
+    csv_path: Path,
+    manifest_path: Path,
+    inputs: Mapping[str, Path | None],
+    *,
+    option: str = "out",
+) -> None:
+    """Refuse a CSV path (or the manifest beside it) where writing would destroy something the user made.
+
+    An output may not be an input of this call (any name for the same file: links, ``..``, case), a DuckDB
+    file, or an existing file that is not a selection CSV / manifest written by harp (``harp select``,
+    ``harp run``, :func:`write_selection`). ``inputs`` maps each input's option name to its path; messages
+    start with ``option``, the name under which the caller took ``csv_path``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``option`` and what the write would have replaced.
+    """
+    if csv_path.is_dir():
+        raise ValueError(f"{option}: {csv_path} is a folder; give the path of a .csv file to write")
+    if not csv_path.parent.is_dir():
+        raise ValueError(f"{option}: folder {csv_path.parent} does not exist; create it first")
+    if not os.access(csv_path.parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{option}: cannot write into folder {csv_path.parent} (permission denied or read-only)"
+        )
+    given = {name: path for name, path in inputs.items() if path is not None}
+    for name, path in list(given.items()):
+        given[f"{name} write-ahead log"] = Path(f"{path}.wal")
+    for target, what, ours in (
+        (csv_path, "the CSV", _is_our_csv),
+        (manifest_path, "the manifest", _is_our_manifest),
+    ):
+        if not target.exists() and not target.is_symlink():
+            continue
+        for name, path in given.items():
+            if _same_file(target, path):
+                raise ValueError(
+                    f"{option}: {what} would be written to {target}, which is the {name} of this command; "
+                    f"choose another {option}"
+                )
+        if target.is_dir():
+            raise ValueError(f"{option}: {what} would be written to {target}, which is a folder")
+        if _is_duckdb_file(target):
+            raise ValueError(
+                f"{option}: {what} would replace {target}, a DuckDB database (a store?); "
+                f"harp never replaces one: choose another {option}"
+            )
+        if not ours(target):
+            raise ValueError(
+                f"{option}: {what} would replace {target}, which was not written by harp select; "
+                f"remove it yourself or choose another {option}"
+            )
+
+
 def write_selection(
-    path: str | os.PathLike[str], selection: Selection, manifest: dict[str, Any], *, overwrite: bool = True
+    path: str | os.PathLike[str],
+    selection: Selection,
+    manifest: dict[str, Any],
+    *,
+    overwrite: bool = True,
+    inputs: Mapping[str, Path | None] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the CSV at ``path`` and the manifest beside it; return both paths."""
+    """Write the CSV at ``path`` and the manifest beside it; return both paths.
+
+    Both are staged under PID-named temporaries (:func:`harp.store.stage_text`, which first removes what killed
+    earlier writes left) and renamed into place only once both are written, so either file holds the old or
+    the new text. Neither may replace a DuckDB file, a file not written by harp, or one of ``inputs`` (see
+    :func:`check_outputs`); with ``overwrite`` False an existing CSV or manifest is refused too.
+    """
+    from harp.store import discard_staged, publish_staged, stage_text
+
     csv_path = Path(path)
     manifest_path = manifest_path_for(csv_path)
-    if not csv_path.parent.is_dir():
-        raise ValueError(f"out: folder {csv_path.parent} does not exist")
+    check_outputs(csv_path, manifest_path, inputs or {}, option="out")
     if not overwrite:
         for target in (csv_path, manifest_path):
             if target.exists():
                 raise ValueError(f"out: {target} already exists (pass --force to replace it)")
-    _write_atomically(csv_path, selection_csv(selection))
-    _write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    return csv_path, manifest_path
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    staged: list[tuple[Path, Path]] = []
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        staged.append((stage_text(csv_path, selection_csv(selection), "export"), csv_path))
+        staged.append(
+            (stage_text(manifest_path, json.dumps(manifest, indent=2) + "\n", "export"), manifest_path)
+        )
+        for temporary, target in staged:
+            publish_staged(temporary, target)
+    finally:
+        for temporary, _ in staged:
+            discard_staged(temporary)
+    return csv_path, manifest_path

@@ -510,3 +510,21 @@ def test_app_stops_on_a_signal_after_its_output_pipes_closed(tmp_store, free_por
             app.kill()
             app.wait()
     assert port_is_free(free_port)  # the server is gone too, not only `harp app`
+
+
+def test_pipeline_commands_speak_cli_options_not_library_arguments(tmp_path, tmp_store):
+    phi, leaf_of_point, parent_of_leaf = tmp_path / "phi.npy", tmp_path / "lop.npy", tmp_path / "pol.npy"
+    np.save(phi, np.zeros((2, 1)))
+    np.save(leaf_of_point, np.array([0, 1]))
+    np.save(parent_of_leaf, np.array([0, 0]))
+    (tmp_path / "base.json").write_text("[0.5]")
+    (tmp_path / "domains.txt").write_text("d\n")
+    result = CliRunner().invoke(
+        main,
+        ["load", "--store", str(tmp_store), "--phi", str(phi), "--leaf-of-point", str(leaf_of_point),
+         "--parent-of-leaf", str(parent_of_leaf), "--base", str(tmp_path / "base.json"),
+         "--domains", str(tmp_path / "domains.txt")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == f"Error: {tmp_store} already exists; pass --force to replace it"
+    assert "overwrite=True" not in result.output

@@ -246,3 +246,62 @@ def test_an_infer_killed_while_writing_effects_leaves_the_old_ones_and_a_rerun_g
     assert done.returncode == 0, done.stderr
     assert Store.open(tmp_store).content_hash() == Store.open(uninterrupted).content_hash() != hash_before
     assert leftovers(tmp_path) == []
+
+
+def test_load_removes_what_a_killed_load_left_before_it_builds(tmp_path):
+    import numpy as np
+
+    from harp.load import load_arrays
+
+    target = tmp_path / "loaded.duckdb"
+    leftover = tmp_path / f".loaded.duckdb.load-{a_dead_pid()}@{socket.gethostname()}-0badc0de.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    with pytest.warns(LeftoverFileWarning, match=r"removed 1 temporary file\(s\).*loaded\.duckdb\.load-"):
+        load_arrays(
+            target,
+            phi=np.zeros((4, 2)),
+            leaf_of_point=np.repeat(np.arange(4), 2),
+            parent_of_leaf=np.array([0, 0, 1, 1]),
+            base=np.array([0.4, 0.6]),
+            domain_names=["a", "b"],
+            layout_method="pca",
+        )
+    assert leftovers(tmp_path) == [] and Store.open(target).summary()["n_leaves"] == 4
+
+
+def test_write_selection_stages_and_never_replaces_a_store_or_a_file_it_did_not_write(tmp_path, tmp_store):
+    from harp.export import selection_manifest, write_selection
+    from harp.select import select
+
+    inputs = Store.open(tmp_store).selection_inputs()
+    chosen = select(inputs.phi, inputs.base, envelope="C", members=inputs.members, budget=20)
+    manifest = selection_manifest(
+        chosen,
+        envelope="C",
+        weights=None,
+        budget=20,
+        store_hash=inputs.content_hash,
+        domain_names=inputs.domain_names,
+    )
+    out = tmp_path / "run-c.csv"
+    leftover = tmp_path / f".run-c.csv.export-{a_dead_pid()}@{socket.gethostname()}-0badc0de.tmp"
+    leftover.write_text("half")
+    with pytest.warns(LeftoverFileWarning):
+        write_selection(out, chosen, manifest)
+    first = out.read_bytes()
+    write_selection(out, chosen, manifest)  # a CSV and manifest of ours are replaced
+    assert out.read_bytes() == first and leftovers(tmp_path) == []
+    store_copy = tmp_path / "store-c.csv"
+    store_copy.write_bytes(tmp_store.read_bytes())
+    with pytest.raises(ValueError, match=r"out: the CSV would replace .*store-c\.csv, a DuckDB database"):
+        write_selection(store_copy, chosen, manifest)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\n")
+    with pytest.raises(ValueError, match=r"out: the CSV would replace .*notes\.csv, which was not written"):
+        write_selection(notes, chosen, manifest)
+    with pytest.raises(
+        ValueError, match=r"out: the CSV would be written to .*, which is the store of this command"
+    ):
+        write_selection(out, chosen, manifest, inputs={"store": out})
+    assert store_copy.read_bytes() == tmp_store.read_bytes() and notes.read_text() == "my,own\n"
+    assert leftovers(tmp_path) == []
