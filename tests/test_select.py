@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from reference_select import reference_order
 
 from harp import select
-from harp.select import best_prefix_cut, greedy_order, predicted_scores, with_budget
+from harp.select import best_prefix_cut, greedy_order, predicted_scores, sort_effects, with_budget
 
 NONE = np.zeros(0, dtype=np.int64)
 
@@ -121,6 +121,30 @@ def test_with_budget_equals_a_fresh_select(rng, envelope):
         with_budget(full, -1, phi=phi, base=base, envelope=envelope, members=members)
     with pytest.raises(ValueError, match="selection ranks leaf 39 but phi has 10 rows"):
         with_budget(full, 5, phi=phi[:10], base=base, envelope=envelope)
+
+
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_sorted_effects_kept_across_weight_changes_change_nothing(rng, envelope):
+    phi = rng.normal(0, 0.05, (300, 6))
+    base = rng.uniform(0.2, 0.95, 6)
+    kept = sort_effects(phi)
+    for weights in (np.ones(6), rng.random(6), np.array([0.0, 1.0, 0.0, 2.0, 0.5, 0.0])):
+        fresh = select(phi, base, envelope=envelope, weights=weights, pinned=[4], excluded=[7])
+        again = select(
+            phi, base, envelope=envelope, weights=weights, pinned=[4], excluded=[7], sorted_effects=kept
+        )
+        np.testing.assert_array_equal(again.order, fresh.order)
+        np.testing.assert_array_equal(again.gains, fresh.gains)
+        assert again.cut == fresh.cut
+
+
+def test_sorted_effects_of_another_phi_are_refused(rng):
+    phi = rng.normal(0, 0.05, (20, 3))
+    kept = sort_effects(phi)
+    with pytest.raises(ValueError, match="sorted_effects was made from another phi"):
+        select(phi + 0.01, [0.5, 0.5, 0.5], envelope="C", sorted_effects=kept)
+    with pytest.raises(ValueError, match="sorted_effects was made from another phi"):
+        select(phi[:10], [0.5, 0.5, 0.5], envelope="C", sorted_effects=kept)
 
 
 def test_empty_pool():
