@@ -120,21 +120,33 @@ def main(ctx: click.Context, quiet: bool) -> None:
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Store to write."
 )
+@click.option(
+    "--leaf-size",
+    type=click.FloatRange(min=1),
+    default=64.0,
+    show_default=True,
+    help="Mean number of points of a leaf (log-normal sizes).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing store at --out.")
 @click.pass_obj
 @_handles_errors
-def synth(obj: Context, leaves: int, domains: int, seed: int, out: Path, force: bool) -> None:
+def synth(
+    obj: Context, leaves: int, domains: int, seed: int, out: Path, leaf_size: float, force: bool
+) -> None:
     """Write a synthetic store: a realistic hierarchical pool with effects, texts and a layout.
 
     \b
     Example:
       harp synth --leaves 10000 --domains 64 --seed 1 --out big.duckdb
+      harp synth --leaves 1000000 --domains 64 --leaf-size 10 --out 10m-points.duckdb
     """
     from harp.synth import synth_store
 
     start = time.perf_counter()
     obj.log(f"generating {leaves} leaves x {domains} domains (seed {seed}) ...")
-    store = synth_store(out, leaves=leaves, domains=domains, seed=seed, overwrite=force)
+    store = synth_store(
+        out, leaves=leaves, domains=domains, seed=seed, overwrite=force, mean_leaf_size=leaf_size
+    )
     summary = store.summary()
     obj.log(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     click.echo(

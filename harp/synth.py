@@ -433,6 +433,7 @@ def synth_store(
     domains: int,
     seed: int = 0,
     overwrite: bool = False,
+    mean_leaf_size: float = 64.0,
 ) -> Store:
     """Generate a synthetic pool and write it, complete, to a new store.
 
@@ -449,6 +450,8 @@ def synth_store(
         The same seed gives the same content hash.
     overwrite : bool, default False
         Replace an existing file at ``path``.
+    mean_leaf_size : float, default 64
+        Mean number of points of a leaf (see :func:`generate`): 10^6 leaves of 10 make a 10^7-point pool.
 
     Returns
     -------
@@ -457,8 +460,10 @@ def synth_store(
     target = Path(path)
     _positive_int(leaves, "leaves")
     _positive_int(domains, "domains")
+    if not np.isfinite(mean_leaf_size) or mean_leaf_size < 1:
+        raise ValueError(f"mean_leaf_size must be >= 1, got {mean_leaf_size!r}")
     _check_target(target, overwrite)  # before the work: a taken target fails at once
-    pool = generate(leaves, domains, seed)
+    pool = generate(leaves, domains, seed, mean_leaf_size=mean_leaf_size)
     temporary = _temporary_beside(target, "synth")
     try:
         store = Store.create(temporary)
@@ -467,6 +472,7 @@ def synth_store(
             "domains": pool.n_domains,
             "seed": pool.seed,
             "generator": GENERATOR_VERSION,
+            **({} if mean_leaf_size == 64.0 else {"mean_leaf_size": float(mean_leaf_size)}),
         }
         run_id = store.add_run("synth", config, run_id=f"synth-{pool.seed}")
         store.write_tree(pool.points_table(), pool.leaf_parent, pool.parent_large, pool.n_large)

@@ -178,3 +178,29 @@ def test_synth_store_refuses_to_clobber(tmp_store: Path) -> None:
     assert tmp_store.read_bytes() == before
     assert synth_store(tmp_store, leaves=10, domains=2, seed=1, overwrite=True).summary()["n_leaves"] == 10
     assert not list(tmp_store.parent.glob(".*tmp"))
+
+
+def test_synth_store_mean_leaf_size(tmp_path: Path) -> None:
+    small = synth_store(tmp_path / "small.duckdb", leaves=400, domains=3, seed=2, mean_leaf_size=4)
+    summary = small.summary()
+    assert 2.5 < summary["n_points"] / 400 < 5.5
+    assert small.runs()[0]["config"]["mean_leaf_size"] == 4.0
+    assert small.content_hash() == small.content_hash(recompute=True)
+    with pytest.raises(ValueError, match="mean_leaf_size must be >= 1, got 0.5"):
+        synth_store(tmp_path / "bad.duckdb", leaves=10, domains=2, mean_leaf_size=0.5)
+    assert not (tmp_path / "bad.duckdb").exists()
+
+
+def test_harp_synth_leaf_size_option(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harp.cli import main
+
+    out = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(
+        main, ["-q", "synth", "--leaves", "200", "--domains", "2", "--leaf-size", "3", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert Store.open(out).summary()["n_points"] < 200 * 5
+    bad = CliRunner().invoke(main, ["synth", "--leaf-size", "0", "--out", str(tmp_path / "x.duckdb")])
+    assert bad.exit_code == 2 and "--leaf-size" in bad.output
