@@ -200,11 +200,51 @@ def first_selected(store: Path, count: int = 2) -> list[int]:
     return [int(g) for g in chosen.order[:count]]
 
 
+def regions_screenshot(page, url: str, out: Path, prefix: str = "app", query: str = "") -> None:
+    """The Regions tab with the most harmful region chosen (its leaves open on the map), for docs/app.md."""
+    page.goto(url + "/" + query)
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
+    wait_idle(page)
+    _map_drawn(page)
+    page.get_by_role("tab", name="Regions").click()
+    page.get_by_text("Most harmful").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    bounds = grid.bounding_box()
+    if bounds:
+        page.mouse.click(bounds["x"] + 15, bounds["y"] + 35 + 17)  # the most harmful region's row
+        page.get_by_role("button", name="Exclude region").wait_for(timeout=60_000)
+        wait_idle(page)
+    page.wait_for_timeout(1200)
+    tabs = page.locator('[data-testid="stTabs"]').first
+    tabs.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    box = tabs.bounding_box()
+    if box:
+        page.screenshot(
+            path=str(out / f"{prefix}-regions.png"), clip={**box, "height": min(box["height"], 1100)}
+        )
+    page.locator('[data-testid="stMain"]').evaluate("e => e.scrollTo(0, 0)")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / f"{prefix}-map-region.png"))
+
+
 def screenshots(
-    page, url: str, out: Path, open_leaves: list[int], zoom: list[float], budget: int = 2000
+    page,
+    url: str,
+    out: Path,
+    open_leaves: list[int],
+    zoom: list[float],
+    budget: int = 2000,
+    prefix: str = "app",
+    only_map: bool = False,
+    regions_view: str = "",
 ) -> None:
     """The main views, for docs/app.md: both envelopes at ``budget`` points; the hover on the map zoomed to
-    ``zoom`` (x0, x1, y0, y1 in layout coordinates); the leaf panel on ``open_leaves``."""
+    ``zoom`` (x0, x1, y0, y1 in layout coordinates); the leaf panel on ``open_leaves``; the Regions tab. With
+    ``only_map``, the first view and the Regions tab only. File names start with ``prefix``."""
     import numpy as np
 
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +255,15 @@ def screenshots(
     wait_idle(page)
     _map_drawn(page)
     page.wait_for_timeout(800)
-    page.screenshot(path=str(out / "app-explore.png"))
+    page.screenshot(path=str(out / f"{prefix}-explore.png"))
+    regions_screenshot(page, url, out, prefix, regions_view)
+    if only_map:
+        return
+    page.goto(url + view)
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=120_000)
+    wait_idle(page)
+    _map_drawn(page)
+    page.wait_for_timeout(800)
 
     # Hover a leaf for its facts and examples, zoomed (a drag on the map, as a user would) onto the middle of
     # the layout: UMAP packs most leaves of a real pool into a few dense islands.
@@ -298,6 +346,15 @@ def main() -> None:
     )
     parser.add_argument("--store", type=Path, help="use this store instead of a fresh synthetic one")
     parser.add_argument("--screenshots", type=Path, help="also save screenshots of the main views here")
+    parser.add_argument("--prefix", default="app", help="file names of the screenshots start with this")
+    parser.add_argument(
+        "--only-map", action="store_true", help="screenshots of the first view and the Regions tab only"
+    )
+    parser.add_argument(
+        "--regions-view",
+        default="",
+        help="query string of the Regions screenshot's view, e.g. '?color=math_round'",
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: install Debian's chromium (make chromium)")
@@ -347,7 +404,16 @@ def main() -> None:
                         f"over {len(some)}   (server part: median {statistics.median(parts):.3f} s)"
                     )
             if args.screenshots:
-                screenshots(page, url, args.screenshots, first_selected(store), middle_of_layout(store))
+                screenshots(
+                    page,
+                    url,
+                    args.screenshots,
+                    first_selected(store),
+                    middle_of_layout(store),
+                    prefix=args.prefix,
+                    only_map=args.only_map,
+                    regions_view=args.regions_view,
+                )
                 print(f"screenshots written to {args.screenshots}")
 
 
