@@ -121,8 +121,9 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
         button.wait_for(timeout=60_000)
         with page.expect_download(timeout=60_000) as download_info:
             button.click()
-        downloaded = Path(download_info.value.path()).read_text()
-        assert downloaded == selection_csv(want)
+        downloaded = Path(download_info.value.path()).read_bytes()  # the bytes the button served
+        assert downloaded == _harp_select_csv(store, tmp_path, "E", budget)
+        assert downloaded == selection_csv(want).encode()
         with page.expect_download(timeout=60_000) as download_info:
             page.get_by_role("button", name="Download manifest (JSON)").click()
         manifest = json.loads(Path(download_info.value.path()).read_text())
@@ -171,6 +172,19 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
         nav = other.locator('[data-testid="stSidebarNav"]').inner_text()
         assert "Explore" in nav and "streamlit app" not in nav.lower()
         assert other.locator('[data-testid="stException"]').count() == 0
+
+
+def _harp_select_csv(store: Path, folder: Path, envelope: str, budget: int | None) -> bytes:
+    """The bytes `harp select` writes for these settings (default weights: the active domains)."""
+    from click.testing import CliRunner
+
+    from harp.cli import main
+
+    out = folder / f"harp-select-{envelope}-{budget}.csv"
+    arguments = ["-q", "select", "--store", str(store), "--envelope", envelope, "--out", str(out)]
+    result = CliRunner().invoke(main, arguments + ([] if budget is None else ["--budget", str(budget)]))
+    assert result.exit_code == 0, result.output
+    return out.read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -237,6 +251,26 @@ def _selection_inputs(store: Path):
     return inputs, weights
 
 
+def _computed_lasso(pixels: np.ndarray, margin: float = 12.0) -> tuple[np.ndarray, float, list[int]]:
+    """A circle (centre, radius in page pixels) holding 2 to 40 leaves, every leaf at least ``margin`` / 2 px
+    from its line and the whole circle inside the map's leaves' extent, and the sorted ids of the leaves in it.
+
+    Tries circles around each leaf, most central first: sorting the other leaves by distance, a gap of at least
+    ``margin`` between the k-th and the next gives radius = the gap's middle. One of 300 leaves always has one.
+    """
+    low, high = pixels.min(axis=0), pixels.max(axis=0)
+    for centre in pixels[np.argsort(np.linalg.norm(pixels - np.median(pixels, axis=0), axis=1))]:
+        distance = np.linalg.norm(pixels - centre, axis=1)
+        ordered = np.sort(distance)
+        for k in range(2, min(40, ordered.size - 1) + 1):
+            if ordered[k] - ordered[k - 1] < margin:
+                continue
+            radius = float((ordered[k] + ordered[k - 1]) / 2)
+            if np.all(centre - radius > low) and np.all(centre + radius < high):
+                return centre, radius, sorted(int(g) for g in np.flatnonzero(distance < radius))
+    raise AssertionError(f"no lasso circle with a {margin} px gap around any of {len(pixels)} leaves")
+
+
 def test_lasso_opens_leaves_then_pin_and_exclude(shared) -> None:
     from app.state import format_leaf_ids
     from harp.select import select
@@ -246,33 +280,16 @@ def test_lasso_opens_leaves_then_pin_and_exclude(shared) -> None:
     _load(page, shared["url"])
     pixels = _leaf_pixels(page, store)
 
-    # A square lasso around some leaves whose edges pass no leaf closer than 4 px (so the expected set is exact).
-    def clean_square(centre: np.ndarray, half: float) -> np.ndarray | None:
-        low, high = centre - half, centre + half
-        inside = np.all((pixels > low) & (pixels < high), axis=1)
-        near = np.all((pixels > low - 4) & (pixels < high + 4), axis=1)
-        edge = np.min(np.abs(np.concatenate([pixels - low, pixels - high], axis=1)), axis=1)
-        return inside if 2 <= inside.sum() <= 40 and not np.any(edge[near] < 4) else None
-
-    found = (
-        (centre, half, inside)
-        for centre in pixels[np.argsort(np.linalg.norm(pixels - np.median(pixels, axis=0), axis=1))][:60]
-        for half in (25.0, 35.0, 45.0, 60.0)
-        if (inside := clean_square(centre + 0.5, half)) is not None
-    )
-    centre, half, inside = next(found, (None, None, None))
-    if inside is None:
-        pytest.skip("no clean lasso square on this layout")
-    low, high = centre + 0.5 - half, centre + 0.5 + half
-    want = sorted(int(g) for g in np.flatnonzero(inside))
-
+    # A round lasso around a group of leaves, its radius in a gap of at least 12 px between the distances of
+    # the leaves from its centre, so no leaf lies near the line and the leaves it holds are known exactly.
+    centre, radius, want = _computed_lasso(pixels)
     map_frame(page).locator('.modebar-btn[data-title="Lasso Select"]').first.click()
-    corners = [(low[0], low[1]), (high[0], low[1]), (high[0], high[1]), (low[0], high[1]), (low[0], low[1])]
-    page.mouse.move(*corners[0])
+    angles = np.linspace(0.0, 2 * np.pi, 65)
+    path = centre + radius * np.column_stack([np.cos(angles), np.sin(angles)])
+    page.mouse.move(*path[0])
     page.mouse.down()
-    for (ax, ay), (bx, by) in zip(corners, corners[1:], strict=False):
-        for step in np.linspace(0.0, 1.0, 8)[1:]:
-            page.mouse.move(ax + (bx - ax) * step, ay + (by - ay) * step)
+    for point in path[1:]:
+        page.mouse.move(*point)
     page.mouse.up()
     _wait_input(page, "Open leaves", format_leaf_ids(want))
     wait_idle(page)
@@ -482,4 +499,29 @@ def test_wheel_scrolls_the_page_until_the_map_is_clicked(shared) -> None:
     page.mouse.wheel(0, 250)
     page.wait_for_timeout(600)
     assert frame.evaluate(x_range) != before  # once the map was clicked, the wheel zooms it
+    page.close()
+
+
+def test_an_example_in_full_and_the_leaf_search_show_hostile_text_as_text(shared) -> None:
+    lonely = shared["lonely"]
+    page = shared["context"].new_page()
+    _load(page, shared["url"] + f"/?open={lonely}")
+    page.get_by_text("Read one in full").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    code = page.locator('[data-testid="stCode"]').first
+    code.wait_for(timeout=60_000)
+    assert HOSTILE_IMG in code.inner_text()  # the markup arrives as characters
+    assert page.locator('[data-testid="stCode"] img, [data-testid="stMain"] img[src="x"]').count() == 0
+    assert page.get_by_text(f"Leaf {lonely}").count() >= 1  # the leaf's effect line above its examples
+
+    search = page.get_by_label("Search this leaf's examples", exact=True)
+    search.fill("javascript")
+    search.press("Enter")
+    page.get_by_text("1 of the leaf's").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    assert HOSTILE_LINK in page.locator('[data-testid="stCode"]').first.inner_text()
+    assert page.locator('[data-testid="stMain"] a[href^="javascript"]').count() == 0
+    page.wait_for_timeout(300)  # an <img onerror> would have fired by now
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
