@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_store.py                          # 50k, 100k and 1M leaves x 64 domains
     .venv/bin/python benchmarks/bench_store.py --sizes 50000 --repeats 5
     .venv/bin/python benchmarks/bench_store.py --old /tmp/harp_old       # also an older checkout, same stores
+    .venv/bin/python benchmarks/bench_store.py --app STORE.duckdb         # `harp app` on STORE in Chromium
 
 Each command runs as its own process (what a user runs, Python start and imports included) under
 ``/usr/bin/time -v``, which reports the wall time and the peak resident memory of the whole process; figures are
@@ -12,6 +13,10 @@ reading the store, the imports and the CSV. Stores are made with `harp synth` (s
 a second run measures only the reads; sizes given as LEAVES:LEAF_SIZE use that mean leaf size (1M leaves of 10
 points make the 10^7-point pool). With --old, the same commands run from the older checkout (PYTHONPATH) on
 stores it made itself, so that "today's" figures come from the same machine in the same hour.
+
+With --app, `harp app --store STORE` is started as a user would, Debian's Chromium (app/browser.py) opens the
+page, and the script reports the seconds until the first metric shows and until the leaf map is drawn, and the
+peak resident memory of the server (`VmHWM` of the Streamlit process) after that first load.
 
 Targets (DESIGN.md "Performance"): at 50k leaves x 64 domains, `harp info` under 1 s and 300 MB, a whole
 `harp select` under 3 s and 800 MB. On a machine shared with other work the wall times move by a factor of two
@@ -93,6 +98,69 @@ def measure(code: Path, store: Path, repeats: int, folder: Path) -> dict[str, tu
     }
 
 
+def _peak_mb(pid: int) -> float:
+    """Peak resident memory of a process and its children (VmHWM of each, summed), in MB."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(match.group(1)) / 1024 if match else 0.0
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def app_load(store: Path, timeout_s: float = 590.0) -> None:
+    """Start `harp app` on ``store``, load the page in Chromium, print the times and the server's peak memory."""
+    import time
+
+    sys.path.insert(0, str(REPO))
+    from playwright.sync_api import sync_playwright
+
+    from app.browser import chromium, free_port, map_frame, wait_idle
+
+    port = free_port()
+    command, env = harp_command(REPO)
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [*command, "app", "--store", str(store), "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()  # "serving STORE at http://127.0.0.1:PORT" once the port answers
+        if "http://" not in line:
+            raise SystemExit(f"harp app did not start: {line}{server.stderr.read()[-2000:]}")
+        serving = time.monotonic() - started
+        with sync_playwright() as playwright, chromium(playwright) as context:
+            page = context.new_page()
+            opened = time.monotonic()
+            page.goto(f"http://127.0.0.1:{port}", timeout=timeout_s * 1000)
+            page.wait_for_selector('[data-testid="stMetricValue"]', timeout=timeout_s * 1000)
+            metric = time.monotonic() - opened
+            map_frame(page, timeout_ms=timeout_s * 1000)
+            drawn = time.monotonic() - opened
+            wait_idle(page, timeout_s * 1000)
+            errors = page.locator('[data-testid="stException"]').count()
+        print(
+            f"harp app --store {store}: serving after {serving:.1f} s; in Chromium the first metric after "
+            f"{metric:.1f} s, the leaf map drawn after {drawn:.1f} s; server peak {_peak_mb(server.pid):.0f} MB; "
+            f"{errors} exceptions on the page"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,7 +170,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/harp-bench-store"))
     parser.add_argument("--old", type=Path, default=None, help="An older checkout to measure side by side.")
     parser.add_argument("--old-sizes", nargs="+", default=["50000", "100000"])
+    parser.add_argument("--app", type=Path, default=None, help="Only time `harp app` on this store.")
     args = parser.parse_args()
+    if args.app is not None:
+        app_load(args.app)
+        return
     if not Path(TIME).exists() or shutil.which(TIME) is None:
         raise SystemExit(f"{TIME} is needed (GNU time, for the peak memory of a child process)")
     args.folder.mkdir(parents=True, exist_ok=True)
