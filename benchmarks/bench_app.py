@@ -126,6 +126,77 @@ def redraws(page, budgets: list[int], rings: list[int], frames: Frames) -> tuple
     return totals, server
 
 
+def _frame_data(page, key: str) -> str | None:
+    frame = _map_frame(page)
+    try:
+        return frame.evaluate(f"() => document.body.dataset.{key} ?? null") if frame else None
+    except Exception:  # the frame is being replaced
+        return None
+
+
+def _wait_frame_data(page, key: str, done, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done(_frame_data(page, key)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the map's {key} stayed {_frame_data(page, key)!r}")
+        page.wait_for_timeout(10)
+
+
+def open_leaves_steps(page, leaf_sets: list[list[int]], frames: Frames) -> tuple[list[float], list[float]]:
+    """Per set: seconds from typing the leaf ids into "Open leaves" (what a lasso sends) until the map shows
+    their crosses, the leaf panel is drawn and the app is idle; and the server's part."""
+    totals, server = [], []
+    for leaves in leaf_sets:
+        start = time.perf_counter()
+        box = page.get_by_label("Open leaves", exact=True)
+        box.fill(", ".join(map(str, leaves)))
+        box.press("Enter")
+        count = str(len(leaves))
+        _wait_frame_data(page, "opened", lambda v, n=count: v == n)
+        wait_idle(page)
+        _map_frame(page).evaluate(SETTLE_JS)
+        end = time.perf_counter()
+        totals.append(end - start)
+        server.append(frames.server_span(start, end))
+    return totals, server
+
+
+def color_steps(page, names: list[str], frames: Frames) -> tuple[list[float], list[float]]:
+    """Per domain name: seconds from choosing it under "Color the map by" until the map has drawn its new base
+    figure and the app is idle; and the server's part."""
+    totals, server = [], []
+    for name in names:
+        before = _frame_data(page, "base")
+        start = time.perf_counter()
+        page.get_by_label("Color the map by").click()
+        page.keyboard.type(name)
+        page.keyboard.press("Enter")
+        _wait_frame_data(page, "base", lambda v, b=before: v is not None and v != b)
+        wait_idle(page)
+        _map_frame(page).evaluate(SETTLE_JS)
+        end = time.perf_counter()
+        totals.append(end - start)
+        server.append(frames.server_span(start, end))
+    return totals, server
+
+
+def lasso_sets(store: Path, size: int, repeats: int) -> list[list[int]]:
+    """``repeats`` sets of ``size`` neighbouring leaves (the nearest to a few layout points), as a lasso takes."""
+    import numpy as np
+
+    from harp.store import Store
+
+    x, y = Store.open(store, read_only=True).layout()
+    points = np.column_stack([x, y])
+    rng = np.random.default_rng(0)
+    sets = []
+    for _ in range(repeats):
+        centre = points[rng.integers(len(points))]
+        nearest = np.argsort(np.linalg.norm(points - centre, axis=1), kind="stable")[:size]
+        sets.append(sorted(int(g) for g in nearest))
+    return sets
+
+
 def budget_steps(store: Path, repeats: int) -> tuple[list[int], list[int], list[bool]]:
     """Budgets to time, the number of HARP-C leaves each selects, and whether each changes the selected leaves.
 
@@ -403,6 +474,23 @@ def main() -> None:
                         f"  {label}: median {statistics.median(some):.3f} s, max {max(some):.3f} s "
                         f"over {len(some)}   (server part: median {statistics.median(parts):.3f} s)"
                     )
+            target = 1.0
+            lasso = lasso_sets(store, min(281, max(1, args.leaves // 4)) if args.store is None else 20, 3)
+            times, server = open_leaves_steps(page, lasso, frames)
+            print(
+                f"open {len(lasso[0])} leaves (a lasso): median {statistics.median(times):.3f} s, "
+                f"max {max(times):.3f} s over {len(times)}   target < {target:g} s   "
+                f"(server part: median {statistics.median(server):.3f} s)"
+            )
+            from harp.store import Store
+
+            names = list(Store.open(store, read_only=True).selection_inputs().domain_names)[:2] + ["weighted"]
+            times, server = color_steps(page, names, frames)
+            print(
+                f"color the map by another domain: median {statistics.median(times):.3f} s, "
+                f"max {max(times):.3f} s over {len(times)}   target < {target:g} s   "
+                f"(server part: median {statistics.median(server):.3f} s)"
+            )
             if args.screenshots:
                 screenshots(
                     page,

@@ -182,6 +182,7 @@
       await Plotly.react(plot, figure.data, figure.layout, CONFIG);
       if (first) listen();
       baseName = args.base;
+      document.body.dataset.base = baseName; // which base figure is drawn, for the benchmark
     }
     drawMarks();
     drawLegend();
