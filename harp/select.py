@@ -460,7 +460,7 @@ def _tree_top(tree: np.ndarray, size: int) -> int:
     return node - size
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # no view of the sorted row (and its reference count) per call
 def _add_run(
     runs: np.ndarray, n_runs: int, sorted_row: np.ndarray, low: float, high: float, sign: int
 ) -> int:
@@ -490,7 +490,7 @@ def _add_run(
     return n_runs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _add_moved_runs(
     runs: np.ndarray,
     n_runs: int,
