@@ -125,7 +125,8 @@ def m002_mixtures(con: duckdb.DuckDBPyConnection) -> None:
 @_migration
 def m003_content_hash(con: duckdb.DuckDBPyConnection) -> None:
     """The content hash kept in ``meta`` (schema version 3): ``table_hash:<table>`` per hashed table and
-    ``content_hash``, from then on updated by every write in its own transaction (see :mod:`harp.content_hash`).
+    ``content_hash``, from then on updated by every write in its own transaction (see :mod:`harp.content_hash`);
+    likewise ``effects_measured_leaves``, the number of leaves with a measured effect.
 
     Saved selections whose ``store_hash`` is the old (version 1-2) hash of the store as it is now get the new
     hash of the same contents, so they do not look stale; others keep theirs (they describe other contents).
@@ -135,6 +136,10 @@ def m003_content_hash(con: duckdb.DuckDBPyConnection) -> None:
     new = content_hash.record_digests(
         con, {table: content_hash.table_digest(con, table) for table in content_hash.HASHED_TABLES}
     )
+    # The count of leaves with a measured effect, which summaries read (kept by every write of the effects).
+    measured = con.execute("SELECT count(DISTINCT leaf_id) FROM effects WHERE measured").fetchall()[0][0]
+    con.execute("DELETE FROM meta WHERE key = 'effects_measured_leaves'")
+    con.execute("INSERT INTO meta (key, value) VALUES ('effects_measured_leaves', ?)", [str(measured)])
     if con.execute("SELECT count(*) FROM selections").fetchall()[0][0]:
         old = content_hash.content_hash_v1(con)
         con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, old])

@@ -190,7 +190,10 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.Duck
     delay = 0.005
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            # No progress bar: DuckDB draws it on the terminal for long queries, into our stdout data.
+            con.execute("SET enable_progress_bar = false")
+            return con
         except duckdb.ConnectionException as error:
             conflict: duckdb.Error = error
             message = (
@@ -473,6 +476,18 @@ def _count_mixtures(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+_FIT_LEAVES = "effects_measured_leaves"  # meta: leaves whose effects rest on a measurement (any domain)
+
+
+def _record_fit_leaves(con: duckdb.DuckDBPyConnection, count: int | None) -> None:
+    """Keep ``meta.effects_measured_leaves`` with the effects, in their transaction (None: count them in SQL)."""
+    if count is None:
+        row = _first(con, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")
+        count = int(row[0]) if row else 0
+    con.execute("DELETE FROM meta WHERE key = ?", [_FIT_LEAVES])
+    con.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [_FIT_LEAVES, str(count)])
+
+
 def _stored_hash(con: duckdb.DuckDBPyConnection) -> str:
     """The content hash kept in ``meta`` (every write keeps it current in its own transaction)."""
     row = _first(con, "SELECT value FROM meta WHERE key = 'content_hash'")
@@ -751,6 +766,8 @@ class Store:
                 yield con
                 if tables:
                     _hashes.record_digests(con, {table: _hashes.table_digest(con, table) for table in tables})
+                if "effects" in tables:
+                    _record_fit_leaves(con, None)
             except BaseException as error:
                 with contextlib.suppress(duckdb.Error):
                     con.rollback()
@@ -1079,9 +1096,9 @@ class Store:
             )
             con.execute("DELETE FROM effects")
             _insert(con, "effects", table)
-            _hashes.record_digests(
-                con, {"effects": _hashes.arrow_digest("effects", table)}
-            )  # rows in key order
+            # The rows are in key order already; the digest and the count commit with the rows.
+            _hashes.record_digests(con, {"effects": _hashes.arrow_digest("effects", table)})
+            _record_fit_leaves(con, int(np.ascontiguousarray(measured_array).any(axis=1).sum()))
             con.execute("DELETE FROM meta WHERE key = 'effects_source'")
             if source is not None:
                 con.execute(
@@ -1590,8 +1607,11 @@ class Store:
             present = _table_names(con)
             counts = {name: _count(con, name) for name in _migrations.TABLE_KEYS if name in present}
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            row = _first(con, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")
-            fit_leaves = int(row[0]) if row else 0
+            if _FIT_LEAVES in meta:  # kept by every write of the effects
+                fit_leaves = int(meta[_FIT_LEAVES])
+            else:  # a store from before schema version 3's writes: one scan of the effects
+                row = _first(con, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")
+                fit_leaves = int(row[0]) if row else 0
             row = _first(con, "SELECT count(*) FROM domains WHERE active")
             active = int(row[0]) if row else 0
             n_mixtures = _count_mixtures(con)

@@ -197,3 +197,19 @@ def test_a_failing_m003_rolls_back(tmp_store: Path, monkeypatch: pytest.MonkeyPa
     Store.open(tmp_store)
     stored, recomputed = stored_and_recomputed(tmp_store)
     assert stored == recomputed
+
+
+def test_the_count_of_measured_leaves_follows_every_write_of_the_effects(tmp_store: Path) -> None:
+    def counted() -> int:
+        return int(raw(tmp_store, "SELECT count(DISTINCT leaf_id) FROM effects WHERE measured")[0][0][0])
+
+    store = Store.open(tmp_store)
+    assert store.summary()["n_fit_leaves"] == counted() > 0
+    with store.write() as con:  # by hand: unmark one leaf
+        con.execute(
+            "UPDATE effects SET measured = false WHERE leaf_id = (SELECT min(leaf_id) FROM effects WHERE measured)"
+        )
+    assert store.summary()["n_fit_leaves"] == counted()
+    inputs = store.selection_inputs()
+    store.write_effects(inputs.phi, inputs.sd, np.zeros_like(inputs.measured))
+    assert store.summary()["n_fit_leaves"] == counted() == 0
