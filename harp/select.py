@@ -41,13 +41,17 @@ check is one byte comparison, and finding a new witness is a branch-free pass ov
 floats are read only for the rare leaf with no sure drop (it keeps every score at 1, or lowers one by less than
 a code's width). Domains of zero weight are dropped before either greedy (:func:`greedy_order`).
 
-Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, HARP-E about 0.09-0.12 s
-of CPU on the shared 2-core machine, from 0.15-0.18 s before the codes and the screening): the 7,551 plateau
-steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all), and ~130 of them a step
-need a new witness because the score theirs watched rose (0.98 million code rows); the ~2,450 full passes
-(218 million leaf-domain terms) take a little less than the plateau. Before the codes, a new witness was an
-argmin over 64 floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; a 64-entry binary
-search per domain and step for the thresholds then cost another ~17 ms, which the monotone code removed.
+A budget never reaches the greedy (:func:`with_budget` re-caps a ranking), and HARP-C's sort, the one costly
+step no weight changes, can be kept across weight changes (:func:`sort_effects`).
+
+Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains: medians of 0.09-0.12 s of
+CPU for either envelope on the shared 2-core machine, from 0.15-0.18 s; HARP-C's sort is about 10 ms of its share).
+In HARP-E, the 7,551 plateau steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all),
+and ~130 of them a step need a new witness because the score theirs watched rose (0.98 million code rows); the
+~2,450 full passes (218 million leaf-domain terms) take a little less than the plateau. Before the codes, a new
+witness was an argmin over 64 floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; an
+8-step binary search over 256 bounds per domain and step for the thresholds then cost another ~17 ms, which the
+monotone code removed.
 Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, two witnesses per leaf,
 witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains per
 sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
