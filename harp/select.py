@@ -892,9 +892,7 @@ def _first_with(sure, row, depth):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _frozen_pick(
-    ids, remaining, witness, witness_code, floor, near, at_one, state, code, upper, low, scale, sure
-):  # type: ignore[no-untyped-def]
+def _frozen_pick(ids, witness, witness_code, floor, near, at_one, state, code, upper, low, scale, sure):  # type: ignore[no-untyped-def]
     """The pick while :func:`_frozen` holds, or (-1, -inf) if no leaf keeps every score in ``at_one`` at 1.
 
     Every gain is then <= 0.0 (each weighted term is at most the current one, and float sums are monotone), and
@@ -902,13 +900,13 @@ def _frozen_pick(
     the first such leaf by id wins, unless a smaller id that lowers some score gains 0.0 too because its drop is
     lost to rounding. Only a drop below ``_LOST * (D + 2)`` can be lost; such leaves are scored exactly.
 
-    ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped). A leaf known to lower a score
-    by more than rounding can lose keeps that domain and its code there as a witness (``witness[p]``,
+    ``ids`` lists the remaining leaves in id order (and some chosen ones, skipped by their witness). A leaf known to
+    lower a score by more than rounding can lose keeps that domain and its code there as a witness (``witness[p]``,
     ``witness_code[p]`` for ``ids[p]``, read in order as the scan goes), checked first next time with one
     comparison. Witnesses come from the one-byte codes of :func:`_quantize`: the domain whose code lies deepest
-    below its ``sure`` threshold (:func:`_sure_drops`), found branch-free over one cache line of codes. Only a
-    leaf with no sure drop is scored on its float effects: it keeps every score at 1, or lowers one by less
-    than a code's width.
+    below its ``sure`` threshold (:func:`_sure_drops`), found branch-free over one cache line of codes. Only a leaf
+    with no sure drop is scored on its float effects: it keeps every score at 1, or lowers one by less than a code's
+    width.
     ``floor`` is scratch: each domain's score where it is in ``at_one``, +inf elsewhere. ``near`` (fixed, from
     :func:`_near_one`) is the score above which a leaf's drop on a domain, ``w_d / W * (1 - score)``, is small
     enough to be lost.
@@ -919,12 +917,10 @@ def _frozen_pick(
         floor[d] = total[d] if at_one[d] else np.inf
     _sure_drops(floor, near, upper, low, scale, sure)
     for p in range(ids.size):
+        # Chosen leaves hold a witness whose threshold passes every code, unvisited ones one that passes none.
+        if witness_code[p] < sure[witness[p]]:
+            continue
         g = ids[p]
-        if not remaining[g]:
-            continue
-        w = witness[p]
-        if w >= 0 and witness_code[p] < sure[w]:
-            continue
         row = code[g]
         depth = _deepest(sure, row)
         if depth > 0:
@@ -940,7 +936,7 @@ def _frozen_pick(
                 w = d
         if lowest >= 1.0:
             return g, 0.0
-        witness[p] = -1
+        witness[p] = n_domains + 1
         # Leaf g lowers score w; if by little, its drop in utility may be lost to rounding.
         if lowest > near[w] and _exact_gain(g, state) == 0.0:
             return g, 0.0
@@ -998,10 +994,13 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
     columns = np.empty((n_domains, 0))
     acc = np.empty(free.size)
     at_one = np.zeros(n_domains, dtype=np.bool_)
-    witness = np.full(free.size, -1, dtype=np.int64)  # by position in scan
+    # Witnesses by position in the scan. Two more thresholds than domains: one passes every code (the witness of
+    # a chosen leaf, so the scan skips it without looking it up), one passes none (a leaf not yet visited).
+    witness = np.full(free.size, n_domains + 1, dtype=np.int64)
     witness_code = np.zeros(free.size, dtype=np.uint8)
     code, upper, low, scale = _quantize(phi, free)
-    sure = np.zeros(n_domains, dtype=np.int64)
+    sure = np.zeros(n_domains + 2, dtype=np.int64)
+    sure[n_domains] = 256
     floor = np.empty(n_domains)
     near = _near_one(weights, weight_sum)
     scan = free
@@ -1023,7 +1022,6 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
                 scan, witness, witness_code = scan[listed], witness[listed], witness_code[listed]
             best, best_gain = _frozen_pick(
                 scan,
-                remaining,
                 witness,
                 witness_code,
                 floor,
@@ -1056,6 +1054,9 @@ def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-
         gains[step] = best_gain
         step += 1
         remaining[best] = False
+        position = np.searchsorted(scan, best)
+        if position < scan.size and scan[position] == best:
+            witness[position] = n_domains
         for d in range(n_domains):
             total[d] = total[d] + phi[best, d]
         current[0] = _utility_e(total, weights, weight_sum)
