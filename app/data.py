@@ -29,7 +29,7 @@ import streamlit as st
 
 from app import text
 from app.state import StoreShape
-from harp.select import select, with_budget
+from harp.select import select, sort_effects, with_budget
 from harp.store import Store, StoreError, StoreIncompleteError, StoreLockedError
 
 ENV_VAR = "HARP_STORE"
@@ -261,7 +261,15 @@ def _ranking(
         members=bundle.members,
         pinned=list(pinned),
         excluded=list(excluded),
+        # HARP-C's per-domain sort depends on phi alone: kept across weight, pin and exclusion changes.
+        sorted_effects=_sorted_effects(path, token) if envelope.upper().endswith("C") else None,
     )
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _sorted_effects(path: str, token: tuple[int, ...]) -> Any:
+    """Each domain's effects sorted once per store snapshot (:func:`harp.select.sort_effects`)."""
+    return sort_effects(_load_bundle(path, token).phi)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
