@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -401,3 +402,47 @@ def test_ray_cluster_of_two_cpu_workers_matches_in_process(
                                                                              ("domain_id", "ascending")])  # fmt: skip
     b = store.read_table("measurements").sort_by([("leaf_id", "ascending"), ("domain_id", "ascending")])
     np.testing.assert_allclose(a.column("phi").to_numpy(), b.column("phi").to_numpy(), atol=1e-6)
+
+
+def test_cli_infer_active_rule_and_training_noise(tmp_path: Path) -> None:
+    """`harp infer` on hand-made measurements: two keys that differ only by seed give the training noise (the
+    spread of the repeated leaf, hand-computed), and the rule is recorded with the run and in the effects' source."""
+    from harp.cli import main
+
+    store = make_store(tmp_path / "store.duckdb")
+    store.write_domains(["a", "b"], [0.5, 0.5], [10, 10], [True, True])
+    config = MIXTURE.to_dict()
+    for seed, key in ((0, "k0"), (1, "k1")):
+        run = store.add_run(
+            "measure",
+            {"config_key": key, "measure_config": {**config, "seed": seed}, "model": "m", "eval_fingerprint": "e",
+             "background": {"fingerprint": "bg", "size": 7, "seed": 0}},
+        )  # fmt: skip
+        store.finish_run(run)
+    rows = []
+    for leaf, values in {0: (0.04, -0.01), 1: (0.02, 0.00), 2: (-0.01, 0.03), 3: (0.00, 0.01)}.items():
+        for d, phi in enumerate(values):
+            rows.append({"leaf_id": leaf, "domain_id": d, "phi": phi, "variance": 1e-4, "config_key": "k0"})
+    rows += [{"leaf_id": 0, "domain_id": 0, "phi": 0.08, "variance": 1e-4, "config_key": "k1"},
+             {"leaf_id": 0, "domain_id": 1, "phi": -0.01, "variance": 1e-4, "config_key": "k1"}]  # fmt: skip
+    store.add_measurements(rows)
+    runner = CliRunner()
+    result = runner.invoke(main, ["infer", "--store", str(store.path), "--config-key", "k0", "--active-rule",
+                                  "family-wise"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # Leaf 0 measured twice: domain a differs by 0.04, so its sample variance is 0.04^2 / 2; domain b not at all.
+    assert [d["training_sd"] for d in summary["domains"]] == pytest.approx([math.sqrt(0.04**2 / 2), 0.0])
+    [run] = [r for r in Store.open(store.path).runs() if r["kind"] == "infer"]
+    assert run["config"]["active_rule"] == "family-wise" and run["config"]["training_noise"] is True
+    source = Store.open(store.path).summary(with_hash=False)["effects_source"]
+    assert source == {"active_rule": "family-wise", "config_key": "k0", "held_out_leaves": 0, "measured_leaves": 4,
+                      "protocol": "in-mixture", "training_noise": True}  # fmt: skip
+    result = runner.invoke(
+        main, ["infer", "--store", str(store.path), "--config-key", "k0", "--no-training-noise"]
+    )
+    assert result.exit_code == 0 and all(
+        d["training_sd"] is None for d in json.loads(result.stdout)["domains"]
+    )
+    result = runner.invoke(main, ["infer", "--store", str(store.path), "--active-rule", "max"])
+    assert result.exit_code == 2 and "--active-rule" in result.output
