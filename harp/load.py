@@ -185,8 +185,9 @@ def infer_effects(
         f"fitting {n_domains} domains from {rows.num_rows} measurements of {measured_leaves} of {n_leaves} leaves"
     )
     added = None
-    if training_noise and keys:
-        noise = estimate_noise(store, config_key or keys[0], n_domains, exclude=held)
+    used = config_key or (keys[0] if keys else None)  # the one key in the store when none is named
+    if training_noise and used is not None:
+        noise = estimate_noise(store, used, n_domains, exclude=held)
         if noise.leaves.size:
             added = np.nan_to_num(noise.variance, nan=0.0)
             variance = variance + added[None, :]
@@ -204,7 +205,6 @@ def infer_effects(
     )
     effects = dataclasses.replace(effects, training_variance=added)
     active = active_domains(effects.mean, effects.sd, tree.base, threshold, rule=active_rule)
-    used = config_key or (keys[0] if keys else None)
     store.write_effects(
         effects.mean,
         effects.sd,

@@ -80,6 +80,7 @@ __all__ = [
     "build_data",
     "background_fingerprint",
     "background_points",
+    "as_train_data",
     "build_model",
     "choose_representatives",
     "continuation_loglik",
@@ -530,11 +531,18 @@ def training_plan(
     return [sequence[k : k + config.batch_size] for k in range(0, sequence.size, config.batch_size)]
 
 
-def _torch_seed(config: MeasureConfig, seed: int) -> int:
-    """The torch seed of one training run (dropout). With a background every run shares it, so a leaf's run
-    and the reference draw the same dropout masks until their batches differ."""
-    parts = [config.seed] if config.uses_background else [config.seed, seed]
+def _torch_seed(config: MeasureConfig, seeds: Sequence[int]) -> int:
+    """The torch seed (dropout) of one training run of the leaves with ``seeds`` (one leaf, or a batched group).
+    With a background every run shares it, so a leaf's run and the reference draw the same dropout masks until
+    their batches differ."""
+    parts = [config.seed] if config.uses_background else [config.seed, *map(int, seeds)]
     return int(np.random.default_rng(parts).integers(2**62))
+
+
+def as_train_data(tokenizer: Any, examples: TrainExamples, config: MeasureConfig) -> TrainData:
+    """:func:`build_data`, with no examples giving empty data instead of an error (a background or a leaf that
+    a background protocol may leave empty)."""
+    return build_data(tokenizer, examples, config) if len(examples) else TrainData([], [])
 
 
 def _training_data(
@@ -544,9 +552,8 @@ def _training_data(
     config: MeasureConfig,
 ) -> TrainData:
     """Tokenised ``background + examples`` (either may be empty, not both)."""
-    if not isinstance(background, TrainData):
-        background = build_data(tokenizer, background, config) if background else TrainData([], [])
-    own = build_data(tokenizer, examples, config) if examples else TrainData([], [])
+    background = as_train_data(tokenizer, background, config)
+    own = as_train_data(tokenizer, examples, config)
     return TrainData(background.input_ids + own.input_ids, background.labels + own.labels)
 
 
@@ -571,7 +578,7 @@ def train_adapter(
     n_background = len(data.input_ids) - len(examples)
     plan = training_plan(config, len(examples), seed, n_background=n_background, steps=steps)
     model.reset_adapter()
-    torch.manual_seed(_torch_seed(config, seed))
+    torch.manual_seed(_torch_seed(config, [seed]))
     trainable = [parameter for parameter in model.model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = int(model.tokenizer.pad_token_id)
@@ -938,9 +945,7 @@ class _Worker:
             self.model = build_multi_model(model_name_or_path, config, adapters_per_batch, device)
         else:
             self.model = build_model(model_name_or_path, config, device)
-        self.background = (
-            build_data(self.model.tokenizer, background, config) if background else TrainData([], [])
-        )
+        self.background = as_train_data(self.model.tokenizer, background, config)
         self._reference: np.ndarray | None = None
         self._base: np.ndarray | None = None
         self.load_s = time.perf_counter() - started
@@ -1430,8 +1435,9 @@ def run_measurements(
         )
     say = log or (lambda message: None)
     model = str(model_name_or_path)
-    key, background_ids, background = resolve_config_key(store, model, train, eval_set, config, say)
-    background_key = background_fingerprint(background)
+    key, background_ids, background, background_key = resolve_config_key(
+        store, model, train, eval_set, config, say
+    )
     members = leaf_members(store, len(train))
     wanted = [int(g) for g in np.asarray(leaves, dtype=np.int64).ravel()]
     for g in wanted:
@@ -1560,8 +1566,9 @@ def resolve_config_key(
     eval_set: EvalSet,
     config: MeasureConfig,
     say: Callable[[str], None] | None = None,
-) -> tuple[str, np.ndarray, TrainExamples]:
-    """The ``config_key`` measurements of ``config`` are stored under, the background's point ids and examples.
+) -> tuple[str, np.ndarray, TrainExamples, str]:
+    """The ``config_key`` measurements of ``config`` are stored under, the background's point ids, its examples
+    and their fingerprint (:func:`background_fingerprint`, hashed into the key).
 
     A store measured before ``eval_batch_size`` left the key keeps its older key (see
     :meth:`MeasureConfig.config_key`), so the store holds one key per configuration.
@@ -1576,7 +1583,7 @@ def resolve_config_key(
         if say is not None:
             say(f"resuming under the older key {legacy} (made when eval_batch_size was part of config_key)")
         key = legacy
-    return key, background_ids, background
+    return key, background_ids, background, background_key
 
 
 def _record_reference(

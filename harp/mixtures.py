@@ -26,7 +26,9 @@ their signs (per domain, the share of mixtures where ``sign(p_d(S)) == sign(x_d(
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,10 +39,12 @@ from harp.select import predicted_scores
 __all__ = [
     "SIGN_TOLERANCE",
     "SPREAD_TOLERANCE",
+    "StoredMixtures",
     "draw_mixtures",
     "mixture_report",
     "predict_mixture",
     "predicted_utility_gain",
+    "stored_mixtures",
     "utility_gain",
 ]
 
@@ -279,3 +283,51 @@ def mixture_report(measured: Any, predicted: Mapping[str, Any], weights: Any = N
         "measured_gain": measured_gain.tolist(),
         "envelopes": envelopes,
     }
+
+
+@dataclass(frozen=True)
+class StoredMixtures:
+    """Rows of the store's ``mixtures`` table as one row per mixture (sorted by ``mixture_id``).
+
+    ``measured`` and ``predicted[envelope]`` ("C", "E") have shape (n_mixtures, n_domains): the inputs of
+    :func:`mixture_report`.
+    """
+
+    mixture_id: np.ndarray
+    leaves: list[list[int]]
+    n_points: np.ndarray
+    run_id: list[Any]
+    measured: np.ndarray
+    predicted: dict[str, np.ndarray]
+
+
+def stored_mixtures(columns: Mapping[str, Sequence[Any]], n_domains: int) -> StoredMixtures:
+    """Reshape the ``mixtures`` table's columns (``Store.mixtures(key).to_pydict()``, one configuration) into
+    per-mixture arrays.
+
+    Raises
+    ------
+    ValueError
+        A mixture without exactly one row for each of the ``n_domains`` domains (a damaged table).
+    """
+    mixture = np.asarray(columns["mixture_id"], dtype=np.int64)
+    domain = np.asarray(columns["domain_id"], dtype=np.int64)
+    order = np.lexsort((domain, mixture))
+    ids, first, counts = np.unique(mixture[order], return_index=True, return_counts=True)
+    if (counts != n_domains).any() or not np.array_equal(
+        domain[order], np.tile(np.arange(n_domains), ids.size)
+    ):
+        raise ValueError(f"the stored mixtures do not each have one row per domain ({n_domains} domains)")
+    rows = order[first]  # the first row of each mixture carries its leaves, points and run
+
+    def matrix(name: str) -> np.ndarray:
+        return np.asarray(columns[name], dtype=np.float64)[order].reshape(ids.size, n_domains)
+
+    return StoredMixtures(
+        mixture_id=ids,
+        leaves=[json.loads(columns["leaves"][i]) for i in rows],
+        n_points=np.asarray(columns["n_points"], dtype=np.int64)[rows],
+        run_id=[columns["run_id"][i] for i in rows],
+        measured=matrix("phi"),
+        predicted={"C": matrix("predicted_c"), "E": matrix("predicted_e")},
+    )

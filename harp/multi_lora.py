@@ -57,13 +57,12 @@ from harp.measure import (
     Device,
     LeafMeasurement,
     MeasureConfig,
-    TrainData,
     _generation_scores,
     _pad,
     _score_table,
     _torch_seed,
     _training_data,
-    build_data,
+    as_train_data,
     build_model,
     learning_rate_at,
     paired_effects,
@@ -262,27 +261,23 @@ def train_adapters(
     -----
     Plans of different lengths (leaves of different sizes under a one-pass protocol, or different ``steps``)
     run side by side: a step gives each adapter as many rows as the largest batch of the step, a shorter batch
-    is filled with rows that carry no loss, and an adapter whose plan has ended is put back, after the loop, to the weights it had at its
-    last step (AdamW would otherwise keep moving it on its momentum). So every adapter ends as if trained alone.
+    is filled with rows that carry no loss, and an adapter whose plan has ended is put back, after the loop, to
+    the weights it had at its last step (AdamW would otherwise keep moving it on its momentum). So every adapter
+    ends as if trained alone.
     """
     _check_leaves(model, len(leaves), seeds)
     n = len(leaves)
     steps_of = list(steps) if steps is not None else [None] * n
     if len(steps_of) != n:
         raise ValueError(f"steps has {len(steps_of)} entries but there are {n} leaves")
-    if isinstance(background, TrainData):
-        shared = background
-    else:
-        shared = build_data(model.tokenizer, background, config) if background else TrainData([], [])
+    shared = as_train_data(model.tokenizer, background, config)  # tokenised once for the K adapters
     data = [_training_data(model.tokenizer, examples, shared, config) for examples in leaves]
     plans = [
         training_plan(config, len(examples), int(seed), n_background=len(shared.input_ids), steps=count)
         for examples, seed, count in zip(leaves, seeds, steps_of, strict=True)
     ]
     model.reset_adapters()
-    torch.manual_seed(
-        _torch_seed(config, int(seeds[0])) if config.uses_background else _group_seed(config, seeds)
-    )
+    torch.manual_seed(_torch_seed(config, seeds))
     trainable = model.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = int(model.tokenizer.pad_token_id)
@@ -335,11 +330,6 @@ def train_adapters(
                 layer.lora_B[k].copy_(b)
     model.model.eval()
     return losses
-
-
-def _group_seed(config: MeasureConfig, seeds: Sequence[int]) -> int:
-    """The torch seed of a base-anchored group (dropout masks; the same for the same leaves)."""
-    return int(np.random.default_rng([config.seed, *map(int, seeds)]).integers(2**62))
 
 
 def _clip_per_adapter(parameters: Sequence[Any], max_norm: float) -> None:

@@ -90,21 +90,13 @@ def measured_effects(store: Store, config_key: str, n_leaves: int, n_domains: in
 
 
 def _stored_report(store: Store, config_key: str, weights: np.ndarray) -> dict[str, Any]:
-    from harp.mixtures import mixture_report
+    from harp.mixtures import mixture_report, stored_mixtures
 
-    table = store.mixtures(config_key).to_pydict()
-    n_domains = weights.size
-    mixture = np.asarray(table["mixture_id"], dtype=np.int64)
-    if mixture.size == 0:
+    table = store.mixtures(config_key)
+    if table.num_rows == 0:
         return {"n_mixtures": 0}
-    ids, row = np.unique(mixture, return_inverse=True)
-    domain = np.asarray(table["domain_id"], dtype=np.int64)
-    shape = (ids.size, n_domains)
-    measured, predicted_c, predicted_e = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    measured[row, domain] = table["phi"]
-    predicted_c[row, domain] = table["predicted_c"]
-    predicted_e[row, domain] = table["predicted_e"]
-    return mixture_report(measured, {"C": predicted_c, "E": predicted_e}, weights)
+    mixtures = stored_mixtures(table.to_pydict(), weights.size)
+    return mixture_report(mixtures.measured, mixtures.predicted, weights)
 
 
 def validate_mixtures(
@@ -165,7 +157,7 @@ def validate_mixtures(
     config = MeasureConfig() if config is None else config
     say = log or (lambda message: None)
     model = str(model_name_or_path)
-    key, background_ids, background = resolve_config_key(store, model, train, eval_set, config, say)
+    key, background_ids, background, _ = resolve_config_key(store, model, train, eval_set, config, say)
     if config_key is not None:
         if not store.measured_leaves(config_key).size:
             raise ValueError(f"config_key {config_key!r} has no measurements in {store.path}")
@@ -246,16 +238,15 @@ def validate_mixtures(
             reference = engine.reference()
             timings["reference_s"] = time.perf_counter() - started - timings["start_s"]
             say(f"reference scored ({config.protocol}) in {timings['reference_s']:.1f}s")
-            by_seed = {MIXTURE_SEED + k: k for k in todo}
+            by_seed = {task.leaf_id: (k, len(task.examples)) for k, task in zip(todo, tasks, strict=True)}
             for result in engine.run(tasks):
-                k = by_seed[result.leaf_id]
+                k, n_points = by_seed[result.leaf_id]
                 leaves = mixtures[k]
                 effect, variance, _ = paired_effects(
                     result.scores, reference, eval_set.domain, eval_set.n_domains
                 )
                 predicted_c = predict_mixture(phi, base, leaves, envelope="C")
                 predicted_e = predict_mixture(phi, base, leaves, envelope="E")
-                n_points = sum(len(task.examples) for task in tasks if task.leaf_id == result.leaf_id)
                 store.add_mixture(run_id, key, leaves, n_points, effect, variance, predicted_c, predicted_e)
                 measured.append(leaves.tolist())
                 say(
