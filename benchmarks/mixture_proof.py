@@ -555,7 +555,7 @@ def report_command(args: argparse.Namespace) -> None:
 def validation_tables(store_path: str) -> dict[str, Any]:
     """Print each protocol's mixture validation, weighing every domain 1 and the math skills + mmlu_social."""
     import harp
-    from harp.mixtures import mixture_report
+    from harp.mixtures import mixture_report, stored_mixtures
 
     store = harp.Store.open(store_path, read_only=True)
     names = [str(n) for n in store.read_table("domains").sort_by("domain_id")["name"].to_pylist()]
@@ -565,17 +565,13 @@ def validation_tables(store_path: str) -> dict[str, Any]:
     print("\n| protocol | weights | mixtures | envelope | gain r | gain RMSE | gain bias | sign agreement |")
     print("|---|---|---:|---|---:|---:|---:|---:|")
     for key in sorted(set(table["config_key"])):
-        rows = [i for i, k in enumerate(table["config_key"]) if k == key]
-        ids = sorted({table["mixture_id"][i] for i in rows})
-        shape = (len(ids), len(names))
-        measured, predicted_c, predicted_e = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        for i in rows:
-            r, d = ids.index(table["mixture_id"][i]), table["domain_id"][i]
-            measured[r, d], predicted_c[r, d], predicted_e[r, d] = (
-                table["phi"][i],
-                table["predicted_c"][i],
-                table["predicted_e"][i],
-            )
+        mixtures = stored_mixtures(store.mixtures(key).to_pydict(), len(names))
+        ids = mixtures.mixture_id
+        predicted_c, predicted_e, measured = (
+            mixtures.predicted["C"],
+            mixtures.predicted["E"],
+            mixtures.measured,
+        )
         chosen = np.array([1.0 if n.startswith("math") or n == "mmlu_social" else 0.0 for n in names])
         for label, weights in (("all 10", np.ones(len(names))), ("math + mmlu_social", chosen)):
             report = mixture_report(measured, {"HARP-C": predicted_c, "HARP-E": predicted_e}, weights)

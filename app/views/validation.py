@@ -18,9 +18,9 @@ import streamlit as st
 from app import data, figures, text
 from app.data import StoreProblem
 from app.state import default_view
-from harp.mixtures import mixture_report
+from harp.mixtures import mixture_report, stored_mixtures
 
-ENVELOPES = {"HARP-C": "predicted_c", "HARP-E": "predicted_e"}
+ENVELOPES = {"HARP-C": "C", "HARP-E": "E"}  # label shown: key of StoredMixtures.predicted
 METRICS = {
     "gain_correlation": "gain correlation",
     "gain_rmse": "gain RMSE",
@@ -65,28 +65,22 @@ else:
     config_key = config_keys[0]
     st.markdown(f"Measurement config: {text.markdown_text(config_key or '(none)', 200)}")
 
-rows = pd.DataFrame(columns)
-rows = rows[rows["config_key"] == config_key].sort_values(["mixture_id", "domain_id"])
 n_domains = bundle.n_domains
-mixture_ids = rows["mixture_id"].drop_duplicates().to_numpy()
-if (
-    len(rows) != len(mixture_ids) * n_domains
-    or not (rows["domain_id"].to_numpy() == np.tile(np.arange(n_domains), len(mixture_ids))).all()
-):
+chosen = [i for i, key in enumerate(columns["config_key"]) if str(key) == config_key]
+try:
+    mixtures = stored_mixtures(
+        {name: [values[i] for i in chosen] for name, values in columns.items()}, n_domains
+    )
+except ValueError:
     st.error(
         f"The stored mixtures of this config do not each have one row per domain ({n_domains} domains); "
         "the store is damaged: run `harp validate` again into a fresh store.",
         icon=":material/error:",
     )
     st.stop()
-
-
-def _matrix(column: str) -> np.ndarray:
-    return rows[column].to_numpy(dtype=np.float64).reshape(len(mixture_ids), n_domains)
-
-
-measured = _matrix("phi")
-predicted = {name: _matrix(column) for name, column in ENVELOPES.items()}
+mixture_ids = mixtures.mixture_id
+measured = mixtures.measured
+predicted = {name: mixtures.predicted[code] for name, code in ENVELOPES.items()}
 weights = default_view(bundle.shape()).effective_weights()
 report = mixture_report(measured, predicted, weights)
 
@@ -119,8 +113,8 @@ st.caption(
 
 # Predicted vs measured gain, one trace per envelope, with the line y = x.
 measured_gain = np.asarray(report["measured_gain"])
-sizes = [len(json.loads(leaves)) for leaves in rows["leaves"].to_numpy()[::n_domains]]
-n_points = rows["n_points"].to_numpy()[::n_domains]
+sizes = [len(leaves) for leaves in mixtures.leaves]
+n_points = mixtures.n_points
 figure = go.Figure()
 values = [measured_gain] + [np.asarray(report["envelopes"][name]["predicted_gain"]) for name in ENVELOPES]
 low = float(min(v.min() for v in values))
@@ -181,10 +175,10 @@ with st.expander("The mixtures"):
                 "mixture": mixture_ids,
                 "leaves": sizes,
                 "points": n_points,
-                "run": rows["run_id"].to_numpy()[::n_domains],
+                "run": mixtures.run_id,
                 "measured gain": measured_gain,
                 **{f"{name} gain": report["envelopes"][name]["predicted_gain"] for name in ENVELOPES},
-                "leaf ids": rows["leaves"].to_numpy()[::n_domains],
+                "leaf ids": [json.dumps(leaves) for leaves in mixtures.leaves],
             }
         ),
         hide_index=True,
