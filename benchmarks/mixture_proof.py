@@ -128,7 +128,11 @@ def random_subset(n_pool: int, budget: int, seed: int) -> list[int]:
 
 def centroid_subset(budget: int) -> list[int]:
     shipped = _read_json(RUN / "subsets.json")
-    points = shipped["subsets"]["embedding-centroid"]
+    # Since round 1 the shipped record holds one list per budget (each a prefix of the next).
+    if "subsets" not in shipped:
+        points = max(shipped["embedding-centroid"].values(), key=len)
+    else:
+        points = shipped["subsets"]["embedding-centroid"]
     if budget > len(points):
         raise SystemExit(f"run/subsets.json's embedding-centroid list holds {len(points)} points, < {budget}")
     return [int(p) for p in points[:budget]]
@@ -552,15 +556,18 @@ def report_command(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
 
-def validation_tables(store_path: str) -> dict[str, Any]:
-    """Print each protocol's mixture validation, weighing every domain 1 and the math skills + mmlu_social."""
+def validation_tables(store_path: str, protocols: dict[str, str] | None = None) -> dict[str, Any]:
+    """Print each protocol's mixture validation, weighing every domain 1 and the math skills + mmlu_social.
+
+    ``protocols`` names each config key's protocol (default: the base-anchored key; any other is "in-mixture").
+    """
     import harp
     from harp.mixtures import mixture_report, stored_mixtures
 
     store = harp.Store.open(store_path, read_only=True)
     names = [str(n) for n in store.read_table("domains").sort_by("domain_id")["name"].to_pylist()]
     table = store.mixtures().to_pydict()
-    protocols = {BASE_ANCHORED_KEY: "base-anchored"}
+    protocols = protocols or {BASE_ANCHORED_KEY: "base-anchored"}
     out: dict[str, Any] = {}
     print("\n| protocol | weights | mixtures | envelope | gain r | gain RMSE | gain bias | sign agreement |")
     print("|---|---|---:|---|---:|---:|---:|---:|")

@@ -1,0 +1,483 @@
+"""The demo experiment, round 2: common-random-number measurements and HARP-P, with 10 seeds where it matters.
+
+Round 1 (``benchmarks/mixture_proof.py``, data/demo/run/proof.md) found the in-mixture measurements too noisy to
+rank leaves: measured again under two other seeds, the 16 repeated leaves' effects correlate at r ~ 0 on most
+domains, and every effect carries the reference run's own noise as a common offset. This round measures the same
+leaves under ``in-mixture-rows`` (the background's batches unchanged, the leaf's examples added as extra rows, so
+the two runs of a difference share every batch and seed), and adds HARP-P (:mod:`harp.prune`: prune the leaves
+predicted to lower the objective, draw the budget uniformly from the rest) next to HARP-C and HARP-E.
+
+    # GPU (one process, resumable: rerun the same command after a stop)
+    python benchmarks/rows_proof.py gpu --model SMOLLM2_DIR --work WORK
+    # here: the tables, merged with round 1's finetunes (data/demo/run/finetunes.json)
+    python benchmarks/rows_proof.py report --work WORK [--store WORK/demo.duckdb] [--json OUT.json]
+
+Steps: ``measure`` (the leaves round 1 measured in-mixture but its 24 hold-out leaves, now in-mixture-rows,
+seed 0), ``noise`` (16 of them
+again under seeds 1 and 2), ``select`` (every variant below at budgets 500/1,000/2,000; HARP-P draws per seed),
+``finetune-a`` (every new variant, seeds 0-4, and random seed 0 again as a reproducibility check of round 1's
+finetunes), ``choose`` (the HARP method with the best mean *proxy* score over budgets and seeds 0-4, among round 1's
+and this round's), ``finetune-b`` (seeds 5-9 of the chosen method, random and embedding-centroid), ``validate``
+(8 random mixtures under in-mixture-rows) and ``export`` (the store as Parquet, before and after validate).
+
+Variants (``<selection>:<effects>``): effects ``r`` = in-mixture-rows, empirical Bayes with the seed repeats'
+training noise, weights = its active domains (what ``harp select`` does by default); ``r1`` = the same effects,
+every domain weighing 1 (the score the experiment reports is the mean over all 10 domains); ``im1`` = round 1's
+in-mixture effects, weights 1. Selections: ``harp-e``, ``harp-c`` (the two envelopes, unchanged), ``harp-p0``
+(HARP-P keeping every leaf whose utility effect is > 0) and ``harp-pm`` (HARP-P keeping the leaves whose utility
+effect is above the size-weighted mean over all leaves: better than an average chunk of the pool, which removes the
+offset that the shared reference run adds to every in-mixture effect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mixture_proof as mp  # noqa: E402  (the round-1 helpers: subsets, finetunes, summaries)
+
+IN_MIXTURE_KEY = "m1-53f4f3cd54b57cb0"  # round 1's in-mixture measurements (data/demo/measurements.parquet)
+FIRST_SEEDS = (0, 1, 2, 3, 4)
+MORE_SEEDS = (5, 6, 7, 8, 9)
+NOISE_LEAVES = 16
+NOISE_SEEDS = (1, 2)
+VALIDATE_MIXTURES = 8
+MEASURE_LEAVES: int | None = None  # None: every leaf round 1 measured in-mixture
+METHODS = ("harp-e:r1", "harp-p0:r1", "harp-pm:r1", "harp-pm:im1")
+# in-mixture-rows adds a leaf's examples to the background's batches, so a large leaf's batches grow by several
+# rows: 16 such adapters side by side ran out of the H200's memory; 8 fit.
+MEASURE_ADAPTERS = 8
+ROWS = {**mp.IN_MIXTURE, "protocol": "in-mixture-rows"}
+
+
+def _smoke_rows(work: Path) -> None:
+    global FIRST_SEEDS, MORE_SEEDS, NOISE_LEAVES, VALIDATE_MIXTURES, MEASURE_LEAVES
+    mp._smoke(work)
+    FIRST_SEEDS, MORE_SEEDS, NOISE_LEAVES, VALIDATE_MIXTURES, MEASURE_LEAVES = (0, 1), (2,), 2, 2, 6
+    ROWS.update(background_size=30, max_length=64, dtype="float32")
+
+
+def variant_subsets(store: Any, rows_key: str, seeds: tuple[int, ...], log: mp.Log) -> dict[str, Any]:
+    """Every method's subset per budget (and per seed for HARP-P), with the weights and active domains used."""
+    import harp
+    from harp.load import infer_effects
+    from harp.objective import default_weights
+    from harp.prune import prune_select, utility_effects
+
+    fits = {}
+    for name, key in (("im", IN_MIXTURE_KEY), ("r", rows_key)):
+        effects, active = infer_effects(store, config_key=key, progress=log)
+        fits[name] = (effects.mean.copy(), np.asarray(active, dtype=bool))
+    inputs = store.selection_inputs()  # the last fit (rows) is what the store now holds
+    names = inputs.domain_names
+    sizes = np.array([m.size for m in inputs.members], dtype=np.float64)
+    out: dict[str, Any] = {"budgets": list(mp.BUDGETS), "methods": {}, "rows_key": rows_key}
+    for method in METHODS:
+        selection, effects_name = method.removeprefix("harp-").split(":")
+        phi, active = fits[effects_name.rstrip("1")]
+        weights = np.ones(len(names)) if effects_name.endswith("1") else default_weights(active)
+        record: dict[str, Any] = {
+            "weights": dict(zip(names, weights.tolist(), strict=True)),
+            "active": [n for n, a in zip(names, active, strict=True) if a],
+            "subsets": {},
+        }
+        for budget in mp.BUDGETS:
+            if selection in ("c", "e"):
+                chosen = harp.select(phi, inputs.base, envelope=selection.upper(), weights=weights,
+                                     members=inputs.members, budget=budget)  # fmt: skip
+                record["subsets"][str(budget)] = chosen.points.tolist()
+                continue
+            effect = utility_effects(phi, weights)
+            threshold = 0.0 if selection == "p0" else float(np.dot(sizes, effect) / sizes.sum())
+            record["threshold"] = threshold
+            for seed in seeds:
+                chosen = prune_select(phi, inputs.base, weights=weights, members=inputs.members,
+                                      budget=budget, seed=seed, min_effect=threshold)  # fmt: skip
+                record["subsets"][f"{budget}@{seed}"] = chosen.points.tolist()
+                record["kept_leaves"] = int(chosen.cut)
+        out["methods"][method] = record
+        log(f"{method}: active {record['active']}; kept/sizes " + ", ".join(
+            f"{k} {len(v)}" for k, v in list(record["subsets"].items())[:3]))  # fmt: skip
+    return out
+
+
+def subset_of(plan: dict[str, Any], method: str, budget: int, seed: int) -> list[int]:
+    subsets = plan["methods"][method]["subsets"]
+    return subsets[str(budget)] if str(budget) in subsets else subsets[f"{budget}@{seed}"]
+
+
+def jobs_for(
+    plan: dict[str, Any], methods: list[str], seeds: tuple[int, ...], n_pool: int
+) -> list[dict[str, Any]]:
+    """Finetune jobs; a subset equal to another method's in the same (budget, seed) is trained once."""
+    jobs: list[dict[str, Any]] = []
+    for seed in seeds:
+        for budget in mp.BUDGETS:
+            seen: dict[str, str] = {}
+            for method in methods:
+                if method == "random":
+                    points = mp.random_subset(n_pool, budget, seed)
+                elif method == "embedding-centroid":
+                    points = mp.centroid_subset(budget)
+                else:
+                    points = subset_of(plan, method, budget, seed)
+                text = json.dumps(points)
+                if text in seen:
+                    jobs.append({"method": method, "budget": budget, "seed": seed, "same_as": seen[text]})
+                    continue
+                seen[text] = method
+                jobs.append({"method": method, "budget": budget, "seed": seed, "points": points})
+    return jobs
+
+
+def merged_finetunes(work: Path) -> dict[str, Any]:
+    """Round 1's finetunes and this round's in one record (round 1's base and random-repro rows kept apart)."""
+    first = mp._read_json(mp.RUN / "finetunes.json")
+    second = mp._read_json(work / "finetunes.json")
+    if first["domains"] != second["domains"]:  # another eval set (a --smoke rehearsal): this round alone
+        return second
+    results = list(first["results"])
+    for result in second["results"]:
+        if result["method"] == "base":
+            continue
+        results.append(result)
+    return {**first, "results": results}
+
+
+def proxy_choice(table: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """The HARP method with the best mean proxy score over the budgets (seeds 0-4 only: every method has them)."""
+    budgets = sorted({e["budget"] for e in table.values() if e["budget"] is not None})
+    proxy: dict[str, float] = {}
+    for entry in table.values():
+        method = entry["method"]
+        if not method.startswith("harp-") or method in proxy:
+            continue
+        means = []
+        for budget in budgets:
+            cell = table.get(f"{method}@{budget}")
+            if cell is None:
+                break
+            means.append(np.mean([v["eval"] for s, v in cell["seeds"].items() if s in FIRST_SEEDS]))
+        if len(means) == len(budgets):
+            proxy[method] = float(np.mean(means))
+    return max(proxy, key=lambda m: proxy[m]), proxy
+
+
+def gpu_command(args: argparse.Namespace) -> None:
+    from harp.data import load_eval_set, load_training_pool
+    from harp.load import infer_effects  # noqa: F401  (imported early: a missing extra fails before the GPU work)
+    from harp.measure import InProcessExecutor, MeasureConfig, background_points, run_measurements
+    from harp.store import Store, export_parquet, import_parquet
+    from harp.validate import default_sizes, validate_mixtures
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    log = mp.Log(work / "log.txt")
+    if args.smoke:
+        _smoke_rows(work)
+    mp.SEEDS = FIRST_SEEDS + MORE_SEEDS  # run_finetunes blocks jobs by these seeds
+    state_path = work / "state.json"
+    state: dict[str, Any] = mp._read_json(state_path) if state_path.exists() else {"done": [], "seconds": {}}
+
+    def step(name: str, action: Any) -> None:
+        if name in state["done"] or (args.only and name not in args.only.split(",")):
+            return
+        log(f"== {name}")
+        started = time.perf_counter()
+        action()
+        state["done"].append(name)
+        state["seconds"][name] = time.perf_counter() - started
+        mp._write_json(state_path, state)
+        log(f"== {name} done in {state['seconds'][name]:.0f}s")
+
+    store_path = work / "demo.duckdb"
+    if not store_path.exists():
+        import_parquet(mp.DEMO, store_path)
+    store = Store.open(store_path)
+    pool = load_training_pool(mp.RUN / "pool.jsonl")
+    eval_set = load_eval_set(mp.EVAL_PATH)
+    config = MeasureConfig.from_dict(ROWS)
+    finetune = MeasureConfig.from_dict(
+        {**mp._read_json(mp.RUN / "finetune_config.json"), "eval_batch_size": 32}
+    )
+    if args.smoke:
+        finetune = dataclasses.replace(finetune, max_length=64, dtype="float32")
+    measured = [int(g) for g in store.measured_leaves(IN_MIXTURE_KEY)]
+    reps = [int(g) for g in (mp.RUN / "reps.txt").read_text().split(",") if g.strip()]
+    # the representatives first (they are the leaves measured again under other seeds), then the rest
+    holdout = set(int(g) for g in mp._read_json(mp.RUN / "holdout.json"))
+    others = [
+        g for g in measured if g not in set(reps) and g not in holdout
+    ]  # the hold-out check is round 1's
+    leaves = ([g for g in reps if g in set(measured)] + others)[:MEASURE_LEAVES]
+    repeated = leaves[:NOISE_LEAVES]
+    engine: dict[int, Any] = {}
+
+    def measure(chosen: list[int], seed: int) -> None:
+        if seed not in engine:
+            background = pool.subset(background_points(len(pool), config))
+            engine[seed] = InProcessExecutor(
+                args.model, eval_set, dataclasses.replace(config, seed=seed), device=args.device,
+                adapters_per_batch=min(MEASURE_ADAPTERS, mp.ADAPTERS), background=background,
+            )  # fmt: skip
+        report = run_measurements(
+            store, args.model, pool, eval_set, chosen, dataclasses.replace(config, seed=seed),
+            executor=engine[seed], log=log,
+        )  # fmt: skip
+        state.setdefault("keys", {})[str(seed)] = report.config_key
+        mp._write_json(state_path, state)
+
+    step("measure", lambda: measure(leaves, 0))
+
+    def noise() -> None:
+        for seed in NOISE_SEEDS:
+            measure(repeated, seed)
+            engine.pop(seed).close()
+
+    step("noise", noise)
+    for open_engine in engine.values():
+        open_engine.close()
+    engine.clear()
+    rows_key = state["keys"]["0"]
+    seeds = FIRST_SEEDS + MORE_SEEDS
+    step(
+        "select", lambda: mp._write_json(work / "subsets.json", variant_subsets(store, rows_key, seeds, log))
+    )
+
+    def finetune_a() -> None:
+        plan = mp._read_json(work / "subsets.json")
+        jobs = jobs_for(plan, list(METHODS), FIRST_SEEDS, len(pool))
+        jobs += [{**job, "method": "random-repro"} for job in jobs_for(plan, ["random"], (0,), len(pool))]
+        mp.run_finetunes(args.model, jobs, work / "finetunes.json", finetune, log, args.device)
+
+    step("finetune-a", finetune_a)
+
+    def choose() -> None:
+        table = mp.summarise(merged_finetunes(work))
+        chosen, proxy = proxy_choice(table)
+        state["chosen"], state["proxy_means"] = chosen, proxy
+        log(f"chosen on the proxy set: {chosen} ({proxy[chosen]:.4f}); " + json.dumps(proxy))
+
+    step("choose", choose)
+
+    def finetune_b() -> None:
+        plan = mp._read_json(work / "subsets.json")
+        chosen = state["chosen"]
+        if chosen not in plan["methods"]:  # a round-1 method won: its subsets are round 1's
+            state["chosen_from_round_1"] = True
+            log(f"{chosen} is a round-1 method: seeds 5-9 for random and embedding-centroid only")
+            methods = ["random", "embedding-centroid"]
+        else:
+            methods = [chosen, "random", "embedding-centroid"]
+        mp.run_finetunes(
+            args.model, jobs_for(plan, methods, MORE_SEEDS, len(pool)), work / "finetunes.json", finetune, log,
+            args.device,
+        )  # fmt: skip
+
+    step("finetune-b", finetune_b)
+
+    def validate() -> None:
+        measured = store.measured_leaves(rows_key).size
+        report = validate_mixtures(
+            store, args.model, pool, eval_set, config, sizes=default_sizes(VALIDATE_MIXTURES, 40, measured),
+            config_key=rows_key, adapters_per_batch=min(MEASURE_ADAPTERS, mp.ADAPTERS), devices=[args.device],
+            log=log,
+        )  # fmt: skip
+        state.setdefault("validation", {})["in-mixture-rows"] = report.report
+        mp._write_json(state_path, state)
+
+    def export() -> None:
+        export_parquet(store.path, work / "export", overwrite=True)
+
+    step("export", export)  # before validate too: the finetunes' store is safe if the device time runs out
+    step("validate", validate)
+    step("export-validated", export)
+    log("all steps done")
+
+
+def reliability(store: Any, keys: list[str], names: list[str]) -> dict[str, Any]:
+    """Per domain, the mean correlation over seed pairs of the repeated leaves' measured effects."""
+    from harp.validate import measured_effects
+
+    inputs = store.selection_inputs()
+    tables = [measured_effects(store, key, inputs.n_leaves, inputs.n_domains) for key in keys]
+    common = np.flatnonzero(np.all([~np.isnan(t).all(axis=1) for t in tables], axis=0))
+    out: dict[str, Any] = {"leaves": int(common.size), "r": {}}
+    for d, name in enumerate(names):
+        rs = [np.corrcoef(tables[i][common, d], tables[j][common, d])[0, 1]
+              for i in range(len(keys)) for j in range(i + 1, len(keys))]  # fmt: skip
+        out["r"][name] = float(np.mean(rs))
+    return out
+
+
+def report_command(args: argparse.Namespace) -> None:
+    from harp.data import load_training_pool
+
+    work = Path(args.work)
+    state = mp._read_json(work / "state.json")
+    plan = mp._read_json(work / "subsets.json")
+    round_1 = mp._read_json(mp.RUN / "experiment_subsets.json")
+    sources = load_training_pool(mp.RUN / "pool.jsonl").sources
+    table = mp.summarise(merged_finetunes(work))
+    chosen, proxy = proxy_choice(table)
+    out: dict[str, Any] = {"chosen_on_proxy": chosen, "proxy_means": proxy, "rows": [], "paired": {}}
+
+    def harmful(method: str, budget: int, seeds: list[int]) -> float | None:
+        if method in plan["methods"]:
+            return float(
+                np.mean([mp.harmful_share(subset_of(plan, method, budget, s), sources) for s in seeds])
+            )
+        if method.startswith("harp-"):
+            envelope, variant = method.removeprefix("harp-").split(":")
+            return mp.harmful_share(
+                round_1["variants"][variant]["subsets"][f"{envelope.upper()}@{budget}"], sources
+            )
+        return None
+
+    print("| method | budget | examples | harmful | proxy mean ± sd | test mean ± sd | seeds |")
+    print("|---|---:|---:|---:|---|---|---:|")
+    for entry in sorted(table.values(), key=lambda e: (e["budget"] or 10**9, e["method"])):
+        method, budget = entry["method"], entry["budget"]
+        seeds = sorted(entry["seeds"])
+        share = harmful(method, budget, seeds) if budget is not None else None
+        row = {"method": method, "budget": budget, "n_points": entry["n_points"], "harmful_share": share,
+               "eval": entry["eval"], "test": entry["test"]}  # fmt: skip
+        out["rows"].append(row)
+
+        def cell(stats: dict[str, Any]) -> str:
+            sd = "" if stats["sd"] is None else f" ± {stats['sd']:.3f}"
+            return f"{stats['mean']:.3f}{sd}"
+
+        print(f"| {method} | {budget or '-'} | {entry['n_points']} | "
+              f"{'' if share is None else f'{100 * share:.1f} %'} | {cell(entry['eval'])} | {cell(entry['test'])} | "
+              f"{entry['test']['n']} |")  # fmt: skip
+    print(f"\nchosen on the proxy set (seeds 0-4, mean over budgets): {chosen} ({proxy[chosen]:.4f})\n")
+    print("| budget | method | seeds | test: method - random (95 % interval) | proxy: method - random |")
+    print("|---:|---|---:|---|---|")
+    budgets = sorted({e["budget"] for e in table.values() if e["budget"] is not None})
+    others = [m for m in sorted(proxy, key=lambda m: -proxy[m]) if m != chosen]
+    for budget in budgets:
+        for method in [chosen, "embedding-centroid", *others]:
+            test = mp.paired(table, f"{method}@{budget}", f"random@{budget}", "test")
+            proxy_diff = mp.paired(table, f"{method}@{budget}", f"random@{budget}", "eval")
+            out["paired"][f"{method}@{budget}"] = {"test": test, "eval": proxy_diff}
+            if test and proxy_diff:
+                print(f"| {budget} | {method} | {test['n']} | {test['mean']:+.3f} [{test['low']:+.3f}, "
+                      f"{test['high']:+.3f}] | {proxy_diff['mean']:+.3f} [{proxy_diff['low']:+.3f}, "
+                      f"{proxy_diff['high']:+.3f}] |")  # fmt: skip
+    repro = []
+    for budget in budgets:
+        new, old = table.get(f"random-repro@{budget}"), table.get(f"random@{budget}")
+        if new and old and 0 in new["seeds"] and 0 in old["seeds"]:
+            repro.append((budget, new["seeds"][0]["test"], old["seeds"][0]["test"]))
+    if repro:
+        out["repro"] = repro
+        print("\nrandom seed 0 finetuned again (test mean, this round vs round 1): "
+              + "; ".join(f"{b}: {a:.4f} vs {c:.4f}" for b, a, c in repro))  # fmt: skip
+    if args.store:
+        import harp
+
+        store = harp.Store.open(args.store, read_only=True)
+        names = store.selection_inputs().domain_names
+        keys = state.get("keys", {})
+        rows_keys = [keys[k] for k in sorted(keys)]
+        first_keys = [IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81"]
+        out["reliability"] = {"in-mixture": reliability(store, first_keys, names),
+                              "in-mixture-rows": reliability(store, rows_keys, names)}  # fmt: skip
+        print("\n| protocol | repeated leaves | " + " | ".join(names) + " |")
+        print("|---|---:|" + "---:|" * len(names))
+        for protocol, rel in out["reliability"].items():
+            print(
+                f"| {protocol} | {rel['leaves']} | " + " | ".join(f"{rel['r'][n]:+.2f}" for n in names) + " |"
+            )
+        labels = {mp.BASE_ANCHORED_KEY: "base-anchored", IN_MIXTURE_KEY: "in-mixture"}
+        out["validation"] = mp.validation_tables(args.store, {**labels, keys["0"]: "in-mixture-rows"})
+    out["seconds"] = state.get("seconds", {})
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+def reliability_command(args: argparse.Namespace) -> None:
+    """Seed-to-seed agreement of repeated measurements: this round's rows (a JSON of ``(config_key, leaf, domain,
+    phi, variance)``, written on the device) against round 1's in-mixture seeds (the shipped store)."""
+    import itertools
+
+    import harp
+
+    store = harp.Store.open(args.store, read_only=True)
+    names = store.selection_inputs().domain_names
+    tables: dict[str, dict[tuple[int, int], float]] = {}
+    for key, leaf, domain, phi, _variance in mp._read_json(Path(args.measurements)):
+        tables.setdefault(key, {})[(int(leaf), int(domain))] = float(phi)
+    rows = store.read_table("measurements").to_pydict()
+    first = {IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81"}
+    for key, leaf, domain, phi in zip(
+        rows["config_key"], rows["leaf_id"], rows["domain_id"], rows["phi"], strict=True
+    ):
+        if key in first:
+            tables.setdefault(key, {})[(int(leaf), int(domain))] = float(phi)
+    rows_keys = sorted(k for k in tables if k not in first and k != mp.BASE_ANCHORED_KEY)
+    out: dict[str, Any] = {}
+    print("| protocol | seed pairs | leaves | " + " | ".join(names) + " | utility |")
+    print("|---|---:|---:|" + "---:|" * (len(names) + 1))
+    for protocol, keys in (("in-mixture", sorted(first)), ("in-mixture-rows", rows_keys)):
+        pairs = []
+        for a, b in itertools.combinations(keys, 2):
+            leaves = sorted({g for g, _ in tables[a]} & {g for g, _ in tables[b]})
+            if len(leaves) >= 3:
+                pairs.append((a, b, leaves))
+        if not pairs:
+            continue
+        per_domain = []
+        for d in range(len(names)):
+            per_domain.append(float(np.mean([
+                np.corrcoef([tables[a][(g, d)] for g in leaves], [tables[b][(g, d)] for g in leaves])[0, 1]
+                for a, b, leaves in pairs
+            ])))  # fmt: skip
+        utility = float(np.mean([
+            np.corrcoef([np.mean([tables[a][(g, d)] for d in range(len(names))]) for g in leaves],
+                        [np.mean([tables[b][(g, d)] for d in range(len(names))]) for g in leaves])[0, 1]
+            for a, b, leaves in pairs
+        ]))  # fmt: skip
+        n_leaves = min(len(leaves) for _, _, leaves in pairs)
+        out[protocol] = {"pairs": len(pairs), "leaves": n_leaves, "r": dict(zip(names, per_domain, strict=True)),
+                         "utility_r": utility}  # fmt: skip
+        print(f"| {protocol} | {len(pairs)} | {n_leaves} | " + " | ".join(f"{r:+.2f}" for r in per_domain)
+              + f" | {utility:+.2f} |")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    gpu = commands.add_parser("gpu", help="measure, select, finetune, choose, finetune, validate (GPU)")
+    gpu.add_argument("--model", required=True)
+    gpu.add_argument("--work", required=True)
+    gpu.add_argument("--only", default=None, help="comma-separated steps to run (default: all not done)")
+    gpu.add_argument("--smoke", action="store_true", help="a CPU-sized rehearsal with a tiny model")
+    gpu.add_argument("--device", default="cuda")
+    report = commands.add_parser("report", help="the tables")
+    report.add_argument("--work", required=True)
+    report.add_argument("--json", default=None)
+    report.add_argument("--store", default=None, help="the run's store: reliability and validation tables")
+    agreement = commands.add_parser("reliability", help="seed-to-seed agreement of repeated measurements")
+    agreement.add_argument("--store", required=True, help="the demo store (round 1's seed repeats)")
+    agreement.add_argument("--measurements", default=str(mp.RUN / "round2" / "rows_reliability.json"))
+    agreement.add_argument("--json", default=None)
+    args = parser.parse_args()
+    {"gpu": gpu_command, "report": report_command, "reliability": reliability_command}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
