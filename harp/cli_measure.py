@@ -395,6 +395,9 @@ def _sizes(text: str | None) -> list[int] | None:
     "--sizes", default=None, help="Leaves of each union, e.g. 2,5,10,20,40 (instead of --mixtures)."
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the draws.")
+@click.option("--regions", type=click.Choice(["parent", "large"]), default=None,
+              help="Measure every region of this level whole (the union of its leaves) instead of random "
+                   "unions; the leaves need not be measured. See docs/measure.md.")  # fmt: skip
 @click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
               show_default=True, help="As for `harp measure`.")  # fmt: skip
 @click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu.")
@@ -414,6 +417,7 @@ def validate_command(
     max_size: int,
     sizes: str | None,
     seed: int,
+    regions: str | None,
     executor: str,
     devices: str | None,
     workers_per_device: int,
@@ -426,11 +430,15 @@ def validate_command(
     and HARP-E predict from its leaves' effects, in the store's `mixtures` table (the app's Validation page
     shows it). Prints a JSON report per envelope: correlation and RMSE of the predicted against the measured
     utility gain, and the sign agreement per domain. Rerunning resumes: unions already stored are skipped.
+    With --regions, every parent's (or large node's) leaves are measured together instead: a region's effect
+    inside a mixture is larger than the run-to-run noise where a single leaf's may not be.
 
     \b
     Example:
       harp validate --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
           --eval eval.jsonl --config measure.json --mixtures 24 --max-size 40 --adapters-per-batch 8
+      harp validate --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
+          --eval eval.jsonl --config measure.json --regions parent --adapters-per-batch 8
     """
     from harp.data import load_eval_set, load_training_pool
     from harp.store import Store
@@ -444,7 +452,8 @@ def validate_command(
         eval_set = load_eval_set(eval_path)
         report = validate_mixtures(
             store, model, pool, eval_set, config, sizes=size_list, n_mixtures=n_mixtures, max_size=max_size,
-            seed=seed, config_key=config_key, executor=executor, devices=_devices(devices),  # type: ignore[arg-type]
+            seed=seed, regions=regions, config_key=config_key, executor=executor,  # type: ignore[arg-type]
+            devices=_devices(devices),
             workers_per_device=workers_per_device, address=address, adapters_per_batch=adapters_per_batch,
             log=_log,
         )  # fmt: skip

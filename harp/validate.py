@@ -16,6 +16,12 @@ steps, one pass over its n examples, since a set is what the selection will fine
 
 Mixtures already in the store under the same ``config_key`` with the same leaves are not measured again, so a
 killed validation resumes where it stopped.
+
+*Region measurements* use the same machinery on given sets instead of random ones: ``regions="parent"`` (or
+``"large"``) measures the union of every parent's (large node's) leaves, measured or not, and
+:func:`region_effects` reads them back as each leaf's share of its region's effect. A region holds several leaves'
+examples, so its effect inside a mixture is larger than the run-to-run noise where one leaf's is not (the demo's
+round-2 reliability check, README "Does it help?").
 """
 
 from __future__ import annotations
@@ -45,7 +51,19 @@ from harp.measure import (
 if TYPE_CHECKING:
     from harp.store import Store
 
-__all__ = ["MIXTURE_SEED", "ValidationReport", "default_sizes", "measured_effects", "validate_mixtures"]
+__all__ = [
+    "MIXTURE_SEED",
+    "REGION_LEVELS",
+    "ValidationReport",
+    "default_sizes",
+    "measured_effects",
+    "region_effects",
+    "region_leaves",
+    "validate_mixtures",
+]
+
+#: The levels of the tree whose regions :func:`validate_mixtures` can measure whole.
+REGION_LEVELS = ("parent", "large")
 
 #: Mixture k trains with data-order seed ``MIXTURE_SEED + k`` (no leaf id reaches it).
 MIXTURE_SEED = 2**41
@@ -89,6 +107,59 @@ def measured_effects(store: Store, config_key: str, n_leaves: int, n_domains: in
     return phi
 
 
+def region_leaves(store: Store, level: str) -> list[np.ndarray]:
+    """The leaf ids of every region of the tree at ``level`` ("parent" or "large"), by region id, each sorted.
+
+    Regions without leaves are left out.
+    """
+    if level not in REGION_LEVELS:
+        raise ValueError(f"regions must be one of {', '.join(REGION_LEVELS)}, got {level!r}")
+    leaves = store.read_table("leaves").select(["leaf_id", "parent_id"]).to_pydict()
+    leaf_id = np.asarray(leaves["leaf_id"], dtype=np.int64)
+    region = np.asarray(leaves["parent_id"], dtype=np.int64)
+    if level == "large":
+        parents = store.read_table("parents").select(["parent_id", "large_id"]).to_pydict()
+        large_of = dict(zip(parents["parent_id"], parents["large_id"], strict=True))
+        region = np.asarray([large_of[int(p)] for p in region], dtype=np.int64)
+    return [np.sort(leaf_id[region == r]) for r in np.unique(region)]
+
+
+def region_effects(store: Store, config_key: str, level: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-leaf effects from region measurements: each leaf gets its share of its region's measured effect.
+
+    A region's measured effect ``x_d(R)`` (its union trained inside the mixture, minus the reference) is spread
+    over its leaves by their number of examples: ``phi[g, d] = x_d(R) * n_g / n_R``. So a leaf's utility effect
+    per example is its region's, and :func:`harp.prune.prune_select` with the per-example mean as threshold keeps
+    whole regions that do better than an average chunk of the pool.
+
+    Returns
+    -------
+    phi : ndarray of shape (n_leaves, n_domains)
+        NaN for the leaves of regions not measured under ``config_key``.
+    measured : ndarray of bool, shape (n_leaves,)
+        Whether the leaf's region was measured.
+    """
+    from harp.mixtures import stored_mixtures
+
+    regions = region_leaves(store, level)
+    sizes = store.read_table("leaves").select(["leaf_id", "size"]).to_pydict()
+    size = np.zeros(max(sizes["leaf_id"], default=-1) + 1, dtype=np.float64)
+    size[np.asarray(sizes["leaf_id"], dtype=np.int64)] = np.asarray(sizes["size"], dtype=np.float64)
+    n_domains = store.read_table("domains").num_rows
+    phi = np.full((size.size, n_domains), np.nan)
+    table = store.mixtures(config_key)
+    if table.num_rows:
+        mixtures = stored_mixtures(table.to_pydict(), n_domains)
+        by_leaves = {tuple(int(g) for g in leaves): k for k, leaves in enumerate(mixtures.leaves)}
+        for leaves in regions:
+            k = by_leaves.get(tuple(int(g) for g in leaves))
+            if k is not None:
+                total = size[leaves].sum()
+                phi[leaves] = mixtures.measured[k][None, :] * (size[leaves] / total)[:, None]
+    measured = np.asarray(~np.isnan(phi).all(axis=1), dtype=bool)
+    return phi, measured
+
+
 def _stored_report(store: Store, config_key: str, weights: np.ndarray) -> dict[str, Any]:
     from harp.mixtures import mixture_report, stored_mixtures
 
@@ -119,6 +190,7 @@ def validate_mixtures(
     gpus_per_worker: float | None = None,
     adapters_per_batch: int = 1,
     max_examples_per_leaf: int | None = None,
+    regions: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ValidationReport:
     """Measure random mixtures of the leaves measured under ``config`` and store them with both predictions.
@@ -144,6 +216,12 @@ def validate_mixtures(
         where the model's folder had another name); ``config`` must still say how they were trained.
     executor, devices, workers_per_device, address, gpus_per_worker, adapters_per_batch, max_examples_per_leaf
         As for :func:`harp.measure.run_measurements`.
+    regions : {"parent", "large"}, optional
+        Measure the union of every region's leaves at this level of the tree (:func:`region_leaves`) instead of
+        random mixtures; ``sizes``, ``n_mixtures``, ``max_size`` and ``seed`` are then unused, and the leaves need
+        not all have been measured (the predictions count an unmeasured leaf as no effect; the store needs its
+        domains, which any ``harp measure`` run under the config writes). Read the results with
+        :func:`region_effects`.
     log : callable, optional
         Receives one line of progress per event.
 
@@ -162,14 +240,21 @@ def validate_mixtures(
         if not store.measured_leaves(config_key).size:
             raise ValueError(f"config_key {config_key!r} has no measurements in {store.path}")
         key = config_key
+    if regions is not None and regions not in REGION_LEVELS:
+        raise ValueError(f"regions must be one of {', '.join(REGION_LEVELS)}, got {regions!r}")
     measured_leaves = store.measured_leaves(key)
-    if measured_leaves.size < 2:
+    if regions is None and measured_leaves.size < 2:
         raise ValueError(
             f"{store.path} holds {measured_leaves.size} leaves measured under config {key}: measure at least 2 "
             "with the same model, pool, eval set and config first (`harp measure`)"
         )
     domains = store.read_table("domains").sort_by("domain_id")
     names = [str(name) for name in domains["name"].to_pylist()]
+    if not names:
+        raise ValueError(
+            f"{store.path} has no domains yet: measure at least one leaf with the same model, pool, eval set and "
+            "config first (`harp measure`; it scores the base model and writes the domains)"
+        )
     if names != eval_set.domain_names:
         raise ValueError(
             f"the store's domains {names[:5]}... differ from the eval set's {eval_set.domain_names[:5]}...: "
@@ -181,9 +266,13 @@ def validate_mixtures(
     members = leaf_members(store, len(train))
     # Mixtures hold measured leaves only; a domain a leaf has no eval question of counts as no effect.
     phi = np.nan_to_num(measured_effects(store, key, len(members), len(names)), nan=0.0)
-    if sizes is None:
-        sizes = default_sizes(n_mixtures, max_size, int(measured_leaves.size))
-    mixtures = draw_mixtures(measured_leaves, list(sizes), seed=seed)
+    if regions is not None:
+        mixtures = region_leaves(store, regions)
+        sizes = [int(leaves.size) for leaves in mixtures]
+    else:
+        if sizes is None:
+            sizes = default_sizes(n_mixtures, max_size, int(measured_leaves.size))
+        mixtures = draw_mixtures(measured_leaves, list(sizes), seed=seed)
     stored = store.mixtures(key).to_pydict()
     done = {json.dumps(json.loads(text)) for text in stored["leaves"]}
     todo = [k for k, leaves in enumerate(mixtures) if json.dumps(leaves.tolist()) not in done]
@@ -209,6 +298,7 @@ def validate_mixtures(
             "model": model,
             "eval_fingerprint": eval_set.fingerprint(),
             "seed": seed,
+            "regions": regions,
             "sizes": [int(size) for size in sizes],
             "mixtures": [mixtures[k].tolist() for k in todo],
             "executor": executor,

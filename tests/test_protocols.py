@@ -342,6 +342,54 @@ def test_validate_refuses_without_measurements(eval_set: EvalSet, tmp_path: Path
 
 
 @pytest.mark.train
+def test_validate_regions_measures_every_parent_whole(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    from harp.measure import build_model, evaluate, run_measurements, train_adapter
+    from harp.validate import MIXTURE_SEED, region_effects, region_leaves, validate_mixtures
+
+    store = make_store(
+        tmp_path / "store.duckdb"
+    )  # 4 leaves of 6 points; parents {0, 1} and {2, 3}; one large node
+    assert [r.tolist() for r in region_leaves(store, "parent")] == [[0, 1], [2, 3]]
+    assert [r.tolist() for r in region_leaves(store, "large")] == [[0, 1, 2, 3]]
+    pool = make_pool()
+    with pytest.raises(ValueError, match="has no domains yet: measure at least one leaf"):
+        validate_mixtures(store, tiny_model, pool, eval_set, MIXTURE, regions="parent")
+    run_measurements(store, tiny_model, pool, eval_set, [0], MIXTURE)  # one leaf: the domains and base scores
+    report = validate_mixtures(
+        store, tiny_model, pool, eval_set, MIXTURE, regions="parent", adapters_per_batch=2
+    )
+    assert report.measured == [[0, 1], [2, 3]] and report.skipped == []
+    [run] = [r for r in store.runs() if r["run_id"] == report.run_id]
+    assert run["config"]["regions"] == "parent"
+    # Region 0's effect is its union trained in the background (seed MIXTURE_SEED + 0) minus the reference run.
+    background = pool.subset(background_points(len(pool), MIXTURE))
+    model = build_model(tiny_model, MIXTURE)
+    train_adapter(model, [], MIXTURE, seed=REFERENCE_SEED, background=background)
+    reference = evaluate(model, eval_set, MIXTURE)
+    train_adapter(model, pool.subset(np.arange(12)), MIXTURE, seed=MIXTURE_SEED + 0, background=background)
+    union = evaluate(model, eval_set, MIXTURE)
+    expected = np.array(
+        [np.mean((union - reference)[eval_set.domain == d]) for d in range(eval_set.n_domains)]
+    )
+    phi, measured = region_effects(store, report.config_key, "parent")
+    assert measured.all()
+    # each leaf holds 6 of its region's 12 examples: half the region's effect
+    np.testing.assert_allclose(phi[0], expected / 2, atol=1e-4)
+    np.testing.assert_allclose(phi[0], phi[1], atol=1e-12)
+    # no large node was measured as a whole
+    large, none = region_effects(store, report.config_key, "large")
+    assert not none.any() and np.isnan(large).all()
+    again = validate_mixtures(store, tiny_model, pool, eval_set, MIXTURE, regions="parent")
+    assert again.measured == [] and again.skipped == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="regions must be one of parent, large, got 'leaf'"):
+        validate_mixtures(store, tiny_model, pool, eval_set, MIXTURE, regions="leaf")
+    with pytest.raises(ValueError, match="regions must be one of parent, large, got 'leaf'"):
+        region_leaves(store, "leaf")
+
+
+@pytest.mark.train
 def test_cli_measure_protocol_and_validate(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) -> None:
     from harp.cli import main
 
@@ -366,6 +414,8 @@ def test_cli_measure_protocol_and_validate(tiny_model: Path, eval_set: EvalSet, 
     assert set(summary["report"]["envelopes"]) == {"C", "E"}
     result = runner.invoke(main, ["validate", *common, "--sizes", "2,x"])
     assert result.exit_code == 2 and "--sizes" in result.output
+    result = runner.invoke(main, ["validate", *common, "--regions", "leaf"])
+    assert result.exit_code == 2 and "--regions" in result.output
     result = runner.invoke(main, ["validate", *common, "--sizes", "9"])
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "sizes" in result.output
     assert Store.open(tmp_path / "store.duckdb").mixtures(key).num_rows == 2 * eval_set.n_domains
