@@ -20,6 +20,13 @@ finetunes), ``choose`` (the HARP method with the best mean *proxy* score over bu
 and this round's), ``finetune-b`` (seeds 5-9 of the chosen method, random and embedding-centroid), ``validate``
 (8 random mixtures under in-mixture-rows) and ``export`` (the store as Parquet, before and after validate).
 
+``--plan regions`` (the next design, after this round's reliability check found single-leaf effects do not repeat
+under another seed): instead of ``measure`` and ``noise``, ``regions`` measures every large node and every parent
+whole inside round 1's in-mixture mixture (``harp validate --regions``, round 1's key and reference) and
+``region-noise`` the large nodes again under seed 1; its variants are ``harp-pm:large1``, ``harp-p0:large1``,
+``harp-pm:parent1`` (HARP-P on each region's effect per example, :func:`harp.validate.region_effects`) and
+``harp-pm:im1``; the report adds how well the large nodes' effects repeat across the two seeds.
+
 Variants (``<selection>:<effects>``): effects ``r`` = in-mixture-rows, empirical Bayes with the seed repeats'
 training noise, weights = its active domains (what ``harp select`` does by default); ``r1`` = the same effects,
 every domain weighing 1 (the score the experiment reports is the mean over all 10 domains); ``im1`` = round 1's
@@ -51,7 +58,13 @@ NOISE_LEAVES = 16
 NOISE_SEEDS = (1, 2)
 VALIDATE_MIXTURES = 8
 MEASURE_LEAVES: int | None = None  # None: every leaf round 1 measured in-mixture
-METHODS = ("harp-e:r1", "harp-p0:r1", "harp-pm:r1", "harp-pm:im1")
+PLANS = {
+    "rows": ("harp-e:r1", "harp-p0:r1", "harp-pm:r1", "harp-pm:im1"),
+    # regions measured whole (harp validate --regions) under round 1's in-mixture config
+    "regions": ("harp-pm:large1", "harp-p0:large1", "harp-pm:parent1", "harp-pm:im1"),
+}
+METHODS = PLANS["rows"]
+IN_MIXTURE_SEED_KEYS = {0: IN_MIXTURE_KEY, 1: "m1-a4f25e0ac0019f85"}  # round 1's keys, seeds 0 and 1
 # in-mixture-rows adds a leaf's examples to the background's batches, so a large leaf's batches grow by several
 # rows: 16 such adapters side by side ran out of the H200's memory; 8 fit.
 MEASURE_ADAPTERS = 8
@@ -65,18 +78,27 @@ def _smoke_rows(work: Path) -> None:
     ROWS.update(background_size=30, max_length=64, dtype="float32")
 
 
-def variant_subsets(store: Any, rows_key: str, seeds: tuple[int, ...], log: mp.Log) -> dict[str, Any]:
+def variant_subsets(store: Any, rows_key: str | None, seeds: tuple[int, ...], log: mp.Log) -> dict[str, Any]:
     """Every method's subset per budget (and per seed for HARP-P), with the weights and active domains used."""
     import harp
     from harp.load import infer_effects
     from harp.objective import default_weights
     from harp.prune import prune_select, utility_effects
+    from harp.validate import region_effects
 
     fits = {}
     for name, key in (("im", IN_MIXTURE_KEY), ("r", rows_key)):
-        effects, active = infer_effects(store, config_key=key, progress=log)
-        fits[name] = (effects.mean.copy(), np.asarray(active, dtype=bool))
-    inputs = store.selection_inputs()  # the last fit (rows) is what the store now holds
+        if key is not None:
+            effects, active = infer_effects(store, config_key=key, progress=log)
+            fits[name] = (effects.mean.copy(), np.asarray(active, dtype=bool))
+    inputs = store.selection_inputs()  # the last fit is what the store now holds
+    leaf_sizes = np.array([m.size for m in inputs.members], dtype=np.float64)
+    for level in ("large", "parent"):
+        # per example: a leaf's share of its region's effect over its examples, the region's effect per example
+        phi, measured = region_effects(store, IN_MIXTURE_KEY, level)
+        if measured.any():
+            per_point = np.nan_to_num(phi, nan=0.0) / np.maximum(leaf_sizes, 1.0)[:, None]
+            fits[level] = (per_point, np.ones(inputs.n_domains, dtype=bool))
     names = inputs.domain_names
     sizes = np.array([m.size for m in inputs.members], dtype=np.float64)
     out: dict[str, Any] = {"budgets": list(mp.BUDGETS), "methods": {}, "rows_key": rows_key}
@@ -183,6 +205,8 @@ def gpu_command(args: argparse.Namespace) -> None:
     log = mp.Log(work / "log.txt")
     if args.smoke:
         _smoke_rows(work)
+    global METHODS
+    METHODS = PLANS[args.plan]
     mp.SEEDS = FIRST_SEEDS + MORE_SEEDS  # run_finetunes blocks jobs by these seeds
     state_path = work / "state.json"
     state: dict[str, Any] = mp._read_json(state_path) if state_path.exists() else {"done": [], "seconds": {}}
@@ -235,18 +259,33 @@ def gpu_command(args: argparse.Namespace) -> None:
         state.setdefault("keys", {})[str(seed)] = report.config_key
         mp._write_json(state_path, state)
 
-    step("measure", lambda: measure(leaves, 0))
-
     def noise() -> None:
         for seed in NOISE_SEEDS:
             measure(repeated, seed)
             engine.pop(seed).close()
 
-    step("noise", noise)
+    in_mixture = MeasureConfig.from_dict(mp.IN_MIXTURE)  # round 1's config: its reference and its keys
+
+    def regions(levels: tuple[str, ...], seed: int) -> None:
+        for level in levels:
+            report = validate_mixtures(
+                store, args.model, pool, eval_set, dataclasses.replace(in_mixture, seed=seed), regions=level,
+                config_key=IN_MIXTURE_SEED_KEYS[seed], adapters_per_batch=mp.ADAPTERS, devices=[args.device],
+                max_examples_per_leaf=2 if args.smoke else None, log=log,
+            )  # fmt: skip
+            state.setdefault("regions", {})[f"{level}@{seed}"] = len(report.measured) + len(report.skipped)
+            mp._write_json(state_path, state)
+
+    if args.plan == "rows":
+        step("measure", lambda: measure(leaves, 0))
+        step("noise", noise)
+    else:
+        step("regions", lambda: regions(("large", "parent"), 0))
+        step("region-noise", lambda: regions(("large",), 1))  # the large nodes again under seed 1
     for open_engine in engine.values():
         open_engine.close()
     engine.clear()
-    rows_key = state["keys"]["0"]
+    rows_key = state["keys"]["0"] if args.plan == "rows" else None
     seeds = FIRST_SEEDS + MORE_SEEDS
     step(
         "select", lambda: mp._write_json(work / "subsets.json", variant_subsets(store, rows_key, seeds, log))
@@ -285,6 +324,8 @@ def gpu_command(args: argparse.Namespace) -> None:
     step("finetune-b", finetune_b)
 
     def validate() -> None:
+        if rows_key is None:  # the regions plan: the regions are its validation
+            return
         measured = store.measured_leaves(rows_key).size
         report = validate_mixtures(
             store, args.model, pool, eval_set, config, sizes=default_sizes(VALIDATE_MIXTURES, 40, measured),
@@ -390,16 +431,33 @@ def report_command(args: argparse.Namespace) -> None:
         keys = state.get("keys", {})
         rows_keys = [keys[k] for k in sorted(keys)]
         first_keys = [IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81"]
-        out["reliability"] = {"in-mixture": reliability(store, first_keys, names),
-                              "in-mixture-rows": reliability(store, rows_keys, names)}  # fmt: skip
+        out["reliability"] = {"in-mixture": reliability(store, first_keys, names)}
+        if rows_keys:
+            out["reliability"]["in-mixture-rows"] = reliability(store, rows_keys, names)
         print("\n| protocol | repeated leaves | " + " | ".join(names) + " |")
         print("|---|---:|" + "---:|" * len(names))
         for protocol, rel in out["reliability"].items():
             print(
                 f"| {protocol} | {rel['leaves']} | " + " | ".join(f"{rel['r'][n]:+.2f}" for n in names) + " |"
             )
+        if "regions" in state:  # the regions plan: do the large nodes' effects repeat under another seed?
+            from harp.validate import region_effects, region_leaves
+
+            pair = [region_effects(store, IN_MIXTURE_SEED_KEYS[seed], "large")[0] for seed in (0, 1)]
+            firsts = [int(r[0]) for r in region_leaves(store, "large")]  # one leaf stands for its region
+            firsts = [g for g in firsts if not (np.isnan(pair[0][g]).any() or np.isnan(pair[1][g]).any())]
+            sizes = np.array([m.size for m in store.selection_inputs().members], dtype=np.float64)
+            a, b = (p[firsts] / sizes[firsts, None] for p in pair)  # each region's effect per example
+            regions_r = {}
+            if len(firsts) >= 3:
+                regions_r = {n: float(np.corrcoef(a[:, d], b[:, d])[0, 1]) for d, n in enumerate(names)}
+            out["region_reliability"] = regions_r
+            print("\nlarge nodes measured whole under seeds 0 and 1, correlation per domain: "
+                  + ", ".join(f"{n} {r:+.2f}" for n, r in regions_r.items()))  # fmt: skip
         labels = {mp.BASE_ANCHORED_KEY: "base-anchored", IN_MIXTURE_KEY: "in-mixture"}
-        out["validation"] = mp.validation_tables(args.store, {**labels, keys["0"]: "in-mixture-rows"})
+        if "0" in keys:
+            labels[keys["0"]] = "in-mixture-rows"
+        out["validation"] = mp.validation_tables(args.store, labels)
     out["seconds"] = state.get("seconds", {})
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
@@ -505,6 +563,9 @@ def main() -> None:
     gpu.add_argument("--only", default=None, help="comma-separated steps to run (default: all not done)")
     gpu.add_argument("--smoke", action="store_true", help="a CPU-sized rehearsal with a tiny model")
     gpu.add_argument("--device", default="cuda")
+    gpu.add_argument("--plan", choices=sorted(PLANS), default="rows",
+                     help="rows: leaves measured in-mixture-rows; regions: parents and large nodes measured whole "
+                          "in-mixture (harp validate --regions) and HARP-P on their effects")  # fmt: skip
     report = commands.add_parser("report", help="the tables")
     report.add_argument("--work", required=True)
     report.add_argument("--json", default=None)
