@@ -8,6 +8,7 @@ valid input.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -149,3 +150,36 @@ def check_leaf_ids(value: Any, name: str, n_leaves: int) -> np.ndarray:
     if (counts > 1).any():
         raise ValueError(f"{name} lists leaf {int(unique[np.argmax(counts > 1)])} more than once")
     return array.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SelectionArguments:
+    """The checked inputs of a selection (:func:`harp.select` and :func:`harp.prune.prune_select`)."""
+
+    phi: np.ndarray
+    base: np.ndarray
+    weights: np.ndarray
+    members: list[np.ndarray]
+    budget: int | None
+    pinned: np.ndarray
+    excluded: np.ndarray
+
+
+def check_selection(
+    phi: Any, base: Any, weights: Any, members: Any, budget: Any, pinned: Any, excluded: Any
+) -> SelectionArguments:
+    """Check every input a selection shares, in the order of its signature, and return them as arrays."""
+    phi = check_matrix(phi, "phi")
+    n_leaves, n_domains = phi.shape
+    if n_domains == 0:
+        raise ValueError("phi must have at least one domain (column), got shape (n, 0)")
+    base = check_base(base, n_domains)
+    weights = check_weights(weights, n_domains)
+    members_list = check_members(members, n_leaves)
+    budget = check_budget(budget)
+    pinned_ids = check_leaf_ids(pinned, "pinned", n_leaves)
+    excluded_ids = check_leaf_ids(excluded, "excluded", n_leaves)
+    both = np.intersect1d(pinned_ids, excluded_ids)
+    if both.size:
+        raise ValueError(f"pinned and excluded both list leaf {int(both[0])}")
+    return SelectionArguments(phi, base, weights, members_list, budget, pinned_ids, excluded_ids)

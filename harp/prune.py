@@ -27,14 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harp._validation import (
-    check_base,
-    check_budget,
-    check_leaf_ids,
-    check_matrix,
-    check_members,
-    check_weights,
-)
+from harp._validation import check_selection
 from harp.select import Selection
 
 __all__ = ["prune_select", "utility_effects"]
@@ -90,19 +83,16 @@ def prune_select(
     ValueError
         For any malformed input; the message names the argument.
     """
-    phi = check_matrix(phi, "phi")
-    n_leaves, n_domains = phi.shape
-    if n_domains == 0:
-        raise ValueError("phi must have at least one domain (column), got shape (n, 0)")
-    base = check_base(base, n_domains)
-    weights = check_weights(weights, n_domains)
-    members_list = check_members(members, n_leaves)
-    budget = check_budget(budget)
-    pinned_ids = check_leaf_ids(pinned, "pinned", n_leaves)
-    excluded_ids = check_leaf_ids(excluded, "excluded", n_leaves)
-    both = np.intersect1d(pinned_ids, excluded_ids)
-    if both.size:
-        raise ValueError(f"pinned and excluded both list leaf {int(both[0])}")
+    checked = check_selection(phi, base, weights, members, budget, pinned, excluded)
+    phi, base, weights, members_list, budget = (
+        checked.phi,
+        checked.base,
+        checked.weights,
+        checked.members,
+        checked.budget,
+    )
+    pinned_ids, excluded_ids = checked.pinned, checked.excluded
+    n_leaves = phi.shape[0]
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not np.isfinite(min_effect):

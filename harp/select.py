@@ -73,9 +73,9 @@ from harp._validation import (
     check_base,
     check_budget,
     check_envelope,
-    check_leaf_ids,
     check_matrix,
     check_members,
+    check_selection,
     check_weights,
 )
 
@@ -216,19 +216,15 @@ def select(
         For any malformed input; the message names the argument.
     """
     envelope_code = check_envelope(envelope)
-    phi = check_matrix(phi, "phi")
-    n_leaves, n_domains = phi.shape
-    if n_domains == 0:
-        raise ValueError("phi must have at least one domain (column), got shape (n, 0)")
-    base = check_base(base, n_domains)
-    weights = check_weights(weights, n_domains)
-    members_list = check_members(members, n_leaves)
-    budget = check_budget(budget)
-    pinned_ids = check_leaf_ids(pinned, "pinned", n_leaves)
-    excluded_ids = check_leaf_ids(excluded, "excluded", n_leaves)
-    both = np.intersect1d(pinned_ids, excluded_ids)
-    if both.size:
-        raise ValueError(f"pinned and excluded both list leaf {int(both[0])}")
+    checked = check_selection(phi, base, weights, members, budget, pinned, excluded)
+    phi, base, weights, members_list, budget = (
+        checked.phi,
+        checked.base,
+        checked.weights,
+        checked.members,
+        checked.budget,
+    )
+    pinned_ids, excluded_ids = checked.pinned, checked.excluded
     if sorted_effects is not None and not (
         sorted_effects.phi.shape == phi.shape and np.array_equal(sorted_effects.phi, phi)
     ):
