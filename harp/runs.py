@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from harp.bayes import ActiveRule, Effects
     from harp.store import Store
 
-__all__ = ["PendingMeasurements", "RunProgress", "pending_measurements", "rerun_infer", "run_progress"]
+__all__ = [
+    "PendingMeasurements",
+    "RunProgress",
+    "pending_measurements",
+    "rerun_infer",
+    "run_progress",
+    "utc_now",
+]
 
 # Records that a measure run writes about its parts (one per leaf, one for the background reference): they are
 # the run's details, not runs of their own.
@@ -53,7 +60,8 @@ LIMIT ?
 """
 
 
-def _utc_now() -> _dt.datetime:
+def utc_now() -> _dt.datetime:
+    """Now, naive UTC: the clock the store's timestamps are written in."""
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
@@ -62,8 +70,7 @@ class RunProgress:
     """One run's record and progress. Times are naive UTC, as the store keeps them.
 
     ``planned`` is the number of leaves a measure run set out to measure (None for other runs); ``done`` the
-    leaves with measurements written under the run's id; ``rate`` leaves a second (None until one landed) and
-    ``seconds_left`` the estimate of the module docstring (None unless the run is running with a rate).
+    leaves with measurements written under the run's id; ``rate`` leaves a second (None until one landed).
     """
 
     run_id: str
@@ -77,7 +84,6 @@ class RunProgress:
     last_write: _dt.datetime | None
     config_key: str | None
     rate: float | None
-    seconds_left: float | None
 
     @property
     def running(self) -> bool:
@@ -89,6 +95,14 @@ class RunProgress:
             return None
         end = self.finished_at or now
         return max((end - self.started_at).total_seconds(), 0.0)
+
+    def seconds_left(self, now: _dt.datetime) -> float | None:
+        """The estimate of the module docstring at ``now`` (naive UTC); None unless a measure run is running
+        and has a rate."""
+        if not self.running or self.planned is None or self.rate is None:
+            return None
+        since = (now - self.last_write).total_seconds() if self.last_write is not None else 0.0
+        return max((self.planned - self.done) / self.rate - max(since, 0.0), 0.0)
 
 
 def _rate(
@@ -103,14 +117,12 @@ def _rate(
     return None
 
 
-def run_progress(store: Store, *, now: _dt.datetime | None = None, limit: int = 200) -> list[RunProgress]:
+def run_progress(store: Store, *, limit: int = 200) -> list[RunProgress]:
     """The store's runs, newest first, with their progress (see the module docstring).
 
     Parameters
     ----------
     store : harp.Store
-    now : datetime, optional
-        Naive UTC; the current time by default (tests pass one).
     limit : int, default 200
         At most this many runs, the newest.
 
@@ -118,18 +130,12 @@ def run_progress(store: Store, *, now: _dt.datetime | None = None, limit: int = 
     -------
     list of RunProgress
     """
-    now = _utc_now() if now is None else now
     with store.read() as con:
         rows = con.execute(_PROGRESS_SQL, [list(CHILD_KINDS), int(limit)]).fetchall()
     runs = []
     for run_id, kind, status, started, finished, planned, key, done, first, last in rows:
         done = int(done)
         rate = _rate(done, started, first, last)
-        running = status == "running" and finished is None
-        seconds_left = None
-        if running and planned is not None and rate is not None:
-            since = (now - last).total_seconds() if last is not None else 0.0
-            seconds_left = max((int(planned) - done) / rate - max(since, 0.0), 0.0)
         runs.append(
             RunProgress(
                 run_id=str(run_id),
@@ -143,7 +149,6 @@ def run_progress(store: Store, *, now: _dt.datetime | None = None, limit: int = 
                 last_write=last,
                 config_key=key,
                 rate=rate,
-                seconds_left=seconds_left,
             )
         )
     return runs

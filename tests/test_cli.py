@@ -478,6 +478,7 @@ def free_port():
         pytest.param("busy-port", "--port: port PORT on 127.0.0.1 is already in use", id="busy-port"),
         pytest.param("not-a-store", "is not a DuckDB file", id="not-a-store"),
         pytest.param("bad-host", "--host: cannot resolve 'no-such-host.invalid'", id="bad-host"),
+        pytest.param("no-stores-folder", "--stores: TMP/missing is not a folder", id="no-stores-folder"),
     ],
 )
 def test_app_refuses_with_one_error_line_before_announcing_anything(
@@ -486,12 +487,13 @@ def test_app_refuses_with_one_error_line_before_announcing_anything(
     store = tmp_path / "notes.duckdb" if case == "not-a-store" else tmp_store
     (tmp_path / "notes.duckdb").write_text("not a store")
     host = "no-such-host.invalid" if case == "bad-host" else "127.0.0.1"
-    app = harp_process("app", "--store", store, "--host", host, "--port", busy_port, text=True)
+    stores = ("--stores", tmp_path / "missing") if case == "no-stores-folder" else ()
+    app = harp_process("app", "--store", store, *stores, "--host", host, "--port", busy_port, text=True)
     out, err = app.communicate(timeout=120)
     assert app.returncode == 1, err
     assert out == ""
     assert err.startswith("Error: ") and err.count("\n") == 1, err
-    assert message.replace("PORT", str(busy_port)) in err
+    assert message.replace("PORT", str(busy_port)).replace("TMP", str(tmp_path.resolve())) in err
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
