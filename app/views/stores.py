@@ -66,7 +66,7 @@ if listed:
     names = [s.name for s in listed]
     now_index = next((i for i, s in enumerate(listed) if str(s.path) == current), 0)
     pick = st.selectbox("Store to open", names, index=now_index, key="stores_pick")
-    if st.button("Open", key="stores_open", icon=":material/folder_open:"):
+    if st.button("Open this store", key="stores_open", icon=":material/folder_open:"):
         try:
             store_folder.switch_to(listed[names.index(pick)].path)
         except StoreProblem as problem:
