@@ -11,6 +11,7 @@ library's short transactions (a run record, the effects, the active flags, the r
 
 from __future__ import annotations
 
+import datetime as _dt
 import warnings
 from typing import Any
 
@@ -67,7 +68,8 @@ def rerun(path: str, config_key: str | None) -> dict[str, Any]:
 
 
 def duration_words(seconds: float | None) -> str:
-    """Seconds as a person reads them: ``"45 s"``, ``"about 12 min"``, ``"about 2 h 5 min"``; a dash for None."""
+    """Seconds as a person reads them: ``"45 s"``, ``"about 12 min"``, ``"about 2 h 5 min"``, ``"about 3 d"``;
+    a dash for None."""
     if seconds is None:
         return "\u2013"
     seconds = max(float(seconds), 0.0)
@@ -77,4 +79,13 @@ def duration_words(seconds: float | None) -> str:
     if minutes < 60:
         return f"about {minutes} min"
     hours, rest = divmod(minutes, 60)
+    if hours >= 24:
+        return f"about {round(minutes / 1440)} d"
     return f"about {hours} h" + (f" {rest} min" if rest else "")
+
+
+def ago_words(then: _dt.datetime | None, now: _dt.datetime) -> str:
+    """How long ago ``then`` was, short enough for a metric: ``"45 s ago"``, ``"3 min ago"``; a dash for None."""
+    if then is None:
+        return "\u2013"
+    return duration_words((now - then).total_seconds()).removeprefix("about ") + " ago"

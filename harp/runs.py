@@ -14,6 +14,11 @@ Rate and time left. A run spends its first seconds loading the model and scoring
 leaf lands, so the rate is taken between the first and the last leaf that landed: ``(done - 1) / (last -
 first)`` leaves a second once two have landed, ``1 / (first - started)`` after the first. The time left is
 ``(planned - done) / rate`` less the time since the last leaf landed, and never below 0.
+
+Quiet runs. A process killed without the chance to record its end (SIGKILL, power loss) leaves its run
+``running`` for good. A running run is *quiet* when nothing of it has landed for ``QUIET_INTERVALS`` times its
+usual interval between leaves (``1 / rate``), and at least ``QUIET_MIN_S``, counted from its last leaf (or its
+start): most likely it is not running any more, and ``harp measure`` run again resumes it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ __all__ = [
     "run_progress",
     "utc_now",
 ]
+
+QUIET_INTERVALS = 10.0
+QUIET_MIN_S = 15 * 60.0
 
 # Records that a measure run writes about its parts (one per leaf, one for the background reference): they are
 # the run's details, not runs of their own.
@@ -95,6 +103,14 @@ class RunProgress:
             return None
         end = self.finished_at or now
         return max((end - self.started_at).total_seconds(), 0.0)
+
+    def quiet(self, now: _dt.datetime) -> bool:
+        """Whether a running run has been silent too long to be alive (see the module docstring)."""
+        last = self.last_write or self.started_at
+        if not self.running or last is None:
+            return False
+        usual = QUIET_INTERVALS / self.rate if self.rate else 0.0
+        return (now - last).total_seconds() > max(usual, QUIET_MIN_S)
 
     def seconds_left(self, now: _dt.datetime) -> float | None:
         """The estimate of the module docstring at ``now`` (naive UTC); None unless a measure run is running

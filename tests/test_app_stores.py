@@ -291,7 +291,7 @@ def test_runs_page_shows_progress_and_reruns_infer_when_measurements_landed(monk
     at = make_app(monkeypatch, path, folder, "views/runs.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Leaves done"] == "2 / 4"
-    assert metrics["Rate"] == "1.00 leaves/min"  # one more leaf in the 60 s after the first
+    assert metrics["Leaves a minute"] == "1.00"  # one more leaf in the 60 s after the first
     assert "2 of 4 leaves measured" in [p.proto.text for p in at.get("progress")]
     assert "**2** leaves were measured after the effects were fitted" in texts(at.info)
     (table,) = [d.value for d in at.dataframe]
@@ -318,7 +318,22 @@ def test_runs_page_without_a_running_run_lists_the_runs(monkeypatch, folder) -> 
 
 @pytest.mark.parametrize(
     ("seconds", "words"),
-    [(None, "\u2013"), (-3, "0 s"), (44.6, "45 s"), (89, "about 1 min"), (3599, "about 1 h"), (7500, "about 2 h 5 min")],
+    [(None, "\u2013"), (-3, "0 s"), (44.6, "45 s"), (89, "about 1 min"), (3599, "about 1 h"), (7500, "about 2 h 5 min"), (255_000, "about 3 d")],
 )  # fmt: skip
 def test_duration_words(seconds, words) -> None:
     assert duration_words(seconds) == words
+
+
+def test_a_run_silent_for_days_is_called_quiet_not_running(monkeypatch, folder) -> None:
+    store = Store.open(folder / "a.duckdb")
+    store.add_run("measure", {"leaves": [1, 2, 3]}, run_id="killed")
+    with store.write(rehash=()) as con:
+        con.execute(
+            "UPDATE runs SET started_at = ? WHERE run_id = 'killed'", [utc_now() - dt.timedelta(days=2)]
+        )
+    at = make_app(monkeypatch, folder / "a.duckdb", folder, "views/runs.py")
+    assert not at.metric and "No run is running now." in texts(at.caption)
+    assert "most likely stopped without recording their end" in texts(at.warning)
+    assert "run killed: 0 of 3 leaves, last written 2 d ago" in texts(at.warning).replace("\\", "")
+    (table,) = [d.value for d in at.dataframe]
+    assert dict(zip(table["run"], table["status"], strict=True))["killed"] == "running (quiet)"

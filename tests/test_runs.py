@@ -133,3 +133,25 @@ def test_a_failed_rerun_is_recorded_and_changes_nothing(tiny_store: Path) -> Non
     [infer] = [r for r in store.runs() if r["kind"] == "infer"]
     assert infer["status"] == "failed" and infer["finished_at"] is not None
     assert store.content_hash() == before
+
+
+@pytest.mark.parametrize(
+    ("landed", "silent_s", "quiet"),
+    [
+        pytest.param((), 15 * 60 - 1, False, id="starting"),
+        pytest.param((), 15 * 60 + 1, True, id="never-landed"),
+        pytest.param((0, 600), 10 * 600 - 1, False, id="slow-leaves-within-ten-intervals"),
+        pytest.param((0, 600), 10 * 600 + 1, True, id="slow-leaves-past-ten-intervals"),
+        pytest.param((0, 10), 15 * 60 + 1, True, id="fast-leaves-past-the-minimum"),
+    ],
+)
+def test_a_running_run_silent_too_long_is_quiet(tiny_store: Path, landed, silent_s, quiet) -> None:
+    store = Store.open(tiny_store)
+    _start(store, "measure", {"leaves": [0, 1, 2, 3]}, T0, "m")
+    for leaf, seconds in enumerate(landed):
+        _measure(store, leaf, T0 + dt.timedelta(seconds=seconds), "m")
+    [run] = run_progress(store)
+    last = T0 + dt.timedelta(seconds=landed[-1] if landed else 0)
+    assert run.quiet(last + dt.timedelta(seconds=silent_s)) is quiet
+    store.finish_run("m")
+    assert run_progress(store)[0].quiet(last + dt.timedelta(days=9)) is False  # finished: never quiet

@@ -33,15 +33,24 @@ def _progress(run: RunProgress) -> None:
     columns[0].metric(
         "Leaves done", f"{run.done:,}" + (f" / {run.planned:,}" if run.planned is not None else "")
     )
-    columns[1].metric("Rate", "\u2013" if run.rate is None else f"{run.rate * 60:.2f} leaves/min")
+    columns[1].metric("Leaves a minute", "\u2013" if run.rate is None else f"{run.rate * 60:.2f}")
     columns[2].metric("Time left", runs_watch.duration_words(run.seconds_left(now)))
-    since = None if run.last_write is None else (now - run.last_write).total_seconds()
-    columns[3].metric(
-        "Last leaf landed", "\u2013" if since is None else runs_watch.duration_words(since) + " ago"
-    )
-    st.caption(
-        "A run stopped without the chance to record its end (killed, power lost) stays *running* here; "
-        "`harp measure` run again resumes where it stopped."
+    columns[3].metric("Last leaf landed", runs_watch.ago_words(run.last_write, now))
+
+
+def _quiet(runs: list[RunProgress]) -> None:
+    now = utc_now()
+    lines = [
+        f"- **{text.markdown_text(r.kind)}** run {text.markdown_text(r.run_id)}: {r.done:,}"
+        + (f" of {r.planned:,}" if r.planned is not None else "")
+        + f" leaves, last written {runs_watch.ago_words(r.last_write or r.started_at, now)}"
+        for r in runs
+    ]
+    st.warning(
+        "These runs say *running* but have written nothing for far longer than their leaves take, so they most "
+        "likely stopped without recording their end (killed, power lost). `harp measure` run again resumes "
+        "where they stopped.\n\n" + "\n".join(lines),
+        icon=":material/hourglass_disabled:",
     )
 
 
@@ -86,7 +95,7 @@ def _table(runs: list[RunProgress]) -> None:
             {
                 "run": [r.run_id for r in runs],
                 "kind": [r.kind for r in runs],
-                "status": [r.status for r in runs],
+                "status": [f"{r.status} (quiet)" if r.quiet(now) else r.status for r in runs],
                 "started (UTC)": [r.started_at for r in runs],
                 "finished (UTC)": [r.finished_at for r in runs],
                 "duration": [runs_watch.duration_words(r.elapsed(now)) for r in runs],
@@ -115,11 +124,15 @@ def runs_panel() -> None:
         return
     if note:
         st.warning(note, icon=":material/lock:")
-    running = [r for r in runs if r.running]
+    now = utc_now()
+    running = [r for r in runs if r.running and not r.quiet(now)]
     for run in running:
         _progress(run)
     if runs and not running:
         st.caption("No run is running now.")
+    quiet = [r for r in runs if r.quiet(now)]
+    if quiet:
+        _quiet(quiet)
     _pending(pending)
     if runs:
         st.markdown("#### Every run, newest first")
