@@ -106,6 +106,24 @@ def test_open_another_store_of_the_folder(monkeypatch, folder) -> None:
     assert str((folder / "b.duckdb").resolve()) in texts(at.markdown)
 
 
+def test_a_store_gone_from_under_the_tab_leaves_the_stores_page_usable(monkeypatch, folder) -> None:
+    at = make_app(monkeypatch, folder / "a.duckdb", folder, "views/stores.py")
+    at.selectbox(key="stores_pick").set_value("b.duckdb")
+    at.button(key="stores_open").click()
+    run(at)
+    (folder / "b.duckdb").unlink()
+    at.switch_page("views/explore.py")
+    run(at)
+    assert "does not exist" in texts(at.error)
+    at.switch_page("views/stores.py")
+    run(at)
+    assert "does not exist" in texts(at.warning)
+    at.selectbox(key="stores_pick").set_value("a.duckdb")
+    at.button(key="stores_open").click()
+    run(at)
+    assert "60 leaves" in explore_caption(at)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -220,6 +220,29 @@ def test_app_binds_to_localhost_by_default():
     assert option.default == "127.0.0.1"
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["default-folder", "--stores"])
+def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path, monkeypatch, given):
+    import harp.cli
+
+    served = {}
+
+    def serve(command, environment, *, quiet):
+        served.update(command=command, environment=environment)
+        return 0
+
+    monkeypatch.setattr(harp.cli, "_serve", serve)
+    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    other = tmp_path / "other-stores"
+    other.mkdir()
+    args = ["app", "--store", str(tmp_store)] + (["--stores", str(other)] if given else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    environment = served["environment"]
+    assert environment["HARP_STORE"] == str(tmp_store.resolve())
+    assert environment["HARP_STORES"] == str((other if given else tmp_store.parent).resolve())
+    assert served["command"][served["command"].index("--server.address") + 1] == "127.0.0.1"
+
+
 # -- select: outputs never clobber inputs, a refused save writes nothing, checks come before the work ------------
 
 
