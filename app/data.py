@@ -36,6 +36,8 @@ from harp.store import Store, StoreError, StoreIncompleteError, StoreLockedError
 ENV_VAR = "HARP_STORE"
 # The store this session opened on the Stores page (a path in the folder of stores), in st.session_state.
 CHOSEN_KEY = "store_chosen"
+# The folder of stores (``harp app --stores``) that the Stores page opens and imports within.
+FOLDER_VAR = "HARP_STORES"
 # Wait at most this long for a writer to release the store before telling the user to retry.
 LOCK_TIMEOUT_S = 2.0
 HOVER_EXAMPLES = 2
@@ -106,6 +108,10 @@ def store_path() -> str:
     """The store this session opened on the Stores page, else the one named by ``HARP_STORE``; raises
     StoreProblem when it is unset or the file is missing."""
     value = str(st.session_state.get(CHOSEN_KEY) or os.environ.get(ENV_VAR, "")).strip()
+    if not value and os.environ.get(FOLDER_VAR, "").strip():
+        raise StoreProblem(
+            "unset", "No store is open yet: open one of the folder of stores on the **Stores** page."
+        )
     if not value:
         raise StoreProblem(
             "unset", f"No store given. Start the app with `harp app --store PATH` (it sets {ENV_VAR})."
@@ -462,6 +468,9 @@ def stop_with(problem: StoreProblem) -> None:
             st.rerun()
     elif problem.kind == "empty":
         st.info(problem.message, icon=":material/info:")
+    elif problem.kind == "unset" and os.environ.get(FOLDER_VAR, "").strip():
+        st.info(problem.message, icon=":material/folder_open:")
+        st.page_link("views/stores.py", label="Open a store", icon=":material/folder_open:")
     else:
         st.error(problem.message, icon=":material/error:")
     st.stop()

@@ -25,7 +25,7 @@ from app.data import StoreProblem
 from harp.store import Store, StoreError
 from harp.stores import StoreFile, list_stores, new_store_path
 
-FOLDER_VAR = "HARP_STORES"
+FOLDER_VAR = data.FOLDER_VAR
 # Library phrases for the command line or a Python caller, and what the app says instead.
 _APP_WORDS = (("pass overwrite=True (--force) to replace it", "choose another name (nothing is replaced)"),)
 # Session keys that describe the open store's view: cleared when another store is opened.

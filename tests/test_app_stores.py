@@ -106,6 +106,23 @@ def test_open_another_store_of_the_folder(monkeypatch, folder) -> None:
     assert str((folder / "b.duckdb").resolve()) in texts(at.markdown)
 
 
+def test_started_on_a_folder_alone_the_pages_point_to_the_stores_page(monkeypatch, folder) -> None:
+    monkeypatch.delenv("HARP_STORE", raising=False)
+    monkeypatch.setenv("HARP_STORES", str(folder))
+    at = run(AppTest.from_file(APP, default_timeout=120))
+    assert "No store is open yet" in texts(at.info) and not at.error
+    at.switch_page("views/runs.py")
+    run(at)
+    assert "No store is open yet" in texts(at.info) and not at.error
+    at.switch_page("views/stores.py")
+    run(at)
+    assert "No store is open yet" in texts(at.warning)
+    at.selectbox(key="stores_pick").set_value("a.duckdb")
+    at.button(key="stores_open").click()
+    run(at)
+    assert "60 leaves" in explore_caption(at)
+
+
 def test_a_store_gone_from_under_the_tab_leaves_the_stores_page_usable(monkeypatch, folder) -> None:
     at = make_app(monkeypatch, folder / "a.duckdb", folder, "views/stores.py")
     at.selectbox(key="stores_pick").set_value("b.duckdb")

@@ -243,6 +243,22 @@ def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path
     assert served["command"][served["command"].index("--server.address") + 1] == "127.0.0.1"
 
 
+def test_app_on_a_folder_of_stores_alone(tmp_path, monkeypatch):
+    import harp.cli
+
+    served = {}
+    monkeypatch.setattr(
+        harp.cli, "_serve", lambda command, environment, *, quiet: served.update(environment) or 0
+    )
+    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    monkeypatch.setenv("HARP_STORE", "/somewhere/inherited.duckdb")
+    result = CliRunner().invoke(main, ["app", "--stores", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert served["HARP_STORES"] == str(tmp_path.resolve()) and "HARP_STORE" not in served
+    refused = CliRunner().invoke(main, ["app"])
+    assert refused.exit_code == 2 and "give --store STORE, --stores DIR, or both" in refused.output
+
+
 # -- select: outputs never clobber inputs, a refused save writes nothing, checks come before the work ------------
 
 
