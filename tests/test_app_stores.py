@@ -334,7 +334,7 @@ def test_runs_page_shows_progress_and_reruns_infer_when_measurements_landed(monk
 
     at.button(key="runs_infer").click()
     run(at)
-    assert "Effects refitted" in texts(at.success), texts(at.error)
+    assert "UTC: effects refitted from" in texts(at.success), texts(at.error)
     assert "nothing new for `harp infer`" in texts(at.caption)
     assert {r["kind"]: r["status"] for r in Store.open(path).runs()}["infer"] == "done"
     assert Store.open(path).summary()["n_fit_leaves"] == len(measured) + 2
@@ -343,6 +343,7 @@ def test_runs_page_shows_progress_and_reruns_infer_when_measurements_landed(monk
     run(at)
     assert {m.label: m.value for m in at.metric}["Leaves done"] == "3 / 4"
     assert "**1** leaves were measured after the effects were fitted" in texts(at.info)
+    assert "effects refitted from" in texts(at.success)  # the outcome stays through the panel's redraws
 
 
 def test_runs_page_without_a_running_run_lists_the_runs(monkeypatch, folder) -> None:

@@ -142,7 +142,7 @@ def test_open_import_and_watch_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
         _wait_text(page, "No run is running now.")
 
         page.get_by_role("button", name="Rerun harp infer").click()
-        _wait_text(page, "Effects refitted")
+        _wait_text(page, "effects refitted from")
         _wait_text(page, "The effects include every measurement")
         runs = {r["run_id"]: r for r in Store.open(imported).runs()}
         assert [r["status"] for r in runs.values() if r["kind"] == "infer"] == ["done"]

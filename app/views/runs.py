@@ -17,6 +17,7 @@ try:
 except StoreProblem as problem:
     data.stop_with(problem)
     raise
+_OUTCOME = f"infer_outcome::{path}"
 
 
 def _progress(run: RunProgress) -> None:
@@ -55,7 +56,8 @@ def _quiet(runs: list[RunProgress]) -> None:
 
 
 def _pending(pending: PendingMeasurements) -> None:
-    outcome = st.session_state.pop("infer_outcome", None)
+    # Kept (with its time) until the next rerun of infer: the panel redraws every few seconds.
+    outcome = st.session_state.get(_OUTCOME)
     if outcome is not None:
         kind, message = outcome
         (st.success if kind == "done" else st.error)(message)
@@ -77,12 +79,12 @@ def _pending(pending: PendingMeasurements) -> None:
             with st.spinner("Fitting the effects ..."):
                 summary = runs_watch.rerun(path, key)
         except StoreProblem as problem:
-            st.session_state["infer_outcome"] = ("failed", problem.message)
+            st.session_state[_OUTCOME] = ("failed", f"{utc_now():%H:%M:%S} UTC: {problem.message}")
         else:
             notes = "".join(f"\n\n- {text.markdown_text(w, 300)}" for w in summary["warnings"])
-            st.session_state["infer_outcome"] = (
+            st.session_state[_OUTCOME] = (
                 "done",
-                f"Effects refitted from {summary['measured_leaves']:,} measured leaves; "
+                f"{utc_now():%H:%M:%S} UTC: effects refitted from {summary['measured_leaves']:,} measured leaves; "
                 f"{summary['active_domains']:,} domains active.{notes}",
             )
         st.rerun()
