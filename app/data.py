@@ -1,7 +1,8 @@
 """Cached, read-only access to the store for the app, and the one write (saving a selection).
 
-The store path comes from the ``HARP_STORE`` environment variable (``harp app --store`` sets it), never from the
-URL. Reads are cached under the path plus a cheap *token*: the modification time and size of the DuckDB file and
+The store path comes from the ``HARP_STORE`` environment variable (``harp app --store`` sets it), or from the
+store this session opened on the Stores page (one of the folder of stores, see ``app.store_folder``), never from
+the URL. Reads are cached under the path plus a cheap *token*: the modification time and size of the DuckDB file and
 of its write-ahead log. A ``harp measure`` that writes new effects changes the token, so the next rerun (or a
 browser refresh) reads them; an unchanged store is never read twice.
 
@@ -33,6 +34,10 @@ from harp.select import select, sort_effects, with_budget
 from harp.store import Store, StoreError, StoreIncompleteError, StoreLockedError
 
 ENV_VAR = "HARP_STORE"
+# The store this session opened on the Stores page (a path in the folder of stores), in st.session_state.
+CHOSEN_KEY = "store_chosen"
+# The folder of stores (``harp app --stores``) that the Stores page opens and imports within.
+FOLDER_VAR = "HARP_STORES"
 # Wait at most this long for a writer to release the store before telling the user to retry.
 LOCK_TIMEOUT_S = 2.0
 HOVER_EXAMPLES = 2
@@ -100,8 +105,13 @@ class StoreBundle:
 
 
 def store_path() -> str:
-    """The store named by ``HARP_STORE``; raises StoreProblem when it is unset or the file is missing."""
-    value = os.environ.get(ENV_VAR, "").strip()
+    """The store this session opened on the Stores page, else the one named by ``HARP_STORE``; raises
+    StoreProblem when it is unset or the file is missing."""
+    value = str(st.session_state.get(CHOSEN_KEY) or os.environ.get(ENV_VAR, "")).strip()
+    if not value and os.environ.get(FOLDER_VAR, "").strip():
+        raise StoreProblem(
+            "unset", "No store is open yet: open one of the folder of stores on the **Stores** page."
+        )
     if not value:
         raise StoreProblem(
             "unset", f"No store given. Start the app with `harp app --store PATH` (it sets {ENV_VAR})."
@@ -130,15 +140,15 @@ def file_token(path: str) -> tuple[int, ...]:
     return tuple(token)
 
 
-def _open(path: str, *, read_only: bool = True) -> Any:
+def open_store(path: str, *, read_only: bool = True) -> Any:
     """Open the store, turning library errors into a StoreProblem the page can show."""
     try:
         return Store.open(path, read_only=read_only, lock_timeout=LOCK_TIMEOUT_S)
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
-def _problem(error: Exception) -> StoreProblem:
+def problem_from(error: Exception) -> StoreProblem:
     message = str(error)
     if isinstance(error, StoreIncompleteError):
         return StoreProblem("empty", message[:1].upper() + message[1:])
@@ -176,11 +186,11 @@ def _grid_layout(leaf_large: np.ndarray, leaf_parent: np.ndarray) -> tuple[np.nd
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the store ...")
 def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
-    store = _open(path)
+    store = open_store(path)
     try:
         inputs = store.selection_inputs()
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
     phi = np.asarray(inputs.phi, dtype=np.float64)
     n_leaves = phi.shape[0] if phi.ndim == 2 else 0
     if n_leaves == 0:
@@ -303,11 +313,11 @@ def run_selection(
 
 def read_leaf_examples(path: str, leaf: int, limit: int, offset: int) -> list[tuple[Any, ...]]:
     """Examples of one leaf, in rank order: (point id, text, source) tuples. Uncached."""
-    store = _open(path)
+    store = open_store(path)
     try:
         return [tuple(row) for row in store.leaf_examples(int(leaf), limit=int(limit), offset=int(offset))]
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -332,7 +342,7 @@ def read_search_examples(
         return [], 0
     where = "strpos(lower(text), ?) > 0" + ("" if leaf is None else " AND leaf_id = ?")
     params: list[Any] = [needle] + ([] if leaf is None else [int(leaf)])
-    store = _open(path)
+    store = open_store(path)
     try:
         with store.read() as con:
             count = con.execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()
@@ -342,7 +352,7 @@ def read_search_examples(
                 [*params, int(limit)],
             ).fetchall()
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
     return [tuple(row) for row in rows], int(count[0]) if count else 0
 
 
@@ -356,20 +366,20 @@ def search_examples(
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def summary(path: str, token: tuple[int, ...]) -> dict[str, Any]:
-    store = _open(path)
+    store = open_store(path)
     try:
         return dict(store.summary())
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 def read_content_hash(path: str) -> str:
     """The store's content hash (what a manifest and a saved selection record). Uncached."""
-    store = _open(path)
+    store = open_store(path)
     try:
         return str(store.content_hash())
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 @st.cache_data(max_entries=16, show_spinner="Hashing the store contents ...")
@@ -380,29 +390,29 @@ def content_hash(path: str, token: tuple[int, ...]) -> str:
 @st.cache_data(max_entries=16, show_spinner=False)
 def mixtures(path: str, token: tuple[int, ...]) -> pa.Table:
     """The store's mixture validations (``Store.mixtures``): one row per mixture and domain."""
-    store = _open(path)
+    store = open_store(path)
     try:
         return store.mixtures()
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def saved_selections(path: str, token: tuple[int, ...]) -> list[dict[str, Any]]:
-    store = _open(path)
+    store = open_store(path)
     try:
         return [dict(row) for row in store.list_selections()]
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def saved_selection(path: str, token: tuple[int, ...], name: str) -> dict[str, Any]:
-    store = _open(path)
+    store = open_store(path)
     try:
         return dict(store.load_selection(name))
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 def save_selection(
@@ -418,7 +428,7 @@ def save_selection(
     overwrite: bool = False,
 ) -> int:
     """Save a named selection: the app's one write, through its own short read-write connection."""
-    store = _open(path, read_only=False)
+    store = open_store(path, read_only=False)
     try:
         return int(
             store.save_selection(
@@ -433,7 +443,7 @@ def save_selection(
             )
         )
     except StoreError as error:
-        raise _problem(error) from error
+        raise problem_from(error) from error
 
 
 def parse_id_list(value: Any) -> list[int]:
@@ -458,6 +468,9 @@ def stop_with(problem: StoreProblem) -> None:
             st.rerun()
     elif problem.kind == "empty":
         st.info(problem.message, icon=":material/info:")
+    elif problem.kind == "unset" and os.environ.get(FOLDER_VAR, "").strip():
+        st.info(problem.message, icon=":material/folder_open:")
+        st.page_link("views/stores.py", label="Open a store", icon=":material/folder_open:")
     else:
         st.error(problem.message, icon=":material/error:")
     st.stop()

@@ -1,7 +1,8 @@
 """Entry point of the HARP explorer: ``streamlit run app/streamlit_app.py`` with ``HARP_STORE`` set.
 
-``harp app --store PATH`` does that for you. The store path is read from the environment only, never from the URL,
-so a shared link cannot point the app at another file.
+``harp app --store PATH`` does that for you. The store path is read from the environment (or, for one session,
+picked on the Stores page among the folder of stores), never from the URL, so a shared link cannot point the app
+at another file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ pages = [
     st.Page(
         "views/validation.py", title="Mixture validation", icon=":material/fact_check:", url_path="validation"
     ),
+    st.Page("views/runs.py", title="Runs", icon=":material/monitoring:", url_path="runs"),
+    st.Page("views/stores.py", title="Stores", icon=":material/folder_open:", url_path="stores"),
     st.Page("views/store.py", title="About the store", icon=":material/database:", url_path="store"),
 ]
 st.navigation(pages).run()

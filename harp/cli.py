@@ -512,7 +512,16 @@ def import_command(obj: Context, folder: Path, store: Path, force: bool) -> None
 
 @main.command()
 @click.option(
-    "--store", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Store to explore."
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Store to explore (without it, the app starts on the Stores page of --stores).",
+)
+@click.option(
+    "--stores",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of stores the app may open and import into (default: the folder of --store).",
 )
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the app."
@@ -522,17 +531,29 @@ def import_command(obj: Context, folder: Path, store: Path, force: bool) -> None
 )
 @click.pass_obj
 @_handles_errors
-def app(obj: Context, store: Path, host: str, port: int) -> None:
+def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: int) -> None:
     """Open the explorer app on a store (Streamlit; needs the [app] extra).
 
-    A store that cannot be opened, a busy port or a host that cannot be bound is refused before the server
-    starts. The server's output goes to stderr; SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops it.
+    The app's Stores page opens the other stores of the --stores folder and imports new ones into it; its
+    Runs page watches a running `harp measure`. A store that cannot be opened, a missing --stores folder, a
+    busy port or a host that cannot be bound is refused before the server starts. The server's output goes to
+    stderr; SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops it.
 
     \b
     Example:
       harp app --store demo.duckdb --port 8502
+      harp app --store stores/demo.duckdb --stores stores/
+      harp app --stores stores/
     """
-    Store.open(store, read_only=True)  # a clear error now rather than in the browser
+    if store is not None:
+        Store.open(store, read_only=True)  # a clear error now rather than in the browser
+        folder = (stores or store.resolve().parent).resolve()
+    elif stores is not None:
+        folder = stores.resolve()
+    else:
+        raise click.UsageError("give --store STORE, --stores DIR, or both")
+    if not folder.is_dir():
+        raise ValueError(f"--stores: {folder} is not a folder")
     if not APP_ENTRY.is_file():
         raise ValueError(
             f"the app is not installed beside this package (looked for {APP_ENTRY}); "
@@ -562,8 +583,11 @@ def app(obj: Context, store: Path, host: str, port: int) -> None:
         "--client.toolbarMode",
         "minimal",
     ]
-    obj.log(f"serving {store} at http://{host}:{port}")
-    environment = {**os.environ, "HARP_STORE": str(store.resolve())}
+    obj.log(f"serving {store if store is not None else folder} at http://{host}:{port}")
+    environment = {**os.environ, "HARP_STORES": str(folder)}
+    environment.pop("HARP_STORE", None)  # an inherited one would stand in for the missing --store
+    if store is not None:
+        environment["HARP_STORE"] = str(store.resolve())
     sys.exit(_serve(command, environment, quiet=obj.quiet))
 
 

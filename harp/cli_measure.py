@@ -15,6 +15,12 @@ import numpy as np
 
 from harp.store import StoreError
 
+# A measure or validate run writes once a leaf (or mixture), minutes apart, and must outlast another process's whole
+# write of the effects: `harp infer`, from the command line or the app's Runs page, holds the file about 5 s at
+# 10,000 leaves x 64 domains on a loaded 2-core machine (mostly DuckDB's checkpoint at commit). Waiting 2 minutes
+# costs a long run nothing; the 10 s default would stop it.
+RUN_LOCK_TIMEOUT_S = 120.0
+
 __all__ = ["register"]
 
 
@@ -301,7 +307,7 @@ def measure_command(
                      "protocol": protocol, "background_size": background_size,
                      "background_seed": background_seed}  # fmt: skip
         config = _config(config_path, overrides)
-        store = Store.open(store_path)
+        store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
         eval_set = load_eval_set(eval_path)
         if next_k is not None:
@@ -447,7 +453,7 @@ def validate_command(
     size_list = _sizes(sizes)
     try:
         config = _config(config_path, {"protocol": protocol})
-        store = Store.open(store_path)
+        store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
         eval_set = load_eval_set(eval_path)
         report = validate_mixtures(

@@ -310,39 +310,22 @@ def infer_command(
       harp infer --store pool.duckdb --hold-out holdout.json    # leaves to check the posterior against
       harp infer --store pool.duckdb --config-key m1-... --active-rule family-wise
     """
-    from harp.load import infer_effects
+    from harp.runs import rerun_infer
 
     log = _logger(obj)
     with _errors(log):
         held = None if hold_out is None else _leaf_list(hold_out, "--hold-out")
         opened = _open_store(store, create=False)
-        run_id = opened.add_run(
-            "infer",
-            {
-                "config_key": config_key,
-                "threshold": threshold,
-                "prior_sd": prior_sd,
-                "hold_out": None if held is None else [int(g) for g in held],
-                "active_rule": active_rule,
-                "training_noise": training_noise,
-            },
+        effects, active = rerun_infer(
+            opened,
+            config_key=config_key,
+            threshold=threshold,
+            prior_sd=prior_sd,
+            hold_out=held,
+            progress=log,
+            training_noise=training_noise,
+            active_rule=active_rule,  # type: ignore[arg-type]
         )
-        tick = time.perf_counter()
-        try:
-            effects, active = infer_effects(
-                opened,
-                config_key=config_key,
-                threshold=threshold,
-                prior_sd=prior_sd,
-                hold_out=held,
-                progress=log,
-                training_noise=training_noise,
-                active_rule=active_rule,  # type: ignore[arg-type]
-            )
-        except BaseException:
-            opened.finish_run(run_id, status="failed")
-            raise
-        opened.finish_run(run_id, timings={"total": time.perf_counter() - tick})
         names = [str(name) for name in opened.read_table("domains")["name"].to_pylist()]
         summary = effects.summary(names)
         summary["store"] = str(store)

@@ -151,6 +151,8 @@ def infer_effects(
     effects : harp.bayes.Effects
     active : ndarray of shape (n_domains,), bool
     """
+    import pyarrow.compute as pc
+
     from harp.bayes import active_domains, fit_effects, table_matrix
     from harp.noise import training_noise as estimate_noise
 
@@ -174,6 +176,8 @@ def infer_effects(
         mask = np.asarray([key == config_key for key in rows["config_key"].to_pylist()], dtype=bool)
         rows = rows.filter(mask)
     n_leaves, n_domains = tree.leaf_parent.size, len(tree.domain_names)
+    # The newest measurement this fit sees (held-out ones included): later ones are pending (harp.runs).
+    newest = pc.max(rows["created_at"]).as_py() if rows.num_rows else None
     held = None
     if hold_out is not None:
         held = check_leaf_ids(hold_out, "hold_out", n_leaves)
@@ -216,6 +220,7 @@ def infer_effects(
             "held_out_leaves": 0 if held is None else int(held.size),
             "training_noise": added is not None,
             "active_rule": active_rule,
+            "measurements_through": None if newest is None else newest.isoformat(sep=" "),
         },
     )
     store.set_active(active)

@@ -1921,7 +1921,12 @@ def import_parquet(
             _migrations.apply_migrations(con, 0, version, record=False)
             con.begin()
             for name in expected:
-                data = pq.read_table(files[name])
+                try:
+                    data = pq.read_table(files[name])
+                except (OSError, pa.ArrowException) as error:
+                    raise StoreError(
+                        f"{files[name]} is not a readable Parquet file ({error}); export the store again"
+                    ) from None
                 columns = [row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()]
                 if sorted(data.column_names) != sorted(columns):
                     raise StoreError(

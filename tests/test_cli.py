@@ -220,6 +220,45 @@ def test_app_binds_to_localhost_by_default():
     assert option.default == "127.0.0.1"
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["default-folder", "--stores"])
+def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path, monkeypatch, given):
+    import harp.cli
+
+    served = {}
+
+    def serve(command, environment, *, quiet):
+        served.update(command=command, environment=environment)
+        return 0
+
+    monkeypatch.setattr(harp.cli, "_serve", serve)
+    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    other = tmp_path / "other-stores"
+    other.mkdir()
+    args = ["app", "--store", str(tmp_store)] + (["--stores", str(other)] if given else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    environment = served["environment"]
+    assert environment["HARP_STORE"] == str(tmp_store.resolve())
+    assert environment["HARP_STORES"] == str((other if given else tmp_store.parent).resolve())
+    assert served["command"][served["command"].index("--server.address") + 1] == "127.0.0.1"
+
+
+def test_app_on_a_folder_of_stores_alone(tmp_path, monkeypatch):
+    import harp.cli
+
+    served = {}
+    monkeypatch.setattr(
+        harp.cli, "_serve", lambda command, environment, *, quiet: served.update(environment) or 0
+    )
+    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    monkeypatch.setenv("HARP_STORE", "/somewhere/inherited.duckdb")
+    result = CliRunner().invoke(main, ["app", "--stores", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert served["HARP_STORES"] == str(tmp_path.resolve()) and "HARP_STORE" not in served
+    refused = CliRunner().invoke(main, ["app"])
+    assert refused.exit_code == 2 and "give --store STORE, --stores DIR, or both" in refused.output
+
+
 # -- select: outputs never clobber inputs, a refused save writes nothing, checks come before the work ------------
 
 
@@ -478,6 +517,7 @@ def free_port():
         pytest.param("busy-port", "--port: port PORT on 127.0.0.1 is already in use", id="busy-port"),
         pytest.param("not-a-store", "is not a DuckDB file", id="not-a-store"),
         pytest.param("bad-host", "--host: cannot resolve 'no-such-host.invalid'", id="bad-host"),
+        pytest.param("no-stores-folder", "--stores: TMP/missing is not a folder", id="no-stores-folder"),
     ],
 )
 def test_app_refuses_with_one_error_line_before_announcing_anything(
@@ -486,12 +526,13 @@ def test_app_refuses_with_one_error_line_before_announcing_anything(
     store = tmp_path / "notes.duckdb" if case == "not-a-store" else tmp_store
     (tmp_path / "notes.duckdb").write_text("not a store")
     host = "no-such-host.invalid" if case == "bad-host" else "127.0.0.1"
-    app = harp_process("app", "--store", store, "--host", host, "--port", busy_port, text=True)
+    stores = ("--stores", tmp_path / "missing") if case == "no-stores-folder" else ()
+    app = harp_process("app", "--store", store, *stores, "--host", host, "--port", busy_port, text=True)
     out, err = app.communicate(timeout=120)
     assert app.returncode == 1, err
     assert out == ""
     assert err.startswith("Error: ") and err.count("\n") == 1, err
-    assert message.replace("PORT", str(busy_port)) in err
+    assert message.replace("PORT", str(busy_port)).replace("TMP", str(tmp_path.resolve())) in err
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -486,6 +486,8 @@ def test_cli_infer_active_rule_and_training_noise(tmp_path: Path) -> None:
     [run] = [r for r in Store.open(store.path).runs() if r["kind"] == "infer"]
     assert run["config"]["active_rule"] == "family-wise" and run["config"]["training_noise"] is True
     source = Store.open(store.path).summary(with_hash=False)["effects_source"]
+    newest = Store.open(store.path).read_table("measurements")["created_at"].to_pylist()
+    assert source.pop("measurements_through") == max(newest).isoformat(sep=" ")
     assert source == {"active_rule": "family-wise", "config_key": "k0", "held_out_leaves": 0, "measured_leaves": 4,
                       "protocol": "in-mixture", "training_noise": True}  # fmt: skip
     result = runner.invoke(

@@ -712,6 +712,9 @@ def test_export_refuses_to_mix_with_other_files(tiny_store: Path, tmp_path: Path
         pytest.param("newer", r"export of schema version 7.*upgrade harp-explorer", id="newer"),
         pytest.param("columns", r"layout.parquet has columns \['leaf_id', 'x'\]", id="columns"),
         pytest.param("not-a-folder", r"is not a folder", id="not-a-folder"),
+        pytest.param(
+            "corrupt", r"points.parquet is not a readable Parquet file .*export the store again", id="corrupt"
+        ),
     ],
 )
 def test_import_validates_the_folder(tiny_store: Path, tmp_path: Path, damage: str, match: str) -> None:
@@ -735,6 +738,8 @@ def test_import_validates_the_folder(tiny_store: Path, tmp_path: Path, damage: s
         )
     elif damage == "not-a-folder":
         folder = tmp_path / "nothing"
+    elif damage == "corrupt":
+        (folder / "points.parquet").write_bytes(b"PAR1 not really")
     target = tmp_path / "imported.duckdb"
     with pytest.raises(StoreError, match=match):
         import_parquet(folder, target)
