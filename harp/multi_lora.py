@@ -28,9 +28,11 @@ one-adapter path's masks (same distribution, not the same draws).
 
 Evaluation. Option log-likelihoods (multiple choice, and the graded answer probability of ``score="probability"``)
 are batched: each batch of ``eval_batch_size`` pairs is repeated for the n adapters and scored in one forward pass
-of ``n * eval_batch_size`` rows. Short-answer generation (``score="accuracy"`` on generation questions) loops
-over the adapters, selecting one at a time with ``use([k])`` and calling the same batched ``generate`` as the
-one-adapter path: batching ``generate`` over adapters would need the K groups to stop together.
+of ``n * eval_batch_size`` rows (:mod:`harp.loglik`: the LM head only at the scored positions; a question's
+context runs once for all its options, once per adapter, since the adapters change its keys and values).
+Short-answer generation (``score="accuracy"`` on generation questions) loops over the adapters, selecting one
+at a time with ``use([k])`` and calling the same batched ``generate`` as the one-adapter path: batching
+``generate`` over adapters would need the K groups to stop together.
 """
 
 from __future__ import annotations
