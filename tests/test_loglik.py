@@ -159,3 +159,18 @@ def test_models_without_logits_to_keep_get_the_same_scores(
     monkeypatch.setattr(harp.loglik, "_forward_parameters", lambda model: set())
     plain = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
     np.testing.assert_allclose(plain, fast, atol=1e-5, rtol=0)
+
+
+def test_a_model_returning_no_usable_cache_runs_pairs_whole(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harp.loglik
+    from harp.loglik import continuation_logliks
+
+    model = trained_single(tiny_model)
+    contexts = [[1, 5, 6, 7], [1, 5, 6, 7], [1, 9], [1, 9]]
+    continuations = [[8, 9], [10], [11, 12, 13], [5]]
+    fast = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4, copies=1)
+    monkeypatch.setattr(harp.loglik, "_cache_names", lambda model: ("cache", "no_such_output"))
+    plain = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
+    np.testing.assert_allclose(plain, fast, atol=1e-5, rtol=0)
