@@ -222,7 +222,7 @@ def _shared(
             prompt_ids, prompt_mask = prompt_ids.repeat(copies, 1), prompt_mask.repeat(copies, 1)
             ids, mask, positions = ids.repeat(copies, 1), mask.repeat(copies, 1), positions.repeat(copies, 1)
         first = model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True, logits_to_keep=1)
-        cache = getattr(first, attribute, None)
+        cache: Any = getattr(first, attribute, None)
         if not hasattr(cache, "batch_select_indices"):  # an older cache format: these pairs run whole
             contexts = [list(groups[g][0]) for g in batch for _ in groups[g][1]]
             loglik[:, pairs] = _whole(
