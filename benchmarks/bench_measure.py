@@ -393,14 +393,19 @@ def main() -> None:
                     compare[f"k{k}"] = {"error": "out of device memory"}
                     _free(device)
                 print(f"eval_compare k{k}: {json.dumps(compare[f'k{k}'])}", file=sys.stderr, flush=True)
-        print_table(results, flops, args)
         print(json.dumps({"preset": args.preset, "device": device, "config": dataclasses.asdict(config),
                           "flops": flops, "modes": results, "eval_compare": compare}, indent=2))  # fmt: skip
+        print_table(results, flops, compare, args)  # last, so that the tail of a log is the table
 
 
-def print_table(results: dict[str, dict[str, Any]], flops: dict[str, Any], args: argparse.Namespace) -> None:
+def print_table(
+    results: dict[str, dict[str, Any]],
+    flops: dict[str, Any],
+    compare: dict[str, Any],
+    args: argparse.Namespace,
+) -> None:
     print(
-        f"\nStage 1b, {args.preset} on {args.device} ({args.dtype}): {args.steps} steps of {args.batch_size} x "
+        f"Stage 1b, {args.preset} on {args.device} ({args.dtype}): {args.steps} steps of {args.batch_size} x "
         f"{args.max_length} tokens, {args.questions} questions; {flops['tflop_per_leaf']} TFLOP a leaf "
         f"({flops['train_share']:.0%} training); MFU against {args.peak_tflops:g} TFLOP/s. ratio: to "
         "one_at_a_time; vs old: to one_at_a_time_straightforward_eval (whole float32 logits)"
@@ -431,6 +436,19 @@ def print_table(results: dict[str, dict[str, Any]], flops: dict[str, Any], args:
                 for c, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
+    for k, paths in compare.items():
+        if "error" in paths:
+            print(f"one evaluation, {k}: {paths['error']}")
+            continue
+        base = paths.get("straightforward", {}).get("seconds")
+        parts = []
+        for name, value in paths.items():
+            if "error" in value:
+                parts.append(f"{name} {value['error']}")
+            else:
+                speed = f" ({base / value['seconds']:.2f}x)" if base and value["seconds"] else ""
+                parts.append(f"{name} {value['seconds']:.3f} s{speed}")
+        print(f"one evaluation, {k}: " + ", ".join(parts))
     print()
 
 
