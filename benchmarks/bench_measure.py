@@ -31,7 +31,7 @@ the LM head at the scored positions only, and with options sharing their questio
 evaluation change buys, with the largest score difference against the straightforward path.
 
 No store and no duckdb: the modes drive the executors of harp.measure directly (the store's writes are not
-what is measured). On the H200 (about 4 minutes):
+what is measured). On the H200 (estimated 4-5 minutes; the command of docs/measure.md):
 
     python benchmarks/bench_measure.py --device cuda --leaves 64 --baseline-leaves 8 --workers-per-device 0 \
         --adapters-per-batch 8,16,32 --batched-workers 0
