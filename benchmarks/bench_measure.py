@@ -15,12 +15,13 @@ multiple-choice eval set, then measures leaves in the same run, each mode with a
     and the run goes on);
 (d) ``batched_xK_process_xP``: P processes (``--batched-workers``; 0 skips it), each with the first K.
 
-For each mode: leaves per device-minute (the measuring time, without model loading and base scoring), its ratio
-to (a) and to (a'), the seconds per leaf spent training and evaluating, and the model FLOPs it achieved: a measurement costs
-``6 N T_train + 2 N T_eval`` FLOPs, N the model's parameters (the tied embedding / LM head counted once; attention
-scores left out, as in the usual 6N rule), T_train the real (non-padding) tokens the leaf trains on, T_eval the
-tokens the evaluation runs forward (each distinct kept question context once, plus every option's tokens: the
-evaluation shares a question's context across its options, see harp/loglik.py). TFLOP/s = leaves per second x
+For each mode: leaves per device-minute (the measuring time, without model loading, base scoring and one
+warm-up leaf), its ratio to (a) and to (a'), the seconds per leaf spent training and evaluating, and the model
+FLOPs it achieved: a measurement costs ``6 N T_train + 2 N T_eval`` FLOPs, N the model's parameters (the tied
+embedding / LM head counted once; attention scores left out, as in the usual 6N rule), T_train the real
+(non-padding) tokens the leaf trains on, T_eval the tokens the evaluation runs forward (each distinct kept
+question context once, plus every option's tokens: the evaluation shares a question's context across its
+options, see harp/loglik.py). TFLOP/s = leaves per second x
 FLOPs per leaf; MFU = TFLOP/s / ``--peak-tflops`` (989: the H200's dense bf16 peak). The FLOPs count what a
 measurement needs, not what an implementation spends (padding, filler rows, whole-vocabulary logits): a faster
 path never raises its MFU by doing more work.
@@ -175,6 +176,9 @@ def run_mode(
         if straightforward:  # in-process only: the patch is this process's
             _patch_eval("straightforward")
         engine.base()
+        # Warm-up (kernel choice, allocator growth), not timed: one leaf, a whole warm-up for one adapter at a
+        # time and a partial one for K adapters, so the reference is never the mode that pays for it.
+        list(engine.run([LeafTask(0, pool.examples(np.arange(PER_LEAF)))]))
         tasks = (
             LeafTask(g, pool.examples(np.arange(g * PER_LEAF, (g + 1) * PER_LEAF))) for g in range(n_leaves)
         )
