@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["continuation_logliks", "scored_span"]
+__all__ = ["continuation_logliks", "label_token_losses", "scored_span"]
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
@@ -239,3 +239,24 @@ def _shared(
         for copy in range(copies):
             logits = raw[copy * len(pairs) : (copy + 1) * len(pairs)]
             loglik[copy, pairs] = (_token_loglik(logits, targets) * target_mask).sum(-1).cpu().numpy()
+
+
+def label_token_losses(model: Any, ids: Any, attention: Any, labels: Any) -> tuple[Any, Any]:
+    """Training's per-token cross-entropy (float32) of the label tokens, with the LM head only over the span of
+    positions that predict a label (the prompt's positions carry no loss and get no logits).
+
+    Returns ``(losses, scored)``, both of shape (rows, span): token t is predicted by the logits at t - 1, as in
+    the model's own ``labels=`` loss, whose mean over the label tokens is ``losses[scored].mean()``.
+    """
+    import torch
+
+    scored_all = labels[:, 1:] != -100
+    columns = torch.nonzero(scored_all.any(0)).flatten().tolist()
+    first, stop = (columns[0], columns[-1] + 1) if columns else (0, 1)
+    keep, part = scored_span(model, first, stop)
+    logits = model(input_ids=ids, attention_mask=attention, **keep).logits[:, part].float()
+    targets = labels[:, first + 1 : stop + 1]
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).reshape(targets.shape)
+    return losses, targets != -100

@@ -575,6 +575,8 @@ def train_adapter(
     """
     import torch
 
+    from harp.loglik import label_token_losses
+
     data = _training_data(model.tokenizer, examples, background, config)
     n_background = len(data.input_ids) - len(examples)
     plan = training_plan(config, len(examples), seed, n_background=n_background, steps=steps)
@@ -591,17 +593,19 @@ def train_adapter(
         mask = _pad([[1] * len(data.input_ids[k]) for k in indices], 0)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        output = model.model(
-            input_ids=torch.from_numpy(ids).to(model.device),
-            attention_mask=torch.from_numpy(mask).to(model.device),
-            labels=torch.from_numpy(labels).to(model.device),
+        token_loss, scored = label_token_losses(
+            model.model,
+            torch.from_numpy(ids).to(model.device),
+            torch.from_numpy(mask).to(model.device),
+            torch.from_numpy(labels).to(model.device),
         )
-        output.loss.backward()
+        loss = token_loss.sum() / scored.sum()  # the model's labels= loss: the mean over the label tokens
+        loss.backward()
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(output.loss.detach()))
+        losses.append(float(loss.detach()))
     model.model.eval()
     return losses
 

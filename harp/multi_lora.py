@@ -54,6 +54,7 @@ except ImportError as error:  # pragma: no cover - the [train] extra is missing
     ) from None
 
 from harp.data import EvalSet, TrainExamples
+from harp.loglik import label_token_losses
 from harp.measure import (
     AdapterModel,
     Device,
@@ -307,12 +308,10 @@ def train_adapters(
             mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, config)
-            logits = model.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            targets = labels[:, 1:]
-            token_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
-            ).reshape(n, -1)
-            counted = (targets != -100).reshape(n, -1).sum(-1).clamp(min=1)
+            # The LM head only over the positions that predict a label token (harp.loglik).
+            token_loss, scored = label_token_losses(model.model, ids, mask, labels)
+            token_loss = token_loss.reshape(n, -1)
+            counted = scored.reshape(n, -1).sum(-1).clamp(min=1)
             group_loss = (
                 token_loss.sum(-1) / counted
             )  # each adapter's mean token loss, as the one-adapter path

@@ -174,3 +174,33 @@ def test_a_model_returning_no_usable_cache_runs_pairs_whole(
     monkeypatch.setattr(harp.loglik, "_cache_names", lambda model: ("cache", "no_such_output"))
     plain = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
     np.testing.assert_allclose(plain, fast, atol=1e-5, rtol=0)
+
+
+def test_training_loss_equals_the_models_own(tiny_model: Path) -> None:
+    """label_token_losses (the LM head over the label span only) gives the model's labels= loss and gradients."""
+    import torch
+
+    from harp.loglik import label_token_losses
+    from harp.measure import _pad, build_data
+
+    model = trained_single(tiny_model)
+    model.model.train()
+    data = build_data(model.tokenizer, [("a long prompt here", "x"), ("hi", "a longer one"), ("qq", "r")],
+                      dataclasses.replace(CONFIG, max_length=24))  # fmt: skip
+    ids = torch.from_numpy(_pad(data.input_ids, 0))
+    labels = torch.from_numpy(_pad(data.labels, -100))
+    mask = torch.from_numpy(_pad([[1] * len(row) for row in data.input_ids], 0))
+    trainable = [p for p in model.model.parameters() if p.requires_grad]
+
+    def gradients(loss: Any) -> list[Any]:
+        grads = torch.autograd.grad(loss, trainable)
+        return [g.detach().clone() for g in grads]
+
+    expected = model.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    expected_grads = gradients(expected)
+    token_loss, scored = label_token_losses(model.model, ids, mask, labels)
+    assert token_loss.shape[1] < ids.shape[1] - 1  # the prompt of every row starts the span later
+    got = token_loss.sum() / scored.sum()
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    for g, e in zip(gradients(got), expected_grads, strict=True):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
