@@ -11,7 +11,8 @@ With a single question in a domain the sample variance is undefined; we then rep
 variance a mean of differences in [-1, 1] can have, so a one-question domain never looks certain.
 
 Scores. Multiple choice: 1 when the option with the largest summed log-likelihood given the question is the right
-one (ties: the first option), else 0. Every (question, option) pair of a batch goes through ONE forward pass.
+one (ties: the first option), else 0. The (question, option) pairs are batched (:mod:`harp.loglik`: the LM
+head only where an option token is scored; the options of a question on one forward pass of its context).
 Short generation: 1 when the greedy answer (batched ``generate``, up to ``max_new_tokens``, first line) equals the
 expected answer after lower-casing and collapsing white space, else 0. Prompts read ``"{question}\\nAnswer:"``;
 options are scored as ``" {option}"``. With ``score="probability"`` the scores are graded instead, still in
@@ -574,6 +575,8 @@ def train_adapter(
     """
     import torch
 
+    from harp.loglik import label_token_losses
+
     data = _training_data(model.tokenizer, examples, background, config)
     n_background = len(data.input_ids) - len(examples)
     plan = training_plan(config, len(examples), seed, n_background=n_background, steps=steps)
@@ -590,17 +593,19 @@ def train_adapter(
         mask = _pad([[1] * len(data.input_ids[k]) for k in indices], 0)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        output = model.model(
-            input_ids=torch.from_numpy(ids).to(model.device),
-            attention_mask=torch.from_numpy(mask).to(model.device),
-            labels=torch.from_numpy(labels).to(model.device),
+        token_loss, scored = label_token_losses(
+            model.model,
+            torch.from_numpy(ids).to(model.device),
+            torch.from_numpy(mask).to(model.device),
+            torch.from_numpy(labels).to(model.device),
         )
-        output.loss.backward()
+        loss = token_loss.sum() / scored.sum()  # the model's labels= loss: the mean over the label tokens
+        loss.backward()
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(output.loss.detach()))
+        losses.append(float(loss.detach()))
     model.model.eval()
     return losses
 
@@ -623,7 +628,8 @@ def continuation_loglik(
     """Summed log-likelihood and token count of each ``continuation`` after its ``context``, in batches.
 
     A context is tokenised with the tokenizer's special tokens, a continuation without; when the pair is longer
-    than ``max_length`` the context loses its start. Pairs of similar length share a forward pass.
+    than ``max_length`` the context loses its start. Pairs of similar length share a forward pass, and pairs
+    whose kept contexts are the same share one forward pass of it (:func:`harp.loglik.continuation_logliks`).
     """
     loglik, tokens = _loglik_table(model, pairs, config, copies=1)
     return loglik[0], tokens
@@ -636,49 +642,31 @@ def _loglik_table(
 
     Every batch of ``eval_batch_size`` pairs goes through the model ``copies`` times side by side (one forward
     pass of ``copies * eval_batch_size`` rows); a :class:`harp.multi_lora.MultiLoraModel` routes group k of the
-    rows to adapter k. With ``copies=1`` this is the one-adapter path.
+    rows to adapter k. With ``copies=1`` this is the one-adapter path. This function tokenises and cuts the
+    pairs; :func:`harp.loglik.continuation_logliks` runs them.
     """
-    import torch
+    from harp.loglik import continuation_logliks
 
     tokenizer = model.tokenizer
-    sequences: list[list[int]] = []
-    starts_list: list[int] = []
+    contexts: list[list[int]] = []
+    continuations: list[list[int]] = []
     encoded: dict[str, list[int]] = {}
     for context_text, continuation_text in pairs:
         if context_text not in encoded:
             encoded[context_text] = _encode(tokenizer, context_text, special=True)
         context = encoded[context_text]
         continuation = _encode(tokenizer, continuation_text, special=False)[: config.max_length - 1]
-        kept = context[max(0, len(context) + len(continuation) - config.max_length) :]
-        sequences.append(kept + continuation)
-        starts_list.append(len(kept))
-    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
-    option_start = np.array(starts_list, dtype=np.int64)
-    loglik = np.empty((copies, len(sequences)))
-    pad = int(tokenizer.pad_token_id)
-    by_length = np.argsort(lengths, kind="stable")  # batches of similar length pad little
-    with torch.no_grad():
-        for start in range(0, len(sequences), config.eval_batch_size):
-            batch = by_length[start : start + config.eval_batch_size]
-            ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(model.device)
-            positions = np.arange(ids.shape[1])
-            starts = option_start[batch][:, None]
-            ends = lengths[batch][:, None]
-            attention = torch.from_numpy((positions < ends).astype(np.int64)).to(model.device)
-            # Token t is predicted by the logits at t - 1; score only the continuation's tokens.
-            target_mask = torch.from_numpy(((positions >= starts) & (positions < ends))[:, 1:]).to(
-                model.device
-            )
-            if copies > 1:
-                ids, attention, target_mask = (t.repeat(copies, 1) for t in (ids, attention, target_mask))
-            raw = model.model(input_ids=ids, attention_mask=attention).logits
-            for copy in range(copies):  # one copy's rows at a time: float32 logits of one batch, not of all
-                rows = slice(copy * len(batch), (copy + 1) * len(batch))
-                logits = raw[rows, :-1].float()
-                targets = ids[rows, 1:]
-                token_loglik = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-                loglik[copy, batch] = (token_loglik * target_mask[rows]).sum(-1).cpu().numpy()
-    return loglik, lengths - option_start
+        contexts.append(context[max(0, len(context) + len(continuation) - config.max_length) :])
+        continuations.append(continuation)
+    loglik = continuation_logliks(
+        model.model,
+        contexts,
+        continuations,
+        pad=int(tokenizer.pad_token_id),
+        batch_size=config.eval_batch_size,
+        copies=copies,
+    )
+    return loglik, np.array([len(x) for x in continuations], dtype=np.int64)
 
 
 def _option_pairs(

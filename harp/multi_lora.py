@@ -28,9 +28,11 @@ one-adapter path's masks (same distribution, not the same draws).
 
 Evaluation. Option log-likelihoods (multiple choice, and the graded answer probability of ``score="probability"``)
 are batched: each batch of ``eval_batch_size`` pairs is repeated for the n adapters and scored in one forward pass
-of ``n * eval_batch_size`` rows. Short-answer generation (``score="accuracy"`` on generation questions) loops
-over the adapters, selecting one at a time with ``use([k])`` and calling the same batched ``generate`` as the
-one-adapter path: batching ``generate`` over adapters would need the K groups to stop together.
+of ``n * eval_batch_size`` rows (:mod:`harp.loglik`: the LM head only at the scored positions; a question's
+context runs once for all its options, once per adapter, since the adapters change its keys and values).
+Short-answer generation (``score="accuracy"`` on generation questions) loops over the adapters, selecting one
+at a time with ``use([k])`` and calling the same batched ``generate`` as the one-adapter path: batching
+``generate`` over adapters would need the K groups to stop together.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ except ImportError as error:  # pragma: no cover - the [train] extra is missing
     ) from None
 
 from harp.data import EvalSet, TrainExamples
+from harp.loglik import label_token_losses
 from harp.measure import (
     AdapterModel,
     Device,
@@ -305,12 +308,10 @@ def train_adapters(
             mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, config)
-            logits = model.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            targets = labels[:, 1:]
-            token_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
-            ).reshape(n, -1)
-            counted = (targets != -100).reshape(n, -1).sum(-1).clamp(min=1)
+            # The LM head only over the positions that predict a label token (harp.loglik).
+            token_loss, scored = label_token_losses(model.model, ids, mask, labels)
+            token_loss = token_loss.reshape(n, -1)
+            counted = scored.reshape(n, -1).sum(-1).clamp(min=1)
             group_loss = (
                 token_loss.sum(-1) / counted
             )  # each adapter's mean token loss, as the one-adapter path

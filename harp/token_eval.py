@@ -11,7 +11,8 @@ teacher forcing the model predicts token t from tokens 0..t-1; the question scor
 Nothing is generated and nothing re-tokenised. Sequences keep their given length (``max_length`` does not cut
 them). Questions of similar length share a forward pass; with ``copies`` > 1 every batch runs side by side through
 a :class:`harp.multi_lora.MultiLoraModel`, group k of the rows routed to adapter k, as in
-:func:`harp.measure._loglik_table`.
+:func:`harp.measure._loglik_table`. The LM head runs only over the positions that predict a label token
+(:func:`harp.loglik.scored_span`), not over the whole sequence.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def token_scores(
     """
     import torch
 
+    from harp.loglik import scored_span
+
     pairs = [eval_set.token_pair(int(i)) for i in questions]
     lengths = np.array([len(ids) for ids, _ in pairs], dtype=np.int64)
     scores = np.empty((copies, len(pairs)))
@@ -59,16 +62,21 @@ def token_scores(
             attention = torch.from_numpy(
                 (np.arange(ids.shape[1]) < lengths[batch][:, None]).astype(np.int64)
             ).to(model.device)
+            # Token t is predicted by the logits at t - 1; the LM head runs only over the positions first..stop-1
+            # that predict a scored token of some row (outside them nothing is scored).
+            scored_all = (labels[:, 1:] != IGNORE_INDEX).cpu().numpy()
+            columns = np.flatnonzero(scored_all.any(0))
+            first, stop = (int(columns[0]), int(columns[-1]) + 1) if columns.size else (0, 1)
+            targets = labels[:, first + 1 : stop + 1]
             if copies > 1:
                 ids, attention = ids.repeat(copies, 1), attention.repeat(copies, 1)
-            raw = model.model(input_ids=ids, attention_mask=attention).logits
-            # Token t is predicted by the logits at t - 1.
-            targets = labels[:, 1:]
+            keep, part = scored_span(model.model, first, stop)
+            raw = model.model(input_ids=ids, attention_mask=attention, **keep).logits[:, part]
             scored = targets != IGNORE_INDEX
             safe = targets.clamp(min=0)
-            count = scored.sum(-1).clamp(min=1)
+            count = (labels[:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
             for copy in range(copies):  # one copy's rows at a time: float32 logits of one batch, not of all
-                logits = raw[copy * len(batch) : (copy + 1) * len(batch), :-1].float()
+                logits = raw[copy * len(batch) : (copy + 1) * len(batch)].float()
                 if config.score == "probability":
                     token_loglik = logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
                     value = torch.exp((token_loglik * scored).sum(-1) / count)
