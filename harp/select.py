@@ -243,6 +243,17 @@ def select(
     return _assemble(phi, base, weights, members_list, envelope_code, order, gains, cut, budget)
 
 
+def warm_up(envelope: str = "C") -> None:
+    """Load the compiled greedy of ``envelope`` now, by a :func:`select` on a three-leaf pool.
+
+    A process's first compiled call loads the machine code from numba's cache and sets numba up, about a quarter
+    of a second that does not depend on the pool. A caller with other work to do first (`harp select` reading
+    the store) runs this on a thread meanwhile, so the real call finds it done.
+    """
+    phi = np.array([[0.1, -0.2], [-0.1, 0.3], [0.0, 0.05]])
+    select(phi, np.full(2, 0.5), envelope=envelope, members=[np.array([g], dtype=np.int64) for g in range(3)])
+
+
 def with_budget(
     selection: Selection,
     budget: int | None,
