@@ -154,6 +154,25 @@ def test_select_writes_csv_and_manifest_matching_the_library(tmp_store, tmp_path
     assert manifest["created_at"]
 
 
+def test_select_pauses_cycle_collection_only_while_it_runs(tmp_store, tmp_path):
+    import gc
+
+    try:
+        ok = CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                       "--out", str(tmp_path / "a.csv")])  # fmt: skip
+        assert ok.exit_code == 0, ok.output
+        assert gc.isenabled()
+        refused = CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                            "--pin", "99999", "--out", str(tmp_path / "b.csv")])  # fmt: skip
+        assert refused.exit_code == 1 and gc.isenabled()  # an error turns it back on too
+        gc.disable()
+        CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                  "--out", str(tmp_path / "c.csv")])  # fmt: skip
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
 def test_select_can_save_into_the_store(tmp_store, tmp_path):
     run(
         "-q",
