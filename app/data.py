@@ -72,6 +72,7 @@ class StoreBundle:
     has_layout: bool
     hover: list[str]  # (L,) escaped example snippets joined with <br>
     has_effects: bool
+    content_hash: str | None = None  # of the snapshot the arrays were read in: what a manifest of them names
 
     @property
     def n_leaves(self) -> int:
@@ -222,6 +223,7 @@ def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
         has_layout=has_layout,
         hover=_hover_snippets(store, n_leaves),
         has_effects=bool(measured.any() or np.any(phi != 0) or np.any(sd != 0)),
+        content_hash=inputs.content_hash,
     )
 
 
@@ -416,8 +418,12 @@ def save_selection(
     excluded: Sequence[int],
     selection: Any,
     overwrite: bool = False,
+    store_hash: str | None = None,
 ) -> int:
-    """Save a named selection: the app's one write, through its own short read-write connection."""
+    """Save a named selection: the app's one write, through its own short read-write connection.
+
+    ``store_hash`` is the content hash of the bundle the selection was computed from (``Store.save_selection``).
+    """
     store = _open(path, read_only=False)
     try:
         return int(
@@ -430,6 +436,7 @@ def save_selection(
                 excluded=[int(g) for g in excluded],
                 selection=selection,
                 overwrite=overwrite,
+                store_hash=store_hash,
             )
         )
     except StoreError as error:

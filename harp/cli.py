@@ -445,6 +445,7 @@ def select_command(
                 pinned=list(pins),
                 excluded=list(excludes),
                 selection=result,
+                store_hash=inputs.content_hash,  # what it was computed from, whatever was written since
             )
         for temporary, target in staged:
             publish_staged(temporary, target)

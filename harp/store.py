@@ -1681,8 +1681,9 @@ class Store:
         excluded: Any,
         selection: Any,
         overwrite: bool = False,
+        store_hash: str | None = None,
     ) -> int:
-        """Save a selection with the settings that produced it and the store's content hash.
+        """Save a selection with the settings that produced it and the content hash of what it was computed from.
 
         Parameters
         ----------
@@ -1697,6 +1698,10 @@ class Store:
         selection : harp.Selection
             Its ``points`` and ``point_leaves`` are stored, in order.
         overwrite : bool, default False
+        store_hash : str, optional
+            The content hash of the snapshot the selection was computed from (``SelectionInputs.content_hash``),
+            recorded as given: a write since then (another ``harp infer``) must not be credited to it. Default:
+            the store's hash in this transaction, right only when nothing was written since the inputs were read.
 
         Returns
         -------
@@ -1718,6 +1723,8 @@ class Store:
             raise ValueError(
                 f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
             )
+        if store_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", str(store_hash)):
+            raise ValueError(f"store_hash must be a content hash (64 hex digits), got {store_hash!r}")
         with self.write(rehash=()) as con:
             existing = _first(con, "SELECT selection_id FROM selections WHERE name = ?", [name])
             if existing is not None:
@@ -1742,7 +1749,7 @@ class Store:
                     budget_value,
                     pinned_json,
                     excluded_json,
-                    _stored_hash(con),
+                    _stored_hash(con) if store_hash is None else str(store_hash),
                     int(points.size),
                 ],
             )

@@ -688,6 +688,18 @@ def test_save_selection_validates(tiny_store: Path) -> None:
     with pytest.raises(ValueError, match="selection.points has 3 entries but selection.point_leaves has 1"):
         bad = SimpleNamespace(points=np.array([1, 2, 3]), point_leaves=np.array([0]))
         store.save_selection("x", envelope="C", selection=bad, **arguments)
+    with pytest.raises(ValueError, match="store_hash must be a content hash .*, got 'abc'"):
+        store.save_selection("x", envelope="C", selection=_selection(), store_hash="abc", **arguments)
+    assert store.list_selections() == []
+
+
+def test_save_selection_records_the_hash_it_is_given(tiny_store: Path) -> None:
+    store = Store.open(tiny_store)
+    arguments: dict[str, Any] = {"weights": None, "budget": None, "pinned": None, "excluded": None}
+    earlier = "0" * 64  # the hash of a snapshot read before some write
+    store.save_selection("given", envelope="C", selection=_selection(), store_hash=earlier, **arguments)
+    store.save_selection("now", envelope="C", selection=_selection(), **arguments)
+    assert [record["store_hash"] for record in store.list_selections()] == [earlier, store.content_hash()]
 
 
 def test_load_unknown_selection(tiny_store: Path) -> None:
