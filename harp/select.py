@@ -65,6 +65,7 @@ under half by step 150, and a leaf scored alone costs three times its share of a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,7 +198,8 @@ def select(
     weights : array-like of shape (n_domains,), optional
         Non-negative domain weights, not all zero. Default: all ones.
     members : sequence of n_leaves integer arrays, optional
-        Point indices of each leaf in the order they are taken. Default: leaf g holds the single point g.
+        Point indices of each leaf in the order they are taken (``SelectionInputs.members``, a
+        :class:`harp.members.LeafMembers`, is checked in one pass). Default: leaf g holds the single point g.
     budget : int, optional
         Maximum number of points; None means no cap.
     pinned : sequence of int, optional
@@ -294,7 +296,7 @@ def _assemble(
     phi: np.ndarray,
     base: np.ndarray,
     weights: np.ndarray,
-    members: list[np.ndarray],
+    members: Sequence[np.ndarray],
     envelope: str,
     order: np.ndarray,
     gains: np.ndarray,
@@ -341,7 +343,7 @@ def predicted_scores(phi: np.ndarray, base: np.ndarray, leaves: np.ndarray, enve
 
 
 def _take_points(
-    members: list[np.ndarray], leaves: np.ndarray, budget: int | None
+    members: Sequence[np.ndarray], leaves: np.ndarray, budget: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     if leaves.size == 0:
         empty = np.zeros(0, dtype=np.int64)

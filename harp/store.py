@@ -50,6 +50,7 @@ from harp import content_hash as _hashes
 from harp import migrations as _migrations
 from harp._validation import check_finite
 from harp.content_hash import HASHED_TABLES
+from harp.members import LeafMembers
 
 __all__ = [
     "HASHED_TABLES",
@@ -128,9 +129,9 @@ class SelectionInputs:
     content_hash: str | None = None
 
     @functools.cached_property
-    def members(self) -> list[np.ndarray]:
+    def members(self) -> LeafMembers:
         """Point ids of each leaf g in rank order: views into :attr:`point_ids` (no copy)."""
-        return np.split(self.point_ids, self.member_offsets[1:-1])
+        return LeafMembers(self.point_ids, self.member_offsets)
 
     @property
     def n_leaves(self) -> int:
