@@ -63,7 +63,7 @@ class StoreBundle:
     base: np.ndarray  # (D,)
     active: np.ndarray  # (D,) bool
     domain_names: tuple[str, ...]
-    members: list[np.ndarray]  # L arrays of point ids, in the order they are taken
+    members: Sequence[np.ndarray]  # L arrays of point ids, in the order they are taken (a LeafMembers)
     leaf_parent: np.ndarray  # (L,)
     leaf_large: np.ndarray  # (L,)
     leaf_size: np.ndarray  # (L,)
@@ -214,7 +214,7 @@ def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
         base=np.asarray(inputs.base, dtype=np.float64),
         active=np.asarray(inputs.active, dtype=bool),
         domain_names=tuple(str(n) for n in inputs.domain_names),
-        members=[np.asarray(m, dtype=np.int64) for m in inputs.members],
+        members=inputs.members,  # offsets into one array: harp.select checks it in one pass, not per leaf
         leaf_parent=leaf_parent,
         leaf_large=leaf_large,
         leaf_size=np.asarray(inputs.leaf_size, dtype=np.int64),
