@@ -43,8 +43,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from harp import content_hash as _hashes
 from harp import migrations as _migrations
@@ -1145,6 +1143,8 @@ class Store:
         int
             The number of rows written.
         """
+        import pyarrow.compute as pc  # lazily: most commands never need it
+
         if (
             isinstance(rows, Sequence)
             and not isinstance(rows, str)
@@ -1849,6 +1849,8 @@ def export_parquet(
     list of Path
         The files written.
     """
+    import pyarrow.parquet as pq  # lazily: most commands never need it
+
     store = Store.open(store_path, read_only=True)
     directory = Path(out_dir)
     if directory.exists() and not directory.is_dir():
@@ -1911,6 +1913,8 @@ def import_parquet(
         The folder is missing, lacks a table or holds a foreign file, a table has the wrong columns, the export
         is of a newer schema version, or ``store_path`` exists and ``overwrite`` is False.
     """
+    import pyarrow.parquet as pq  # lazily: most commands never need it
+
     source = Path(in_dir)
     target = Path(store_path)
     if not source.is_dir():
