@@ -68,7 +68,7 @@ class StoreBundle:
     base: np.ndarray  # (D,)
     active: np.ndarray  # (D,) bool
     domain_names: tuple[str, ...]
-    members: list[np.ndarray]  # L arrays of point ids, in the order they are taken
+    members: Sequence[np.ndarray]  # L arrays of point ids, in the order they are taken (a LeafMembers)
     leaf_parent: np.ndarray  # (L,)
     leaf_large: np.ndarray  # (L,)
     leaf_size: np.ndarray  # (L,)
@@ -77,6 +77,7 @@ class StoreBundle:
     has_layout: bool
     hover: list[str]  # (L,) escaped example snippets joined with <br>
     has_effects: bool
+    content_hash: str | None = None  # of the snapshot the arrays were read in: what a manifest of them names
 
     @property
     def n_leaves(self) -> int:
@@ -223,7 +224,7 @@ def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
         base=np.asarray(inputs.base, dtype=np.float64),
         active=np.asarray(inputs.active, dtype=bool),
         domain_names=tuple(str(n) for n in inputs.domain_names),
-        members=[np.asarray(m, dtype=np.int64) for m in inputs.members],
+        members=inputs.members,  # offsets into one array: harp.select checks it in one pass, not per leaf
         leaf_parent=leaf_parent,
         leaf_large=leaf_large,
         leaf_size=np.asarray(inputs.leaf_size, dtype=np.int64),
@@ -232,6 +233,7 @@ def _load_bundle(path: str, token: tuple[int, ...]) -> StoreBundle:
         has_layout=has_layout,
         hover=_hover_snippets(store, n_leaves),
         has_effects=bool(measured.any() or np.any(phi != 0) or np.any(sd != 0)),
+        content_hash=inputs.content_hash,
     )
 
 
@@ -426,8 +428,12 @@ def save_selection(
     excluded: Sequence[int],
     selection: Any,
     overwrite: bool = False,
+    store_hash: str | None = None,
 ) -> int:
-    """Save a named selection: the app's one write, through its own short read-write connection."""
+    """Save a named selection: the app's one write, through its own short read-write connection.
+
+    ``store_hash`` is the content hash of the bundle the selection was computed from (``Store.save_selection``).
+    """
     store = open_store(path, read_only=False)
     try:
         return int(
@@ -440,6 +446,7 @@ def save_selection(
                 excluded=[int(g) for g in excluded],
                 selection=selection,
                 overwrite=overwrite,
+                store_hash=store_hash,
             )
         )
     except StoreError as error:

@@ -438,26 +438,30 @@ def overlap_panel(bundle: StoreBundle, selections: Mapping[str, Any]) -> None:
 # Export and save
 
 
-def _manifest(
-    bundle: StoreBundle, view: ViewState, envelope: str, selection: Any, store_hash: str
-) -> dict[str, Any]:
-    return selection_manifest(
+def manifest_json(bundle: StoreBundle, view: ViewState, envelope: str, selection: Any) -> str:
+    """The manifest the download button serves for ``selection``, computed from ``bundle``.
+
+    It names ``bundle.content_hash``, the hash read in the snapshot the selection's inputs came from: a hash read
+    when the button is pressed would name whatever a writer (`harp infer`, `harp measure`) has made of the
+    store since, contents the selection was not computed from.
+    """
+    manifest = selection_manifest(
         selection,
         envelope=envelope,
         weights=[float(w) for w in view.effective_weights()],
         budget=budget_cap(bundle, view),
         pinned=list(view.pinned),
         excluded=list(view.excluded),
-        store_hash=store_hash,
+        store_hash=bundle.content_hash,
         domain_names=list(bundle.domain_names),
     )
+    return json.dumps(manifest, indent=2) + "\n"
 
 
 def export_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, Any]) -> None:
     if not selections:
         st.info("Nothing to export: no selection could be computed for this view.")
         return
-    path = bundle.path
     for envelope, selection in selections.items():
         name = figures.ENVELOPE_NAMES[envelope]
         stem = f"harp-selection-{envelope}-{len(selection.points)}"
@@ -468,8 +472,7 @@ def export_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, 
             return selection_csv(selection)
 
         def manifest_data(selection: Any = selection, envelope: str = envelope) -> str:
-            store_hash = data.read_content_hash(path)
-            return json.dumps(_manifest(bundle, view, envelope, selection, store_hash), indent=2) + "\n"
+            return manifest_json(bundle, view, envelope, selection)
 
         columns[0].download_button(
             "Download CSV",
@@ -529,6 +532,7 @@ def _save(
             excluded=view.excluded,
             selection=selections[envelope],
             overwrite=overwrite,
+            store_hash=bundle.content_hash,
         )
     except StoreProblem as problem:
         st.error(f"Not saved: {text.markdown_text(problem.message, 400)}")

@@ -90,10 +90,21 @@ def check_budget(value: Any) -> int | None:
     return int(value)
 
 
-def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
-    """Point indices of each leaf, as int64 arrays; no point may belong to two leaves."""
+def check_members(value: Any, n_leaves: int) -> Sequence[np.ndarray]:
+    """Point indices of each leaf, as int64 arrays; no point may belong to two leaves.
+
+    :class:`harp.members.LeafMembers` (what ``Store.selection_inputs`` gives) is checked in one pass over its
+    array of point ids and returned as it is; any other sequence leaf by leaf.
+    """
+    from harp.members import LeafMembers
+
     if value is None:
         return [np.array([g], dtype=np.int64) for g in range(n_leaves)]
+    if isinstance(value, LeafMembers):
+        if len(value) != n_leaves:
+            raise ValueError(f"phi has {n_leaves} rows but members has {len(value)} leaves")
+        _check_distinct(value.point_ids, value)
+        return value
     if isinstance(value, np.ndarray) and value.ndim != 2:
         raise ValueError("members must be a sequence with one array of point indices per leaf")
     if not isinstance(value, Sequence | np.ndarray):
@@ -115,8 +126,14 @@ def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
             )
         members.append(array.astype(np.int64, copy=False))
     flat = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+    _check_distinct(flat, members)
+    return members
+
+
+def _check_distinct(flat: np.ndarray, members: Sequence[np.ndarray]) -> None:
+    """No negative point index in ``flat`` (every leaf's points, concatenated) and none in two leaves."""
     if flat.size == 0:
-        return members
+        return
     if flat.min() < 0:
         g = next(g for g, m in enumerate(members) if m.size and m.min() < 0)
         raise ValueError(f"members[{g}] holds a negative point index {int(members[g].min())}")
@@ -131,7 +148,6 @@ def check_members(value: Any, n_leaves: int) -> list[np.ndarray]:
         point = int(repeated[0])
         leaves = [g for g, m in enumerate(members) if (m == point).any()]
         raise ValueError(f"members: point {point} is in more than one leaf (leaves {leaves[:5]})")
-    return members
 
 
 def check_leaf_ids(value: Any, name: str, n_leaves: int) -> np.ndarray:
@@ -159,7 +175,7 @@ class SelectionArguments:
     phi: np.ndarray
     base: np.ndarray
     weights: np.ndarray
-    members: list[np.ndarray]
+    members: Sequence[np.ndarray]
     budget: int | None
     pinned: np.ndarray
     excluded: np.ndarray

@@ -191,17 +191,17 @@ def _features(config: dict[str, dict[str, Any]], say: Callable[[str], None]) -> 
 
 
 def _write_selections(out: str, result: Any, store_path: str) -> list[str]:
+    """Both selections as CSV and manifest; the manifests name the hash of the snapshot the selections were
+    computed from (``info["store_hash"]``), not the store's hash now, which a write since may have moved."""
     from harp.export import selection_manifest, write_selection
-    from harp.store import Store
 
     info = result.info
-    store_hash = Store.open(store_path, read_only=True).content_hash()
     written = []
     for envelope in ("C", "E"):
         selection = info[f"selection_{envelope.lower()}"]
         manifest = selection_manifest(
             selection, envelope=envelope, weights=info["weights"], budget=info["budget"],
-            store_hash=store_hash, domain_names=info["domain_names"], store_path=store_path,
+            store_hash=info["store_hash"], domain_names=info["domain_names"], store_path=store_path,
         )  # fmt: skip
         csv_path, _ = write_selection(f"{out}-{envelope.lower()}.csv", selection, manifest)
         written.append(str(csv_path))

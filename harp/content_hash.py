@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = [
     "HASHED_TABLES",
@@ -85,6 +84,8 @@ class _ColumnDigest:
         self.data = hashlib.sha256()  # text bytes (texts only)
 
     def update(self, column: pa.Array | pa.ChunkedArray) -> None:
+        import pyarrow.compute as pc  # lazily: most commands never need it
+
         self.nulls.update(pc.is_null(column).to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
         if self.kind == "int":
             self.values.update(pc.fill_null(column, 0).to_numpy().astype("<i8").tobytes())
@@ -199,6 +200,8 @@ def recompute(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _canonical_column_v1(column: pa.ChunkedArray) -> tuple[str, list[bytes | memoryview]]:
+    import pyarrow.compute as pc  # lazily: most commands never need it
+
     nulls = np.packbits(pc.is_null(column).to_numpy(zero_copy_only=False)).tobytes()
     kind = column.type
     if pa.types.is_integer(kind):

@@ -13,12 +13,14 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harp._validation import check_envelope
-from harp.select import Selection
+
+if TYPE_CHECKING:  # harp.select brings numba, which writing a CSV does not need
+    from harp.select import Selection
 
 CSV_HEADER = "rank,point_id,leaf_id"
 MANIFEST_FORMAT = "harp-selection/1"

@@ -92,7 +92,7 @@ class HarpResult:
         and ``base_utility``, ``selection_c``/``selection_e`` (the :class:`harp.Selection` objects);
         ``budget``; ``bayes`` (the empirical-Bayes summary: per-domain grand mean and spreads, notes); ``leaf_of_point`` (n_points,), ``leaf_parent``;
         ``representatives`` and ``measured_leaves``; ``config_key``; ``store`` (path, or None for a temporary
-        store); ``ignored`` (arguments accepted but without effect); ``timings`` (seconds per stage).
+        store); ``store_hash`` (the content hash of the snapshot the selections were computed from); ``ignored`` (arguments accepted but without effect); ``timings`` (seconds per stage).
         Under the original release's names too: ``harp_c``/``harp_e`` (the selections), ``orders`` and ``cuts``
         (``{"harp_c": ..., "harp_e": ...}``), ``v0`` (the ``b_d`` used, as ``base``), with ``base_source``
         ("v0", "representatives_path" or "measured"), ``representatives_path`` (the base-score file or None),
@@ -640,6 +640,9 @@ def harp(
             "config_key": config_key,
             "measure_config": config.to_dict(),
             "store": str(path) if checkpoint_dir is not None else None,
+            # The hash of the contents the selections were computed from, read in the snapshot of phi and
+            # members: a write after it (another `harp infer`) must not be named in their manifests.
+            "store_hash": inputs.content_hash,
             "v0": base,
             "base_source": base_source,
             "representatives_path": None if scores_path is None else str(scores_path),

@@ -43,13 +43,12 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from harp import content_hash as _hashes
 from harp import migrations as _migrations
 from harp._validation import check_finite
 from harp.content_hash import HASHED_TABLES
+from harp.members import LeafMembers
 
 __all__ = [
     "HASHED_TABLES",
@@ -128,9 +127,9 @@ class SelectionInputs:
     content_hash: str | None = None
 
     @functools.cached_property
-    def members(self) -> list[np.ndarray]:
+    def members(self) -> LeafMembers:
         """Point ids of each leaf g in rank order: views into :attr:`point_ids` (no copy)."""
-        return np.split(self.point_ids, self.member_offsets[1:-1])
+        return LeafMembers(self.point_ids, self.member_offsets)
 
     @property
     def n_leaves(self) -> int:
@@ -496,9 +495,32 @@ def _stored_hash(con: duckdb.DuckDBPyConnection) -> str:
     return str(row[0])
 
 
+# Arrow's fixed-width types and their numpy dtypes, for reading a column's buffer in place (:func:`_numpy`).
+_FIXED_WIDTH = {
+    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
+    pa.float32(): np.float32, pa.float64(): np.float64,
+}  # fmt: skip
+
+
 def _numpy(batch: pa.RecordBatch, index: int, dtype: type) -> np.ndarray:
-    """Column ``index`` of a record batch as a numpy array of ``dtype`` (no Python object per row)."""
-    return batch.column(index).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    """Column ``index`` of a record batch as a numpy array of ``dtype`` (no Python object per row).
+
+    A column without nulls is read from its Arrow buffer directly: pyarrow's own ``to_numpy`` imports pandas on
+    its first call (a fifth of a second of every `harp select`), and the store's columns are NOT NULL.
+    """
+    column = batch.column(index)
+    if column.null_count == 0:
+        n, start = len(column), column.offset
+        data = column.buffers()[1]
+        if column.type == pa.bool_():
+            bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=start + n, bitorder="little")
+            return bits[start:].view(np.bool_).astype(dtype, copy=False)
+        native = _FIXED_WIDTH.get(column.type)
+        if native is not None:
+            width = np.dtype(native).itemsize
+            return np.frombuffer(data, dtype=native, count=n, offset=start * width).astype(dtype, copy=False)
+    return column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def _read_sorted(con: duckdb.DuckDBPyConnection, table: str) -> pa.Table:
@@ -1121,6 +1143,8 @@ class Store:
         int
             The number of rows written.
         """
+        import pyarrow.compute as pc  # lazily: most commands never need it
+
         if (
             isinstance(rows, Sequence)
             and not isinstance(rows, str)
@@ -1658,8 +1682,9 @@ class Store:
         excluded: Any,
         selection: Any,
         overwrite: bool = False,
+        store_hash: str | None = None,
     ) -> int:
-        """Save a selection with the settings that produced it and the store's content hash.
+        """Save a selection with the settings that produced it and the content hash of what it was computed from.
 
         Parameters
         ----------
@@ -1674,6 +1699,10 @@ class Store:
         selection : harp.Selection
             Its ``points`` and ``point_leaves`` are stored, in order.
         overwrite : bool, default False
+        store_hash : str, optional
+            The content hash of the snapshot the selection was computed from (``SelectionInputs.content_hash``),
+            recorded as given: a write since then (another ``harp infer``) must not be credited to it. Default:
+            the store's hash in this transaction, right only when nothing was written since the inputs were read.
 
         Returns
         -------
@@ -1695,6 +1724,8 @@ class Store:
             raise ValueError(
                 f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
             )
+        if store_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", str(store_hash)):
+            raise ValueError(f"store_hash must be a content hash (64 hex digits), got {store_hash!r}")
         with self.write(rehash=()) as con:
             existing = _first(con, "SELECT selection_id FROM selections WHERE name = ?", [name])
             if existing is not None:
@@ -1719,7 +1750,7 @@ class Store:
                     budget_value,
                     pinned_json,
                     excluded_json,
-                    _stored_hash(con),
+                    _stored_hash(con) if store_hash is None else str(store_hash),
                     int(points.size),
                 ],
             )
@@ -1818,6 +1849,8 @@ def export_parquet(
     list of Path
         The files written.
     """
+    import pyarrow.parquet as pq  # lazily: most commands never need it
+
     store = Store.open(store_path, read_only=True)
     directory = Path(out_dir)
     if directory.exists() and not directory.is_dir():
@@ -1880,6 +1913,8 @@ def import_parquet(
         The folder is missing, lacks a table or holds a foreign file, a table has the wrong columns, the export
         is of a newer schema version, or ``store_path`` exists and ``overwrite`` is False.
     """
+    import pyarrow.parquet as pq  # lazily: most commands never need it
+
     source = Path(in_dir)
     target = Path(store_path)
     if not source.is_dir():

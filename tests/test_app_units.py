@@ -616,3 +616,32 @@ def test_map_styles_keep_inferred_leaves_visible_and_envelopes_apart() -> None:
     )
     dashes = {m["name"]: (m.get("meta") or {}).get("dash") for m in marks}
     assert dashes["selected (HARP-C)"] == [] and dashes["selected (HARP-E)"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# export: the manifest and the save name what the selection was computed from
+
+
+def test_download_manifest_and_save_name_the_snapshot_the_selection_came_from(tmp_store: Path) -> None:
+    from app import data, panels
+    from harp.store import Store
+
+    path = str(tmp_store)
+    bundle = data._load_bundle(path, data.file_token(path))
+    store = Store.open(tmp_store)
+    computed_from = store.content_hash()
+    assert bundle.content_hash == computed_from
+    view = default_view(bundle.shape())
+    [selection] = panels.compute_selections(bundle, view, ["C"]).values()
+    # A `harp infer` lands after the selection is shown and before its buttons are pressed.
+    store.write_effects(bundle.phi + 0.01, bundle.sd, bundle.measured)
+    now = store.content_hash()
+    assert now != computed_from
+
+    manifest = json.loads(panels.manifest_json(bundle, view, "C", selection))
+    assert manifest["store_hash"] == computed_from
+    assert manifest["counts"]["points"] == selection.points.size
+    data.save_selection(path, "kept", envelope="C", weights=view.effective_weights().tolist(), budget=None,
+                        pinned=(), excluded=(), selection=selection, store_hash=bundle.content_hash)  # fmt: skip
+    [saved] = store.list_selections()
+    assert saved["store_hash"] == computed_from  # so the Selections page says it was made on other contents

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import importlib.metadata
 import json
 import os
@@ -154,6 +155,25 @@ def test_select_writes_csv_and_manifest_matching_the_library(tmp_store, tmp_path
     assert manifest["created_at"]
 
 
+def test_select_pauses_cycle_collection_only_while_it_runs(tmp_store, tmp_path):
+    import gc
+
+    try:
+        ok = CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                       "--out", str(tmp_path / "a.csv")])  # fmt: skip
+        assert ok.exit_code == 0, ok.output
+        assert gc.isenabled()
+        refused = CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                            "--pin", "99999", "--out", str(tmp_path / "b.csv")])  # fmt: skip
+        assert refused.exit_code == 1 and gc.isenabled()  # an error turns it back on too
+        gc.disable()
+        CliRunner().invoke(main, ["select", "--store", str(tmp_store), "--envelope", "C",
+                                  "--out", str(tmp_path / "c.csv")])  # fmt: skip
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
 def test_select_can_save_into_the_store(tmp_store, tmp_path):
     run(
         "-q",
@@ -170,6 +190,34 @@ def test_select_can_save_into_the_store(tmp_store, tmp_path):
     saved = Store.open(tmp_store).load_selection("first")
     rows = (tmp_path / "a.csv").read_text().splitlines()
     assert len(rows) - 1 == len(saved["points"])
+
+
+def test_select_names_the_contents_it_computed_from_when_a_write_lands_meanwhile(
+    tmp_store, tmp_path, monkeypatch
+):
+    module = importlib.import_module("harp.select")  # the module (harp.select the attribute is the function)
+    real_select = module.select
+    store = Store.open(tmp_store)
+    computed_from = store.content_hash()
+
+    def select_then_infer_lands(phi, *args, **kwargs):
+        chosen = real_select(phi, *args, **kwargs)
+        store.write_effects(np.asarray(phi) + 0.01, *_sd_and_measured(store))  # another `harp infer`
+        return chosen
+
+    monkeypatch.setattr(module, "select", select_then_infer_lands)
+    result = CliRunner().invoke(main, ["-q", "select", "--store", str(tmp_store), "--envelope", "C",
+                                       "--out", str(tmp_path / "a.csv"), "--save-as", "first"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert store.content_hash() != computed_from
+    manifest = json.loads((tmp_path / "a.manifest.json").read_text())
+    assert manifest["store_hash"] == computed_from
+    assert store.load_selection("first")["store_hash"] == computed_from
+
+
+def _sd_and_measured(store):
+    inputs = store.selection_inputs()
+    return inputs.sd, inputs.measured
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -24,16 +26,22 @@ from harp.store import LeftoverFileWarning, remove_leftover_temporaries
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and PIDs as on POSIX")
 
-# Runs `harp ARGS` with MODULE.ATTRIBUTE replaced by a function that prints "paused" and blocks forever.
+# Runs `harp ARGS` with MODULE.ATTRIBUTE replaced by a function that prints "paused" and blocks forever; with
+# ATTRIBUTE@N, the first N - 1 calls go through to the original and the N-th pauses.
 PAUSED_CLI = textwrap.dedent(
     """
     import importlib, sys, threading
     module_name, attribute, *arguments = sys.argv[1:]
+    attribute, _, nth = attribute.partition("@")
     owner_path, _, member = attribute.rpartition(".")
     owner = importlib.import_module(module_name)
     for part in filter(None, owner_path.split(".")):
         owner = getattr(owner, part)
+    original, calls = getattr(owner, member), [0]
     def paused(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] < int(nth or 1):
+            return original(*args, **kwargs)
         print("paused", flush=True)
         threading.Event().wait()
     setattr(owner, member, paused)
@@ -44,19 +52,22 @@ PAUSED_CLI = textwrap.dedent(
 
 
 def kill_while_paused(module: str, attribute: str, *arguments: object) -> None:
-    """Run ``harp ARGUMENTS`` in a child process, wait until it reaches ``attribute``, and SIGKILL it there."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", PAUSED_CLI, module, attribute, *(str(a) for a in arguments)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if line != "paused\n":
-        child.kill()
-        _, errors = child.communicate()
-        pytest.fail(f"the child never reached {module}.{attribute}: {line!r} {errors}")
+    """Run ``harp ARGUMENTS`` in a child process, wait until it reaches ``attribute`` (``name@N``: its N-th
+    call), and SIGKILL it there."""
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a chatty child never blocks on it
+        child = subprocess.Popen(
+            [sys.executable, "-c", PAUSED_CLI, module, attribute, *(str(a) for a in arguments)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if line != "paused\n":
+            child.kill()
+            child.communicate()
+            errors.seek(0)
+            pytest.fail(f"the child never reached {module}.{attribute}: {line!r} {errors.read()[-3000:]}")
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
     child.communicate()
@@ -305,3 +316,96 @@ def test_write_selection_stages_and_never_replaces_a_store_or_a_file_it_did_not_
         write_selection(out, chosen, manifest, inputs={"store": out})
     assert store_copy.read_bytes() == tmp_store.read_bytes() and notes.read_text() == "my,own\n"
     assert leftovers(tmp_path) == []
+
+
+# -- harp measure on a tiny random model -------------------------------------------------------------------------
+
+MEASURE_ORDER = [3, 1, 0, 2]  # the leaves, in the order the in-process worker measures them
+# Where a measure run can die: training leaf k (nothing of it written yet), the k-th insert (the domains, then
+# each leaf's measurements: inside its transaction), and the k-th run record closed (leaf k's measurements
+# written, its own record still open). Four of them, drawn by a seeded generator so the suite is reproducible.
+MEASURE_KILL_POINTS = sorted(
+    random.Random(12).sample(
+        [("harp.measure", f"train_adapter@{k}") for k in range(1, 5)]
+        + [("harp.store", f"_insert@{k}") for k in range(1, 6)]
+        + [("harp.store", f"Store.finish_run@{k}") for k in range(1, 5)],
+        4,
+    )
+)
+
+
+def _measure_inputs(folder: Path) -> tuple[Path, list[str]]:
+    """A 4-leaf store without domains yet, a 24-example pool and the conftest eval set; the measure arguments."""
+    import numpy as np
+    from conftest import EVAL_RECORDS
+
+    from harp.store import points_from_members
+
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store.create(folder / "store.duckdb")
+    store.write_tree(points_from_members(np.array_split(np.arange(24), 4)), [0, 0, 1, 1], [0, 0], 1)
+    pool = folder / "pool.jsonl"
+    pool.write_text(
+        "".join(
+            json.dumps({"prompt": f"q{i % 7} {'abc'[i % 3]}?", "response": f"answer {i}", "id": i}) + "\n"
+            for i in range(24)
+        )  # fmt: skip
+    )
+    eval_path = folder / "eval.jsonl"
+    eval_path.write_text("".join(json.dumps(record) + "\n" for record in EVAL_RECORDS))
+    arguments = ["measure", "--store", str(store.path), "--pool", str(pool), "--eval", str(eval_path),
+                 "--leaves", ",".join(map(str, MEASURE_ORDER)), "--steps", "2", "--batch-size", "4",
+                 "--max-length", "48", "--lora-r", "4"]  # fmt: skip
+    return store.path, arguments
+
+
+def _measurement_values(path: Path) -> dict[tuple[int, int], tuple[float, float, int]]:
+    rows = Store.open(path, read_only=True).read_table("measurements").to_pylist()
+    values = {
+        (row["leaf_id"], row["domain_id"]): (row["phi"], row["variance"], row["n_eval"]) for row in rows
+    }
+    assert len(values) == len(rows), "a leaf and domain measured twice under one config"
+    return values
+
+
+@pytest.fixture(scope="module")
+def measured_without_faults(tiny_model, tmp_path_factory):
+    """The measurements of an uninterrupted `harp measure` of the four leaves: what every killed run must reach."""
+    path, arguments = _measure_inputs(tmp_path_factory.mktemp("uninterrupted"))
+    done = harp("-q", *arguments, "--model", tiny_model)
+    assert done.returncode == 0, done.stderr
+    values = _measurement_values(path)
+    assert {leaf for leaf, _ in values} == set(MEASURE_ORDER)
+    return values
+
+
+@pytest.mark.train
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "point"), MEASURE_KILL_POINTS, ids=[p for _, p in MEASURE_KILL_POINTS])
+def test_a_killed_measure_keeps_whole_leaves_and_a_rerun_measures_only_the_rest(
+    tmp_path, tiny_model, measured_without_faults, module, point
+):
+    path, arguments = _measure_inputs(tmp_path / "run")
+    kill_while_paused(module, point, *arguments, "--model", tiny_model)
+
+    # Old or new, leaf by leaf: the leaves in the store are a prefix of the order, each with every domain it had
+    # uninterrupted and the same values; the killed run's record says it never finished.
+    after_kill = _measurement_values(path)
+    kept = sorted({leaf for leaf, _ in after_kill}, key=MEASURE_ORDER.index)
+    assert kept == MEASURE_ORDER[: len(kept)] and len(kept) < len(MEASURE_ORDER)
+    assert after_kill == {key: v for key, v in measured_without_faults.items() if key[0] in kept}
+    runs = Store.open(path, read_only=True).runs()
+    [killed] = [run for run in runs if run["kind"] == "measure"]
+    assert killed["status"] == "running"
+    assert leftovers(tmp_path / "run") == []
+
+    rerun = harp("-q", *arguments, "--model", tiny_model)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert sorted(report["skipped"]) == sorted(kept)  # nothing repeated ...
+    assert report["measured"] == [g for g in MEASURE_ORDER if g not in kept]  # ... or lost
+    assert _measurement_values(path) == measured_without_faults
+    rows = Store.open(path, read_only=True).read_table("measurements").to_pylist()
+    assert {row["run_id"] for row in rows if row["leaf_id"] in kept} <= {killed["run_id"]}
+    assert {row["run_id"] for row in rows if row["leaf_id"] not in kept} == {report["run_id"]}
+    assert leftovers(tmp_path / "run") == []

@@ -162,3 +162,40 @@ def test_paths_are_relative_to_the_config(tmp_path: Path) -> None:
 def test_help_has_an_example(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output
+
+
+@pytest.mark.train
+def test_the_manifests_name_the_contents_the_selections_came_from(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another `harp infer` lands between the selection and the manifests: they must still name the hash of the
+    # effects the selection was computed from, not the store's hash at the time they are written.
+    pytest.importorskip("peft")
+    import harp.pipeline
+    from harp.measure import save_random_model
+    from harp.store import Store
+
+    model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
+    config = write_inputs(tmp_path, str(model))
+    store_path = tmp_path / "run.duckdb"
+    real_select = harp.pipeline.select
+    hashes: list[str] = []
+
+    def select_then_infer_lands(*args: object, **kwargs: object) -> object:
+        chosen = real_select(*args, **kwargs)
+        if not hashes:
+            store = Store.open(store_path)
+            hashes.append(store.content_hash())
+            inputs = store.selection_inputs()
+            store.write_effects(inputs.phi + 0.01, inputs.sd, inputs.measured)
+            hashes.append(store.content_hash())
+        return chosen
+
+    monkeypatch.setattr(harp.pipeline, "select", select_then_infer_lands)
+    result = CliRunner().invoke(main, ["-q", "run", str(config)])
+    assert result.exit_code == 0, result.output
+    computed_from, later = hashes
+    assert computed_from != later == Store.open(store_path).content_hash()
+    for envelope in "ce":
+        manifest = json.loads((tmp_path / f"chosen-{envelope}.manifest.json").read_text())
+        assert manifest["store_hash"] == computed_from

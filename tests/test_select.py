@@ -389,3 +389,40 @@ def test_bad_input_names_the_argument(kwargs, message):
 @pytest.mark.parametrize("spelling", ["c", "C", "harp-c", "HARP-C", " Harp-C "])
 def test_envelope_spellings(spelling):
     assert np.array_equal(select(PHI, BASE, envelope=spelling).order, select(PHI, BASE, envelope="C").order)
+
+
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_warm_up_loads_the_very_code_a_real_select_runs(envelope):
+    # In a fresh process: after warm_up, a select on another pool (zero weights, pins, a budget) compiles or
+    # loads nothing more, so `harp select` may run warm_up on a thread while it reads the store.
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib
+import numpy as np
+sel = importlib.import_module("harp.select")  # the module (harp.select the attribute is the function)
+sel.warm_up({envelope!r})
+core = sel._greedy_e if {envelope!r} == "E" else sel._greedy_c
+loaded = (list(core.signatures), list(sel._sort_by_domain.signatures))
+rng = np.random.default_rng(0)
+phi = rng.normal(0, 0.1, (300, 8))
+weights = np.r_[np.ones(6), 0.0, 0.0]
+members = [np.arange(3 * g, 3 * g + 3) for g in range(300)]
+sel.select(phi, np.full(8, 0.6), envelope={envelope!r}, weights=weights, members=members, pinned=[4], budget=50)
+assert loaded == (list(core.signatures), list(sel._sort_by_domain.signatures)), loaded
+assert loaded[0], "warm_up loaded no compiled greedy"
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_writing_a_csv_does_not_import_numba():
+    import subprocess
+    import sys
+
+    script = "import sys, harp.cli, harp.export; print('numba' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

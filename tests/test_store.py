@@ -505,6 +505,48 @@ def test_selection_inputs_needs_a_tree(tmp_path: Path) -> None:
         Store.create(tmp_path / "s.duckdb").selection_inputs()
 
 
+def test_columns_are_read_from_their_arrow_buffers_at_any_offset() -> None:
+    from harp.store import _numpy
+
+    batch = pa.record_batch(
+        {
+            "leaf": pa.array(np.arange(11, dtype=np.int32)),
+            "measured": pa.array([True, False, True, True, False, False, True, True, True, False, True]),
+            "mean": pa.array(np.linspace(-1.0, 1.0, 11)),
+            "sd": pa.array([0.5, None, 0.25, 1.0, 2.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
+        }
+    )
+    for start, length in ((0, 11), (3, 5), (9, 2), (5, 0)):  # offsets that straddle the bitmap's bytes
+        part = batch.slice(start, length)
+        leaf = _numpy(part, 0, np.int64)
+        assert leaf.dtype == np.int64 and leaf.tolist() == list(range(start, start + length))
+        assert _numpy(part, 1, np.bool_).tolist() == batch.column(1).to_pylist()[start : start + length]
+        np.testing.assert_array_equal(
+            _numpy(part, 2, np.float64), np.linspace(-1.0, 1.0, 11)[start : start + length]
+        )
+    with_null = _numpy(batch.slice(1, 3), 3, np.float64)  # a column with nulls takes pyarrow's own path
+    assert np.isnan(with_null[0]) and with_null[1:].tolist() == [0.25, 1.0]
+
+
+def test_harp_select_imports_neither_pandas_nor_what_it_does_not_use(
+    tiny_store: Path, tmp_path: Path
+) -> None:
+    # pyarrow's to_numpy imports pandas (a fifth of a second of every `harp select`): the store reads buffers;
+    # pyarrow.compute and pyarrow.parquet serve writes, hashing and Parquet only.
+    out = tmp_path / "chosen.csv"
+    script = (
+        "import sys; from harp.cli import main; "
+        f"main(['-q', 'select', '--store', {str(tiny_store)!r}, '--envelope', 'C', '--out', {str(out)!r}], "
+        "standalone_mode=False); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas' or m in "
+        "('pyarrow.compute', 'pyarrow.parquet')), file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.is_file() and result.stderr.strip() == "[]"
+
+
 def test_store_disappearing_is_reported(tiny_store: Path) -> None:
     store = Store.open(tiny_store)
     tiny_store.unlink()
@@ -652,6 +694,18 @@ def test_save_selection_validates(tiny_store: Path) -> None:
     with pytest.raises(ValueError, match="selection.points has 3 entries but selection.point_leaves has 1"):
         bad = SimpleNamespace(points=np.array([1, 2, 3]), point_leaves=np.array([0]))
         store.save_selection("x", envelope="C", selection=bad, **arguments)
+    with pytest.raises(ValueError, match="store_hash must be a content hash .*, got 'abc'"):
+        store.save_selection("x", envelope="C", selection=_selection(), store_hash="abc", **arguments)
+    assert store.list_selections() == []
+
+
+def test_save_selection_records_the_hash_it_is_given(tiny_store: Path) -> None:
+    store = Store.open(tiny_store)
+    arguments: dict[str, Any] = {"weights": None, "budget": None, "pinned": None, "excluded": None}
+    earlier = "0" * 64  # the hash of a snapshot read before some write
+    store.save_selection("given", envelope="C", selection=_selection(), store_hash=earlier, **arguments)
+    store.save_selection("now", envelope="C", selection=_selection(), **arguments)
+    assert [record["store_hash"] for record in store.list_selections()] == [earlier, store.content_hash()]
 
 
 def test_load_unknown_selection(tiny_store: Path) -> None:
