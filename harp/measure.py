@@ -1515,19 +1515,19 @@ def run_measurements(
                 "run_id": [run_id] * int(keep.sum()),
                 "config_key": [key] * int(keep.sum()),
             }
-            store.add_measurements(rows)
-            leaf_run = store.add_run(
-                "measure-leaf",
-                {
+            record = {
+                "run_id": f"{run_id}-leaf-{result.leaf_id}",
+                "kind": "measure-leaf",
+                "config": {
                     "leaf_id": result.leaf_id,
                     "config_key": key,
                     "parent_run": run_id,
                     "worker": result.worker,
                     "hardware": result.hardware,
                 },
-                run_id=f"{run_id}-leaf-{result.leaf_id}",
-            )
-            store.finish_run(leaf_run, status="done", timings=result.timings)
+                "timings": result.timings,
+            }
+            store.add_measurements(rows, record=record)  # the leaf's values and its record, together
             measured.append(result.leaf_id)
             say(
                 f"leaf {result.leaf_id} measured ({len(measured)}/{len(todo)}) in "

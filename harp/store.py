@@ -440,6 +440,22 @@ def _arrow(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | N
     return to_table()
 
 
+def _finished_record(record: Mapping[str, Any]) -> tuple[str, str, str, str | None]:
+    """(run_id, kind, config JSON, timings JSON) of a finished run record given to ``add_measurements``."""
+    run_id, kind = record.get("run_id"), record.get("kind")
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"record['run_id'] must be a non-empty string, got {run_id!r}")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"record['kind'] must be a non-empty string, got {kind!r}")
+    try:
+        config = json.dumps(dict(record.get("config") or {}), sort_keys=True, default=str)
+        timings = record.get("timings")
+        timings_json = None if timings is None else json.dumps(dict(timings), sort_keys=True, default=str)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"record's config and timings must be JSON-serialisable mappings: {error}") from None
+    return run_id, kind, config, timings_json
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, *, verb: str = "INSERT") -> None:
     """Insert an Arrow table whose columns are named as the table's; ``table`` comes from the whitelist only."""
     _whitelisted(table)
@@ -1128,7 +1144,7 @@ class Store:
                     [json.dumps(dict(source), sort_keys=True, default=str)],
                 )
 
-    def add_measurements(self, rows: Any) -> int:
+    def add_measurements(self, rows: Any, *, record: Mapping[str, Any] | None = None) -> int:
         """Add (or replace) raw measurements, in one transaction.
 
         Parameters
@@ -1137,6 +1153,10 @@ class Store:
             Columns ``leaf_id``, ``domain_id``, ``phi`` (finite), ``variance`` (finite, >= 0) and optionally
             ``n_eval``, ``run_id``, ``config_key`` (default ``""``) and ``created_at`` (default now, UTC). A row
             with the same (leaf_id, domain_id, config_key) as a stored one replaces it.
+        record : mapping, optional
+            A finished run record written in the same transaction (``run_id``, ``kind``, ``config``, ``timings``;
+            status ``done``), so that measurements and the record that says they were made land together: a run
+            killed between them leaves neither. Its ``run_id`` must be new.
 
         Returns
         -------
@@ -1222,10 +1242,20 @@ class Store:
                 "created_at": created_at,
             }
         )
+        finished = None if record is None else _finished_record(record)
         with self.write(rehash=()) as con:
             _ids_in_range(leaf_id, "rows['leaf_id']", _count(con, "leaves"), "leaves")
             _ids_in_range(domain_id, "rows['domain_id']", _count(con, "domains"), "domains")
             _insert(con, "measurements", table, verb="INSERT OR REPLACE")
+            if finished is not None:
+                if _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [finished[0]]):
+                    raise ValueError(f"record['run_id'] {finished[0]!r} already exists in {self.path}")
+                now = _utc_now()
+                con.execute(
+                    "INSERT INTO runs (run_id, kind, config, started_at, finished_at, status, timings) "
+                    "VALUES (?, ?, ?, ?, ?, 'done', ?)",
+                    [finished[0], finished[1], finished[2], now, now, finished[3]],
+                )
         return n_rows
 
     def measured_leaves(self, config_key: str | None = None) -> np.ndarray:

@@ -322,13 +322,14 @@ def test_write_selection_stages_and_never_replaces_a_store_or_a_file_it_did_not_
 
 MEASURE_ORDER = [3, 1, 0, 2]  # the leaves, in the order the in-process worker measures them
 # Where a measure run can die: training leaf k (nothing of it written yet), the k-th insert (the domains, then
-# each leaf's measurements: inside its transaction), and the k-th run record closed (leaf k's measurements
-# written, its own record still open). Four of them, drawn by a seeded generator so the suite is reproducible.
+# each leaf's measurements: inside the transaction that also writes the leaf's finished record), and the k-th
+# store write of a leaf's measurements before its transaction. Four of them, drawn by a seeded generator so the
+# suite is reproducible.
 MEASURE_KILL_POINTS = sorted(
     random.Random(12).sample(
         [("harp.measure", f"train_adapter@{k}") for k in range(1, 5)]
         + [("harp.store", f"_insert@{k}") for k in range(1, 6)]
-        + [("harp.store", f"Store.finish_run@{k}") for k in range(1, 5)],
+        + [("harp.store", f"Store.add_measurements@{k}") for k in range(1, 5)],
         4,
     )
 )
@@ -397,6 +398,9 @@ def test_a_killed_measure_keeps_whole_leaves_and_a_rerun_measures_only_the_rest(
     runs = Store.open(path, read_only=True).runs()
     [killed] = [run for run in runs if run["kind"] == "measure"]
     assert killed["status"] == "running"
+    # a leaf's record lands with its measurements: done for exactly the kept leaves, none left running
+    leaf_runs = {run["config"]["leaf_id"]: run["status"] for run in runs if run["kind"] == "measure-leaf"}
+    assert leaf_runs == {leaf: "done" for leaf in kept}
     assert leftovers(tmp_path / "run") == []
 
     rerun = harp("-q", *arguments, "--model", tiny_model)

@@ -462,6 +462,29 @@ def test_measurements_refuse_duplicate_keys(tiny_store: Path) -> None:
         Store.open(tiny_store).add_measurements(rows)
 
 
+def test_measurements_land_with_their_finished_record_or_not_at_all(tiny_store: Path) -> None:
+    store = Store.open(tiny_store)
+    row = {"leaf_id": [1], "domain_id": [0], "phi": [0.1], "variance": [0.1]}
+    record = {
+        "run_id": "m-leaf-1",
+        "kind": "measure-leaf",
+        "config": {"leaf_id": 1},
+        "timings": {"train_s": 2.0},
+    }
+    assert store.add_measurements(row, record=record) == 1
+    [run] = store.runs()
+    assert run["run_id"] == "m-leaf-1" and run["status"] == "done" and run["timings"] == {"train_s": 2.0}
+    assert run["config"] == {"leaf_id": 1} and run["finished_at"] is not None
+    # a record whose run id exists: the whole write is refused, the measurement too
+    other = {"leaf_id": [2], "domain_id": [0], "phi": [0.2], "variance": [0.1]}
+    with pytest.raises(ValueError, match=r"record\['run_id'\] 'm-leaf-1' already exists"):
+        store.add_measurements(other, record=record)
+    np.testing.assert_array_equal(store.measured_leaves(), [1])
+    with pytest.raises(ValueError, match=r"record\['kind'\] must be a non-empty string"):
+        store.add_measurements(other, record={"run_id": "x", "kind": ""})
+    np.testing.assert_array_equal(store.measured_leaves(), [1])
+
+
 def test_runs_are_recorded(tiny_store: Path) -> None:
     store = Store.open(tiny_store)
     run_id = store.add_run("measure", {"gpus": 2, "lora": {"r": 16}})
