@@ -615,6 +615,27 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_demo_shows_why_a_harmful_leaf_hurts(monkeypatch, demo_store) -> None:
+    """Every demo example has its prompt, response and source apart; a leaf of the planted wrong-arithmetic
+    region shows the wrong answer as the response of the example read in full."""
+    import duckdb
+
+    with duckdb.connect(str(demo_store), read_only=True) as con:
+        missing = con.execute(
+            "SELECT count(*) FROM points WHERE text IS NULL OR response IS NULL OR source IS NULL"
+        ).fetchone()
+        leaf, point, prompt, response = con.execute(
+            "SELECT leaf_id, point_id, text, response FROM points WHERE source = 'harmful/wrong-arithmetic' "
+            "AND rank_in_leaf = 0 ORDER BY leaf_id LIMIT 1"
+        ).fetchone()
+    assert missing == (0,)
+    at = run(make_app(monkeypatch, demo_store, open=str(leaf)))
+    assert at.selectbox(key=f"explore_example_full_{leaf}").value == point
+    blocks = [c.value for c in at.code]
+    assert blocks[-1] == response and prompt.split("\n")[-1] in blocks[-2]
+    assert "source: `harmful/wrong-arithmetic`" in texts(at.caption)
+
+
 def clean(at: AppTest, where: str) -> AppTest:
     run(at)
     assert not at.error, (where, texts(at.error))
