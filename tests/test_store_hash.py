@@ -160,6 +160,8 @@ def _save(store: Store, name: str) -> None:
 
 def test_m003_carries_selections_of_these_contents_over_to_the_new_hash(tmp_store: Path) -> None:
     store = Store.open(tmp_store)
+    with store.write(rehash=("points",)) as con:
+        con.execute("UPDATE points SET response = NULL")  # what a version-2 store can hold
     _save(store, "current")
     _save(store, "older")
     new = store.content_hash()
