@@ -314,10 +314,11 @@ def run_selection(
 
 
 def read_leaf_examples(path: str, leaf: int, limit: int, offset: int) -> list[tuple[Any, ...]]:
-    """Examples of one leaf, in rank order: (point id, text, source) tuples. Uncached."""
+    """Examples of one leaf, in rank order: (point id, text, source, response) tuples. Uncached."""
     store = open_store(path)
     try:
-        return [tuple(row) for row in store.leaf_examples(int(leaf), limit=int(limit), offset=int(offset))]
+        rows = store.leaf_examples(int(leaf), limit=int(limit), offset=int(offset), with_response=True)
+        return [tuple(row) for row in rows]
     except StoreError as error:
         raise problem_from(error) from error
 
@@ -336,20 +337,22 @@ MAX_SEARCH_HITS = 500
 def read_search_examples(
     path: str, query: str, leaf: int | None = None, limit: int = MAX_SEARCH_HITS
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """Examples whose text contains ``query`` (case-insensitive, a plain substring: no wildcards, no SQL), in one
-    leaf or in the whole store: ``(point id, leaf id, rank in leaf, text, source)`` rows in leaf and rank order,
-    at most ``limit`` of them, and how many match in all. Uncached."""
+    """Examples whose prompt (``text``) or response contains ``query`` (case-insensitive, a plain substring: no
+    wildcards, no SQL), in one leaf or in the whole store: ``(point id, leaf id, rank in leaf, text, source,
+    response)`` rows in leaf and rank order, at most ``limit`` of them, and how many match in all. Uncached."""
     needle = str(query).strip().lower()
     if not needle:
         return [], 0
-    where = "strpos(lower(text), ?) > 0" + ("" if leaf is None else " AND leaf_id = ?")
-    params: list[Any] = [needle] + ([] if leaf is None else [int(leaf)])
+    where = "(strpos(lower(text), ?) > 0 OR strpos(lower(response), ?) > 0)" + (
+        "" if leaf is None else " AND leaf_id = ?"
+    )
+    params: list[Any] = [needle, needle] + ([] if leaf is None else [int(leaf)])
     store = open_store(path)
     try:
         with store.read() as con:
             count = con.execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()
             rows = con.execute(
-                "SELECT point_id, leaf_id, rank_in_leaf, text, source FROM points "
+                "SELECT point_id, leaf_id, rank_in_leaf, text, source, response FROM points "
                 f"WHERE {where} ORDER BY leaf_id, rank_in_leaf LIMIT ?",
                 [*params, int(limit)],
             ).fetchall()

@@ -233,30 +233,36 @@ def leaf_effect_line(bundle: StoreBundle, view: ViewState, leaf: int) -> str:
     )
 
 
-def show_example(point_id: int, example: object, source: object) -> None:
-    """One example in full: its chat turns (or its text) verbatim in code blocks, which show untrusted text as
-    plain characters (no Markdown, no HTML, no links), and its source."""
+def show_example(point_id: int, example: object, source: object, response: object = None) -> None:
+    """One example in full: its prompt's chat turns (or its text), then its response, verbatim in code blocks,
+    which show untrusted text as plain characters (no Markdown, no HTML, no links), and its source."""
     turns = text.chat_turns(example)
     st.caption(
         f"Point {int(point_id)} · source: " + (text.code_span(source, 200) if source else "not recorded")
     )
+    if response is not None:
+        st.caption("**prompt**")
     for role, content in turns:
         if role:
             st.caption(f"**{text.markdown_text(role)}**")
         st.code(content or "(empty)", language=None, wrap_lines=True)
+    if response is not None:
+        st.caption("**response**")
+        st.code(str(response) or "(empty)", language=None, wrap_lines=True)
 
 
 def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None = None) -> None:
     if view is not None:
         st.markdown(leaf_effect_line(bundle, view, leaf))
     st.caption(
-        "The store keeps each example's text as the pool gave it: prompt and response joined by a newline "
-        "(`harp run`), a chat as `role: content` lines, or the prompt alone (`harp hierarchy --texts`)."
+        "Each example's prompt (a chat's turns as `role: content` lines) and its response, as the pool gave "
+        "them (`harp run`, or `harp hierarchy --texts` / `harp load --texts` with a training pool file). Stores "
+        "made before responses were kept apart hold prompt and response joined in the prompt, or the prompt alone."
     )
     query = st.text_input(
         "Search this leaf's examples",
         key=f"{where}_example_search",
-        placeholder="words to find (case-insensitive)",
+        placeholder="words to find in a prompt or response (case-insensitive)",
     )
     if str(query or "").strip():
         try:
@@ -265,7 +271,7 @@ def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None
             st.warning(problem.message)
             return
         st.caption(f"{count:,} of the leaf's {int(bundle.leaf_size[leaf]):,} examples contain it.")
-        rows = [(h[0], h[3], h[4]) for h in hits]
+        rows = [(h[0], h[3], h[4], h[5]) for h in hits]
         ranks = [int(h[2]) for h in hits]
         page_key = f"{where}_examples_{leaf}_search"
     else:
@@ -296,7 +302,8 @@ def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None
                 "rank": np.asarray(ranks, dtype=np.int64),
                 "point id": [r[0] for r in rows],
                 "source": [text.one_line(r[2], 60) for r in rows],
-                "text": [text.one_line(r[1], 600) for r in rows],
+                "prompt": [text.one_line(r[1], 600) for r in rows],
+                "response": [text.one_line(r[3], 600) for r in rows],
             }
         ),
         hide_index=True,
@@ -308,14 +315,14 @@ def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None
             "Read one in full", ids, key=f"{where}_example_full_{leaf}", format_func=lambda p: f"point {p}"
         )
         row = rows[ids.index(int(chosen))] if chosen in ids else rows[0]
-        show_example(int(row[0]), row[1], row[2])
+        show_example(int(row[0]), row[1], row[2], row[3])
     path = bundle.path
 
     def examples_csv() -> str:
         every = data.read_leaf_examples(path, leaf, MAX_EXAMPLES_DOWNLOAD, 0)
         return text.examples_csv(
-            [(i, r[0], leaf, r[2], r[1]) for i, r in enumerate(every)],
-            ("rank", "point_id", "leaf_id", "source", "text"),
+            [(i, r[0], leaf, r[2], r[1], r[3]) for i, r in enumerate(every)],
+            ("rank", "point_id", "leaf_id", "source", "text", "response"),
         )
 
     st.download_button(

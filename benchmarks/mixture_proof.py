@@ -9,6 +9,9 @@ Two steps, the first on a GPU machine (one process, resumable: rerun the same co
     # 2. here: the tables (markdown, and JSON with --json)
     python benchmarks/mixture_proof.py report --work WORK
 
+``ship`` re-makes data/demo from a GPU run; ``texts`` re-makes only its example texts (prompt, response and
+source of every point, from ``run/pool.jsonl``) in place.
+
 Protocols. ``base-anchored`` is the shipped demo's measurements (``data/demo``, 20 steps of 8 from the base
 model); ``in-mixture`` trains a fresh adapter for one pass over a background of 1,000 random pool examples with
 the leaf's examples inserted at seeded positions, minus the same run without the leaf (batch 16, lr 1e-3 and
@@ -629,13 +632,54 @@ def holdout_quality(
     }
 
 
+def write_pool_texts(store: Any, pool: Any) -> None:
+    """Give every point of ``store`` its prompt (``text``), response and source from the training pool, as
+    ``harp run`` writes them (:meth:`harp.data.TrainingPool.store_texts`), in one write; point id i is pool
+    record i."""
+    import pyarrow as pa
+
+    texts, responses = pool.store_texts()
+    table = pa.table(
+        {
+            "point_id": pa.array(range(len(pool)), pa.int64()),
+            "text": pa.array(texts, pa.string()),
+            "response": pa.array(responses, pa.string()),
+            "source": pa.array(pool.sources, pa.string()),
+        }
+    )
+    with store.write(rehash=("points",)) as con:
+        n_points = con.execute("SELECT count(*) FROM points").fetchall()[0][0]
+        if n_points != len(pool):
+            raise SystemExit(f"the store holds {n_points} points but the pool {len(pool)} examples")
+        con.register("pool_texts", table)
+        con.execute(
+            "UPDATE points SET text = t.text, response = t.response, source = t.source FROM pool_texts t "
+            "WHERE points.point_id = t.point_id"
+        )
+        con.unregister("pool_texts")
+
+
+def texts_command(args: argparse.Namespace) -> None:
+    """Re-make the example texts of the shipped demo (--out) from run/pool.jsonl: prompt, response, source."""
+    import tempfile
+
+    import harp
+    from harp.data import load_training_pool
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="harp-texts-") as scratch:
+        store = harp.import_parquet(out, Path(scratch) / "demo.duckdb")
+        write_pool_texts(store, load_training_pool(RUN / "pool.jsonl"))
+        for old in out.glob("*.parquet"):
+            old.unlink()
+        harp.export_parquet(store.path, out, overwrite=True)
+        print(json.dumps({"out": str(out), "content_hash": store.content_hash()}))
+
+
 def ship_command(args: argparse.Namespace) -> None:
     """Re-make data/demo from a GPU run's store export with the chosen variant's effects (see --help)."""
     import shutil
     import tempfile
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     import harp
     from harp.data import load_training_pool
@@ -655,17 +699,8 @@ def ship_command(args: argparse.Namespace) -> None:
     export = scratch / "export"
     shutil.copytree(results / "export", export)
     pool = load_training_pool(RUN / "pool.jsonl")
-    points = pq.read_table(export / "points.parquet")
-    ids = points["point_id"].to_numpy()
-    previews, sources = pool.previews(), pool.sources
-    points = points.set_column(
-        points.schema.get_field_index("text"), "text", pa.array([previews[i] for i in ids])
-    )
-    points = points.set_column(
-        points.schema.get_field_index("source"), "source", pa.array([sources[i] for i in ids], pa.string())
-    )
-    pq.write_table(points, export / "points.parquet")
     store = harp.import_parquet(export, scratch / "demo.duckdb")
+    write_pool_texts(store, pool)
     holdout = [int(g) for g in _read_json(RUN / "holdout.json")]
     quality = {}
     for name, key in (("base-anchored", BASE_ANCHORED_KEY), ("in-mixture", mix_key)):
@@ -739,12 +774,22 @@ def main() -> None:
     )
     ship.add_argument("--variant", required=True, help="ba, im or im-fw (chosen on the proxy set)")
     ship.add_argument("--out", default=str(DEMO))
+    texts = commands.add_parser(
+        "texts", help="re-make data/demo's example texts (prompt, response, source) from run/pool.jsonl"
+    )
+    texts.add_argument("--out", default=str(DEMO))
     report = commands.add_parser("report", help="the tables")
     report.add_argument("--work", required=True)
     report.add_argument("--json", default=None)
     report.add_argument("--store", default=None, help="a store with the run's mixtures: print the validation")
     args = parser.parse_args()
-    {"gpu": gpu_command, "report": report_command, "ship": ship_command}[args.command](args)
+    commands_by_name = {
+        "gpu": gpu_command,
+        "report": report_command,
+        "ship": ship_command,
+        "texts": texts_command,
+    }
+    commands_by_name[args.command](args)
 
 
 if __name__ == "__main__":

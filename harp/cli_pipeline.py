@@ -98,7 +98,13 @@ def _echo_json(data: dict[str, Any]) -> None:
     "--features", type=_EXISTING_FILE, required=True, help="X_feat.npy: one row of features per point."
 )
 @click.option("--store", type=_STORE, required=True, help="Store to write (created when missing).")
-@click.option("--texts", type=_EXISTING_FILE, default=None, help="Texts, one per point (.jsonl or .txt).")
+@click.option(
+    "--texts",
+    type=_EXISTING_FILE,
+    default=None,
+    help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
+    "kept apart.",
+)
 @click.option(
     "--leaf-size", type=click.IntRange(min=1), default=64, show_default=True, help="Target points a leaf."
 )
@@ -148,13 +154,13 @@ def hierarchy_command(
     """
     from harp.hierarchy import build_hierarchy
     from harp.layout import ensure_layout
-    from harp.load import read_texts, write_hierarchy
+    from harp.load import read_point_texts, write_hierarchy
 
     log = _logger(obj)
     started = time.perf_counter()
     with _errors(log):
         X = _load_features(features)
-        text_list = read_texts(texts) if texts is not None else None
+        text_list = read_point_texts(texts) if texts is not None else None
         if text_list is not None and len(text_list) != X.shape[0]:
             raise ValueError(
                 f"--texts: {texts} has {len(text_list)} texts but {features} has {X.shape[0]} rows"
@@ -172,7 +178,14 @@ def hierarchy_command(
             progress=log,
         )
         run_id = opened.add_run("hierarchy", {**tree.config, "features": str(features)})
-        write_hierarchy(opened, tree, texts=text_list, discard_measurements=discard_measurements)
+        write_hierarchy(
+            opened,
+            tree,
+            texts=text_list.texts if text_list is not None else None,
+            responses=text_list.responses if text_list is not None else None,
+            sources=text_list.sources if text_list is not None else None,
+            discard_measurements=discard_measurements,
+        )
         timings = dict(tree.timings)
         method = None
         if layout:
@@ -350,7 +363,13 @@ def infer_command(
               help=".npy: large node of each parent (else k-means of parent centroids, or one).")  # fmt: skip
 @click.option("--measured", type=_EXISTING_FILE, default=None,
               help="Measured leaves: bool mask .npy, or leaf ids (.npy/.json/.txt).")  # fmt: skip
-@click.option("--texts", type=_EXISTING_FILE, default=None, help="Texts, one per point (.jsonl or .txt).")
+@click.option(
+    "--texts",
+    type=_EXISTING_FILE,
+    default=None,
+    help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
+    "kept apart.",
+)
 @click.option("--features", type=_EXISTING_FILE, default=None, help="X_feat.npy: in-leaf order and layout.")
 @click.option("--threshold", type=float, default=1.645, show_default=True, help="Active-domain threshold.")
 @click.option(

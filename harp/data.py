@@ -121,6 +121,21 @@ class TrainingPool:
         """Short texts for the store's ``points.text`` (what the app shows on hover)."""
         return [preview(text, max_chars) for text in self.texts()]
 
+    def store_texts(self, max_chars: int = PREVIEW_CHARS) -> tuple[list[str | None], list[str | None]]:
+        """The store's ``points.text`` and ``points.response`` of every example: the prompt (a chat's earlier
+        turns as ``role: content`` lines) and the response, each cut to ``max_chars``. None for both where
+        nothing was decoded (a tokenised pool read without a tokenizer)."""
+        texts: list[str | None] = []
+        responses: list[str | None] = []
+        for prompt, response in zip(self.prompts, self.responses, strict=True):
+            if self.tokens is not None and not prompt and not response:
+                texts.append(None)
+                responses.append(None)
+            else:
+                texts.append(preview(prompt, max_chars))
+                responses.append(preview(response, max_chars))
+        return texts, responses
+
     def subset(self, point_ids: Sequence[int] | np.ndarray) -> list[tuple[str, str]]:
         """The (prompt, response) pairs of the given point ids (decoded text for a tokenised pool)."""
         return [(self.prompts[int(i)], self.responses[int(i)]) for i in point_ids]

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from harp.hierarchy import Hierarchy
     from harp.store import Store
 
-__all__ = ["infer_effects", "load_arrays", "read_names", "read_texts", "write_hierarchy"]
+__all__ = [
+    "PointTexts",
+    "infer_effects",
+    "load_arrays",
+    "read_names",
+    "read_point_texts",
+    "read_texts",
+    "write_hierarchy",
+]
 
 PathLike = str | os.PathLike[str]
 _TEXT_KEYS = ("text", "prompt", "instruction", "question")
@@ -50,6 +58,7 @@ def write_hierarchy(
     *,
     texts: Sequence[str | None] | None = None,
     sources: Sequence[str | None] | None = None,
+    responses: Sequence[str | None] | None = None,
     discard_measurements: bool = False,
 ) -> None:
     """Write the tree and the in-leaf order of each leaf's points to the store (replacing any tree).
@@ -58,8 +67,9 @@ def write_hierarchy(
     ----------
     store : harp.Store
     hierarchy : Hierarchy
-    texts, sources : sequence of str or None, optional
-        One per point, indexed by point id (row of ``X_feat``).
+    texts, sources, responses : sequence of str or None, optional
+        One per point, indexed by point id (row of ``X_feat``): the prompt (or the whole text where there is
+        no separate response), where it came from, and the response (see :func:`read_point_texts`).
     discard_measurements : bool, default False
         Replacing a tree that has measurements is refused unless True.
     """
@@ -69,7 +79,10 @@ def write_hierarchy(
     order = np.concatenate(hierarchy.members)
     text_column = None if texts is None else _per_point(texts, "texts", n_points, order)
     source_column = None if sources is None else _per_point(sources, "sources", n_points, order)
-    points = points_from_members(hierarchy.members, text=text_column, source=source_column)
+    response_column = None if responses is None else _per_point(responses, "responses", n_points, order)
+    points = points_from_members(
+        hierarchy.members, text=text_column, source=source_column, response=response_column
+    )
     store.write_tree(
         points,
         hierarchy.leaf_parent,
@@ -301,6 +314,52 @@ def read_names(value: PathLike | Sequence[str]) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
+class PointTexts:
+    """What the store keeps of each point's example, indexed by point id: ``texts`` (the prompt, or the whole
+    text), and where the input has them ``responses`` and ``sources`` (else None)."""
+
+    texts: list[str | None]
+    responses: list[str | None] | None = None
+    sources: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _is_pool_file(path: Path) -> bool:
+    """Whether a ``.jsonl`` or Parquet file holds training-pool records (a response or chat messages each)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return True
+    if suffix != ".jsonl":
+        return False
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = next((line for line in handle if line.strip()), "")
+        record = json.loads(first) if first else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # read_texts says what is wrong
+    return isinstance(record, dict) and ("response" in record or "messages" in record)
+
+
+def read_point_texts(value: PathLike | Sequence[str | None]) -> PointTexts:
+    """The examples of the points for the store: a training pool file, or plain texts.
+
+    A ``.jsonl`` file whose records carry a ``response`` (or chat ``messages``), or a Parquet file, is read as
+    ``harp run`` reads its pool (:func:`harp.data.load_training_pool`): the prompt (a chat's earlier turns as
+    ``role: content`` lines) into ``texts``, the response into ``responses`` and each record's ``source``, each
+    text cut to the store's preview length. Anything else goes through :func:`read_texts` (texts only).
+    """
+    if isinstance(value, str | os.PathLike) and _is_pool_file(Path(value)):
+        from harp.data import load_training_pool
+
+        pool = load_training_pool(value)
+        texts, responses = pool.store_texts()
+        return PointTexts(texts, responses, list(pool.sources))
+    return PointTexts(read_texts(value))
+
+
 def read_texts(value: PathLike | Sequence[str | None]) -> list[str | None]:
     """Texts, one per point: a list, a ``.jsonl`` file (a string or an object with a ``text``, ``prompt``,
     ``instruction`` or ``question`` field each line) or a ``.txt`` file (one text a line)."""
@@ -373,7 +432,7 @@ class _Loaded:
     parent_large: np.ndarray
     base: np.ndarray
     names: list[str]
-    texts: list[str | None] | None
+    texts: PointTexts | None
     X: np.ndarray | None
 
 
@@ -444,7 +503,7 @@ def _check_inputs(
     n_points = point_leaf.size
     text_list = None
     if texts is not None:
-        text_list = read_texts(texts)
+        text_list = read_point_texts(texts)
         if len(text_list) != n_points:
             raise ValueError(
                 f"{_label(texts, 'texts')} has {len(text_list)} texts but "
@@ -553,8 +612,9 @@ def load_arrays(
         ``n_parents / parents_per_large`` large nodes when ``X_feat`` is given, else a single large node.
     measured : bool mask (n_leaves,) or (n_leaves, n_domains), or int leaf ids, or a file of either, optional
         Which leaves were measured (none by default).
-    texts : list, .jsonl or .txt, optional
-        One text per point, kept as previews for the app.
+    texts : list, .jsonl, .parquet or .txt, optional
+        One text per point, kept for the app; a training pool file (records with ``prompt`` and ``response``,
+        or chat ``messages``, and ``source``) gives prompt, response and source apart (:func:`read_point_texts`).
     X_feat : array-like or .npy, shape (n_points, n_features), optional
         Features: members are ordered by distance to their leaf centroid (else by point id) and the layout is
         made from the leaf centroids (else from the rows of ``phi``, standardised per domain).
@@ -638,7 +698,11 @@ def load_arrays(
         order = np.argsort(data.point_leaf, kind="stable")
     sizes = np.bincount(data.point_leaf, minlength=n_leaves)
     members = np.split(order.astype(np.int64), np.cumsum(sizes)[:-1])
-    text_column = None if data.texts is None else [data.texts[int(i)] for i in order]
+
+    def per_point(values: list[str | None] | None) -> list[str | None] | None:
+        return None if values is None else [values[int(i)] for i in order]
+
+    texts_of = data.texts or PointTexts([])
 
     active = active_domains(data.phi, data.sd, data.base, threshold)
     if leaf_means is not None:
@@ -653,7 +717,12 @@ def load_arrays(
     try:
         store = Store.create(temporary)
         store.write_tree(
-            points_from_members(members, text=text_column),
+            points_from_members(
+                members,
+                text=per_point(data.texts.texts) if data.texts is not None else None,
+                source=per_point(texts_of.sources),
+                response=per_point(texts_of.responses),
+            ),
             data.leaf_parent,
             parent_large,
             int(parent_large.max()) + 1,

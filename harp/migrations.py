@@ -145,6 +145,25 @@ def m003_content_hash(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, old])
 
 
+@_migration
+def m004_point_responses(con: duckdb.DuckDBPyConnection) -> None:
+    """A nullable ``points.response`` beside ``points.text`` (schema version 4): the prompt (or the chat turns)
+    in ``text``, the response the model is trained to give in ``response``, so the app can show them apart.
+
+    Older stores keep their texts as they were (prompt and response joined, or the prompt alone) with no
+    response. The points digest covers every column, so it and the content hash are recomputed; saved
+    selections whose ``store_hash`` is the hash of the store as it was get the new hash of the same contents
+    (as ``m003_content_hash`` did), others keep theirs.
+    """
+    from harp import content_hash
+
+    before = con.execute("SELECT value FROM meta WHERE key = 'content_hash'").fetchall()
+    con.execute("ALTER TABLE points ADD COLUMN response VARCHAR")
+    new = content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
+    if before:
+        con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, before[0][0]])
+
+
 #: The schema version this harp-explorer writes (the number of migrations it knows).
 SCHEMA_VERSION: int = len(MIGRATIONS)
 

@@ -3,7 +3,7 @@
 The stages, each a library call documented in its own module:
 
 1. Stage 1a, hierarchy (:func:`harp.hierarchy.build_hierarchy`) of the L2-normalised features ``X_feat``, written
-   to the store with text previews (:func:`harp.load.write_hierarchy`).
+   to the store with previews of each prompt and response (:func:`harp.load.write_hierarchy`).
 2. Representatives (:func:`harp.measure.choose_representatives`): per parent the leaf nearest its centroid, then
    farthest-point order, ``n_representatives`` leaves in all (default: one per parent); or the leaves listed in
    ``representative_leaves_path``.
@@ -329,7 +329,8 @@ def _tree(
         return
     run_id = store.add_run(_HIERARCHY_RUN, wanted)
     hierarchy = build_hierarchy(X, progress=say, **hierarchy_options)
-    write_hierarchy(store, hierarchy, texts=pool.previews(), sources=pool.sources)
+    texts, responses = pool.store_texts()
+    write_hierarchy(store, hierarchy, texts=texts, responses=responses, sources=pool.sources)
     store.finish_run(run_id, status="done", timings=hierarchy.timings)
     say(f"tree: {hierarchy.n_large} large nodes, {hierarchy.n_parents} parents, {hierarchy.n_leaves} leaves")
 

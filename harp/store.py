@@ -643,6 +643,7 @@ def points_from_members(
     *,
     text: Sequence[str | None] | None = None,
     source: Sequence[str | None] | None = None,
+    response: Sequence[str | None] | None = None,
 ) -> pa.Table:
     """The ``points`` argument of :meth:`Store.write_tree` from per-leaf member lists.
 
@@ -650,13 +651,15 @@ def points_from_members(
     ----------
     members : sequence of 1-D integer arrays
         ``members[g]`` holds the point ids of leaf g in rank order (most typical first).
-    text, source : sequence of str or None, optional
-        One entry per point, in the order of ``np.concatenate(members)``.
+    text, source, response : sequence of str or None, optional
+        One entry per point, in the order of ``np.concatenate(members)``: the prompt (or the whole example when
+        it has no separate response), where it came from, and the response the model is trained to give.
 
     Returns
     -------
     pyarrow.Table
-        Columns ``point_id``, ``leaf_id``, ``rank_in_leaf`` and, when given, ``text`` and ``source``.
+        Columns ``point_id``, ``leaf_id``, ``rank_in_leaf`` and, when given, ``text``, ``source`` and
+        ``response``.
     """
     arrays = [_integers(points, f"members[{g}]") for g, points in enumerate(members)]
     sizes = np.array([len(points) for points in arrays], dtype=np.int64)
@@ -669,6 +672,8 @@ def points_from_members(
         columns["text"] = _strings(text, "text", point_id.size)
     if source is not None:
         columns["source"] = _strings(source, "source", point_id.size)
+    if response is not None:
+        columns["response"] = _strings(response, "response", point_id.size)
     return pa.table(columns)
 
 
@@ -847,7 +852,8 @@ class Store:
         points : table-like
             A pyarrow Table, pandas DataFrame or mapping of columns: ``point_id`` (distinct, >= 0), ``leaf_id``
             (0..L-1) and optionally ``rank_in_leaf`` (0..n_g-1 within each leaf g; by default the order of
-            appearance), ``text`` and ``source`` (str or None). See :func:`points_from_members`.
+            appearance), ``text`` (the prompt or the chat turns), ``source`` and ``response`` (str or None). See
+            :func:`points_from_members`.
         leaves : array-like of shape (n_leaves,)
             Parent id of each leaf g (0..P-1, every parent used).
         parents : array-like of shape (n_parents,)
@@ -924,7 +930,7 @@ class Store:
             "rank_in_leaf": pa.array(rank[order].astype(np.int32)),
         }
         indices = pa.array(order)
-        for column in ("text", "source"):
+        for column in ("text", "source", "response"):
             value = _column(points, column, "points", required=False)
             columns[column] = (
                 pa.nulls(n_points, pa.string())
@@ -1545,9 +1551,10 @@ class Store:
             return dict(con.execute("SELECT key, value FROM meta").fetchall())
 
     def leaf_examples(
-        self, leaf_id: int, limit: int = 5, offset: int = 0
-    ) -> list[tuple[int, str | None, str | None]]:
-        """Points of one leaf in rank order, as ``(point_id, text, source)``.
+        self, leaf_id: int, limit: int = 5, offset: int = 0, *, with_response: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Points of one leaf in rank order, as ``(point_id, text, source)`` tuples, or with ``with_response``
+        as ``(point_id, text, source, response)``.
 
         Parameters
         ----------
@@ -1557,6 +1564,8 @@ class Store:
             At most this many points.
         offset : int, default 0
             Skip this many first.
+        with_response : bool, default False
+            Add each point's ``response`` (None where the store has none).
         """
         for name, value in (("leaf_id", leaf_id), ("limit", limit), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
@@ -1566,10 +1575,13 @@ class Store:
             if leaf_id >= n_leaves:
                 raise ValueError(f"leaf_id must lie in 0..{n_leaves - 1}, got {leaf_id}")
             rows = con.execute(
-                "SELECT point_id, text, source FROM points WHERE leaf_id = ? ORDER BY rank_in_leaf LIMIT ? OFFSET ?",
+                "SELECT point_id, text, source, response FROM points WHERE leaf_id = ? "
+                "ORDER BY rank_in_leaf LIMIT ? OFFSET ?",
                 [int(leaf_id), int(limit), int(offset)],
             ).fetchall()
-        return [(int(point), text, source) for point, text, source in rows]
+        if with_response:
+            return [(int(point), text, source, response) for point, text, source, response in rows]
+        return [(int(point), text, source) for point, text, source, _ in rows]
 
     def leaf_previews(self, per_leaf: int = 3) -> pa.Table:
         """The first ``per_leaf`` points of every leaf in one query (for hover texts).

@@ -89,6 +89,13 @@ _SUFFIXES = (
     ", then check your answer.", " in under 100 words.", " as a numbered list.", ". Use **bold** for key terms.",
 )  # fmt: skip
 
+# Openings of the synthetic responses; the response then names its leaf's topic (no random draws: adding the
+# responses left every other generated value as it was).
+_OPENINGS = (
+    "Here is a short answer about ", "In brief, the key point of ", "A worked explanation of ",
+    "The usual textbook account of ", "Three facts about ", "A common mistake about ",
+)  # fmt: skip
+
 _SOURCES = ("alpaca", "dolly", "flan_v2", "oasst1", "code_alpaca", "sharegpt", "gsm8k_train", "lima")
 
 #: Awkward strings planted in a few points so that escaping and CSV export are exercised.
@@ -118,7 +125,8 @@ class SynthPool:
     point_id : ndarray of int64, shape (n_points,)
         A permutation of ``0..n_points-1`` (indices into the training pool).
     leaf_id, rank_in_leaf : ndarray of int32, shape (n_points,)
-    text, source : pyarrow.StringArray of length n_points
+    text, source, response : pyarrow.StringArray of length n_points
+        The prompt, where it came from, and the response (hostile strings planted in both).
     leaf_parent : ndarray of int64, shape (n_leaves,)
     parent_large : ndarray of int64, shape (n_parents,)
     n_large : int
@@ -146,6 +154,7 @@ class SynthPool:
     rank_in_leaf: np.ndarray
     text: pa.Array
     source: pa.Array
+    response: pa.Array
     leaf_parent: np.ndarray
     parent_large: np.ndarray
     n_large: int
@@ -195,6 +204,7 @@ class SynthPool:
                 "rank_in_leaf": self.rank_in_leaf,
                 "text": self.text,
                 "source": self.source,
+                "response": self.response,
             }
         )
 
@@ -251,8 +261,10 @@ def _pick(words: tuple[str, ...], index: np.ndarray) -> pa.Array:
 
 def _texts(
     rng: np.random.Generator, leaf_id: np.ndarray, leaf_parent: np.ndarray, leaf_large: np.ndarray
-) -> tuple[pa.Array, pa.Array]:
-    """Instruction-style texts (a leaf keeps to one topic) and sources (mostly one per large node)."""
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Instruction-style prompts (a leaf keeps to one topic), sources (mostly one per large node) and
+    responses (on the leaf's topic; the hostile strings in the responses of the points that hold them in the
+    prompt, in reverse order)."""
     n_points, n_leaves = leaf_id.size, leaf_parent.size
     # A leaf is about one topic (shared within its parent) with its own angle; points vary the instruction.
     leaf_topic = pc.binary_join_element_wise(
@@ -285,7 +297,12 @@ def _texts(
     source = _pick(
         _SOURCES, large_of_point * 3 + (rng.random(n_points) < 0.15) * rng.integers(1, 8, n_points)
     )
-    return text, source
+    response = pc.binary_join_element_wise(
+        _pick(_OPENINGS, np.arange(n_points)), leaf_topic.take(pa.array(leaf_id)), ".", ""
+    )
+    hostile = _pick(SPECIAL_TEXTS, len(SPECIAL_TEXTS) - 1 - special_index % len(SPECIAL_TEXTS))
+    response = pc.if_else(pa.array(special), hostile, response)
+    return text, source, response
 
 
 def generate(
@@ -397,7 +414,7 @@ def generate(
     mean = true_phi + rng.normal(0, sd)
     active = ((mean / sd) > 1.645).any(axis=0) & (base < 1)
 
-    text, source = _texts(rng, leaf_id, leaf_parent, leaf_large)
+    text, source, response = _texts(rng, leaf_id, leaf_parent, leaf_large)
     return SynthPool(
         seed=int(seed),
         point_id=point_id,
@@ -405,6 +422,7 @@ def generate(
         rank_in_leaf=rank,
         text=text,
         source=source,
+        response=response,
         leaf_parent=leaf_parent.astype(np.int64),
         parent_large=parent_large.astype(np.int64),
         n_large=n_large,

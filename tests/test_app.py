@@ -615,6 +615,27 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_demo_shows_why_a_harmful_leaf_hurts(monkeypatch, demo_store) -> None:
+    """Every demo example has its prompt, response and source apart; a leaf of the planted wrong-arithmetic
+    region shows the wrong answer as the response of the example read in full."""
+    import duckdb
+
+    with duckdb.connect(str(demo_store), read_only=True) as con:
+        missing = con.execute(
+            "SELECT count(*) FROM points WHERE text IS NULL OR response IS NULL OR source IS NULL"
+        ).fetchone()
+        leaf, point, prompt, response = con.execute(
+            "SELECT leaf_id, point_id, text, response FROM points WHERE source = 'harmful/wrong-arithmetic' "
+            "AND rank_in_leaf = 0 ORDER BY leaf_id LIMIT 1"
+        ).fetchone()
+    assert missing == (0,)
+    at = run(make_app(monkeypatch, demo_store, open=str(leaf)))
+    assert at.selectbox(key=f"explore_example_full_{leaf}").value == point
+    blocks = [c.value for c in at.code]
+    assert blocks[-1] == response and prompt.split("\n")[-1] in blocks[-2]
+    assert "source: `harmful/wrong-arithmetic`" in texts(at.caption)
+
+
 def clean(at: AppTest, where: str) -> AppTest:
     run(at)
     assert not at.error, (where, texts(at.error))
@@ -836,13 +857,14 @@ def test_choose_a_region_then_exclude_and_pin_it(monkeypatch, store_path, inputs
 
 
 HOSTILE_CHAT = "user: what is <b>2+2</b>?\nassistant: [see](javascript:alert(1))\nuser: and :red[3+3]?\n=6 <script>x</script>"
+HOSTILE_RESPONSE = "**5** <img src=x onerror=alert(1)> [win](http://evil.example) :red[x] $y$\n=SUM(A1)"
 
 
 def test_an_example_in_full_shows_turns_source_and_the_leaf_effect(monkeypatch, fresh_store, inputs) -> None:
     with Store.open(fresh_store).write() as con:
         con.execute(
-            "UPDATE points SET text = ?, source = ? WHERE leaf_id = 3 AND rank_in_leaf = 0",
-            [HOSTILE_CHAT, "crawl <img src=x onerror=alert(1)> http://a.b/c"],
+            "UPDATE points SET text = ?, source = ?, response = ? WHERE leaf_id = 3 AND rank_in_leaf = 0",
+            [HOSTILE_CHAT, "crawl <img src=x onerror=alert(1)> http://a.b/c", HOSTILE_RESPONSE],
         )
     name = inputs.domain_names[2]
     at = run(make_app(monkeypatch, fresh_store, color=name, open="3"))
@@ -859,9 +881,14 @@ def test_an_example_in_full_shows_turns_source_and_the_leaf_effect(monkeypatch, 
         "what is <b>2+2</b>?",
         "[see](javascript:alert(1))",
         "and :red[3+3]?\n=6 <script>x</script>",
+        HOSTILE_RESPONSE,  # the response apart, verbatim in a code block: characters, never Markdown or HTML
     ]
     captions = texts(at.caption)
     assert "**user**" in captions and "**assistant**" in captions
+    assert "**prompt**" in captions and "**response**" in captions
+    (table,) = [d.value for d in at.dataframe if "response" in d.value.columns]
+    assert table["prompt"].iloc[0] == " ".join(HOSTILE_CHAT.split())  # a dataframe cell is plain text
+    assert table["response"].iloc[0] == " ".join(HOSTILE_RESPONSE.split())
     # The source verbatim in a code span: shown as characters, never an element or a link.
     assert "source: `crawl <img src=x onerror=alert(1)> http://a.b/c`" in captions
 
@@ -878,13 +905,16 @@ def test_search_a_leaf_and_the_whole_pool(monkeypatch, fresh_store, inputs) -> N
             )
         other = int(inputs.members[leaf + 1][0])
         con.execute("UPDATE points SET text = ? WHERE point_id = ?", ["another haystack", other])
+        in_response = int(members[6])  # found by its response alone
+        con.execute("UPDATE points SET response = ? WHERE point_id = ?", ["a Haystack answer", in_response])
     at = run(make_app(monkeypatch, fresh_store, open=str(leaf)))
     at.text_input(key="explore_example_search").set_value("haystack")
     run(at)
     (hits,) = [d.value for d in at.dataframe if "point id" in d.value.columns]
-    assert hits["point id"].tolist() == [int(p) for p in members[[1, 4]]]  # in rank order
-    assert hits["rank"].tolist() == [1, 4]
-    assert "2 of the leaf's" in texts(at.caption)
+    assert hits["point id"].tolist() == [int(p) for p in members[[1, 4, 6]]]  # in rank order
+    assert hits["rank"].tolist() == [1, 4, 6]
+    assert hits["response"].tolist()[-1] == "a Haystack answer"
+    assert "3 of the leaf's" in texts(at.caption)
 
     at.switch_page("views/leaves.py")
     run(at)
@@ -892,10 +922,11 @@ def test_search_a_leaf_and_the_whole_pool(monkeypatch, fresh_store, inputs) -> N
     run(at)
     with duckdb.connect(str(fresh_store), read_only=True) as con:
         want = con.execute(
-            "SELECT point_id FROM points WHERE lower(text) LIKE '%haystack%' ORDER BY leaf_id, rank_in_leaf"
+            "SELECT point_id FROM points WHERE lower(text) LIKE '%haystack%' OR lower(response) LIKE '%haystack%' "
+            "ORDER BY leaf_id, rank_in_leaf"
         ).fetchall()
     (pool,) = [d.value for d in at.dataframe if "rank in leaf" in d.value.columns]
-    assert pool["point id"].tolist() == [int(p) for (p,) in want] and len(want) == 3
+    assert pool["point id"].tolist() == [int(p) for (p,) in want] and len(want) == 4
     at.button(key="pool_search_open").click()
     run(at)
     assert at.session_state["open_leaves"] == [leaf, leaf + 1]

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harp.data import TrainData, load_eval_set, load_training_pool, preview
+from harp.data import TrainData, TrainingPool, load_eval_set, load_training_pool, preview
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:
@@ -48,6 +48,16 @@ def test_pool_from_parquet(tmp_path: Path) -> None:
     pq.write_table(pa.table({"prompt": ["p0", "p1"], "response": ["r0", "r1"], "id": [7, 8]}), path)
     pool = load_training_pool(path)
     assert pool.ids == ["7", "8"] and pool.responses == ["r0", "r1"]
+
+
+def test_store_texts_keep_prompt_and_response_apart() -> None:
+    pool = TrainingPool(["p" * 500, "user: hi"], ["r", "hello"], ["0", "1"], [None, "s"])
+    texts, responses = pool.store_texts(max_chars=10)
+    assert texts == ["p" * 9 + "…", "user: hi"] and responses == ["r", "hello"]
+    tokenised = TrainingPool(
+        ["", ""], ["", ""], ["0", "1"], [None, None], tokens=TrainData([[1], [2]], [[1], [2]])
+    )
+    assert tokenised.store_texts() == ([None, None], [None, None])  # nothing decoded: no text, not ""
 
 
 def test_previews_are_cut() -> None:

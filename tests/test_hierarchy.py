@@ -240,6 +240,24 @@ def test_harp_hierarchy_writes_the_tree_texts_and_layout(tmp_path, pool):
     assert [run["kind"] for run in opened.runs()] == ["hierarchy"]
 
 
+def test_harp_hierarchy_keeps_a_pool_s_prompt_and_response_apart(tmp_path, pool):
+    """One path for `harp hierarchy --texts` and `harp run`: the pool's prompt, response and source."""
+    features, texts, X = pool
+    texts.write_text(
+        "".join(
+            json.dumps({"prompt": f"question {i}", "response": f"answer {i}", "source": f"src {i % 3}"})
+            + "\n"
+            for i in range(X.shape[0])
+        )
+    )
+    store = tmp_path / "pool.duckdb"
+    run("-q", "hierarchy", "--features", features, "--texts", texts, "--store", store, "--no-layout")
+    examples = Store.open(store, read_only=True).leaf_examples(0, limit=3, with_response=True)
+    assert len(examples) == 3
+    for point, text, source, response in examples:
+        assert (text, source, response) == (f"question {point}", f"src {point % 3}", f"answer {point}")
+
+
 def test_harp_hierarchy_refuses_to_drop_measurements(tmp_path, pool):
     features, _, _ = pool
     store = tmp_path / "pool.duckdb"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from harp.cli import main
 from harp.hierarchy import build_hierarchy
-from harp.load import load_arrays, read_names, read_texts, write_hierarchy
+from harp.load import load_arrays, read_names, read_point_texts, read_texts, write_hierarchy
 from harp.store import Store, StoreError
 
 # 3 parents of 2 leaves, 12 points (leaf g holds points 2g and 2g + 1), 2 domains.
@@ -230,3 +230,32 @@ def test_harp_load(tmp_path, files):
     args[args.index("--domains") + 1] = bad
     failed = CliRunner().invoke(main, [str(a) for a in [*args, "--force"]])
     assert failed.exit_code == 1 and "names.txt) has 1 names" in failed.output
+
+
+POOL_RECORDS = [
+    {"prompt": "Add 2 and 2.", "response": "5 <script>alert(1)</script>", "source": "math/wrong"},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+    {"prompt": "", "response": "just a response", "source": "bare"},
+]
+
+
+def test_a_training_pool_file_gives_prompt_response_and_source_apart(tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(record) + "\n" for record in POOL_RECORDS))
+    read = read_point_texts(pool)
+    assert read.texts == ["Add 2 and 2.", "user: hi", ""]
+    assert read.responses == ["5 <script>alert(1)</script>", "hello", "just a response"]
+    assert read.sources == ["math/wrong", None, "bare"]
+    plain = read_point_texts([f"text {i}" for i in range(3)])
+    assert (plain.texts, plain.responses, plain.sources) == (["text 0", "text 1", "text 2"], None, None)
+    with pytest.raises(ValueError, match="pool.jsonl:2: missing field 'response'"):
+        pool.write_text(json.dumps(POOL_RECORDS[0]) + "\n" + json.dumps({"prompt": "no answer"}) + "\n")
+        read_point_texts(pool)
+
+
+def test_harp_load_keeps_the_pool_s_responses(tmp_path, files):
+    records = [{"prompt": f"q {i}", "response": f"a {i}", "source": f"s{i % 2}"} for i in range(12)]
+    files["texts"].write_text("".join(json.dumps(record) + "\n" for record in records))
+    store = load_arrays(tmp_path / "old.duckdb", **files)
+    for point, text, source, response in store.leaf_examples(2, with_response=True):
+        assert (text, source, response) == (f"q {point}", f"s{point % 2}", f"a {point}")

@@ -277,10 +277,10 @@ def test_the_original_readme_call(tiny_model: Path, tmp_path: Path, monkeypatch:
     # 0/1 token accuracy of a random tiny model is 0 before and after 3 steps, so phi may well be all 0 here;
     # tests/test_token_eval.py shows the given tokens train as the text they encode.
     assert info["measured_leaves"].size == info["representatives"].size > 0 and np.isfinite(info["phi"]).all()
-    # The store's previews are the decoded tokens: the prompt (with its own newline), a newline, the answer.
+    # The store's previews are the decoded tokens: the prompt (with its own newline) and the answer, apart.
     store = Store.open(info["store"], read_only=True)
-    texts = store.read_table("points").sort_by("point_id").column("text").to_pylist()
-    assert texts[0] == "q0 a?\n\nx 0"
+    points = store.read_table("points").sort_by("point_id")
+    assert (points["text"][0].as_py(), points["response"][0].as_py()) == ("q0 a?\n", "x 0")
 
 
 @pytest.mark.train

@@ -54,13 +54,14 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "3"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "4"
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
     assert store.read_table("migrations")["name"].to_pylist() == [
         "m001_initial",
         "m002_mixtures",
         "m003_content_hash",
+        "m004_point_responses",
     ]
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
@@ -609,8 +610,9 @@ def test_content_hash_is_stable_and_ignores_bookkeeping(tiny_store: Path) -> Non
 
 def test_content_hash_of_the_tiny_store_is_pinned(tiny_store: Path) -> None:
     # Saved selections record this hash; a change of the hash format must be deliberate (and versioned:
-    # m003_content_hash moved from v1, 766b9959..., to the per-table v2 kept in meta).
-    expected = "30250253040b6d319fd2b295b4d6441bce3df7ee2aca56627941357befee2891"
+    # m003_content_hash moved from v1, 766b9959..., to the per-table v2 kept in meta; m004_point_responses added
+    # the points' response column, 30250253... before it, and carries saved selections over).
+    expected = "11c632131a3a41e9974fde4a3d36e76f04e7e9db16b1a0ef0cfc0a0b40024a02"
     assert Store.open(tiny_store).content_hash() == expected
     assert Store.open(tiny_store).content_hash(recompute=True) == expected
     summary = Store.open(tiny_store).summary(with_hash=False)

@@ -61,8 +61,8 @@ st.markdown("#### Search the pool")
 query = st.text_input(
     "Search every example",
     key="pool_search",
-    placeholder="words to find in any example's text (case-insensitive)",
-    help="A plain substring search over the store's example texts (DuckDB), not a pattern.",
+    placeholder="words to find in any example's prompt or response (case-insensitive)",
+    help="A plain substring search over the store's prompts and responses (DuckDB), not a pattern.",
 )
 if str(query or "").strip():
     try:
@@ -87,7 +87,8 @@ if str(query or "").strip():
                     label: effect[hit_leaves],
                     "sd": spread[hit_leaves],
                     "source": [text.one_line(h[4], 60) for h in hits],
-                    "text": [text.one_line(h[3], 600) for h in hits],
+                    "prompt": [text.one_line(h[3], 600) for h in hits],
+                    "response": [text.one_line(h[5], 600) for h in hits],
                 }
             ),
             hide_index=True,
