@@ -440,20 +440,28 @@ def _arrow(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | N
     return to_table()
 
 
+def _nonempty_string(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _json_mapping(value: Mapping[str, Any] | None, name: str) -> str | None:
+    """A run's config or timings as sorted JSON (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(dict(value), sort_keys=True, default=str)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a JSON-serialisable mapping: {error}") from None
+
+
 def _finished_record(record: Mapping[str, Any]) -> tuple[str, str, str, str | None]:
     """(run_id, kind, config JSON, timings JSON) of a finished run record given to ``add_measurements``."""
-    run_id, kind = record.get("run_id"), record.get("kind")
-    if not isinstance(run_id, str) or not run_id:
-        raise ValueError(f"record['run_id'] must be a non-empty string, got {run_id!r}")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"record['kind'] must be a non-empty string, got {kind!r}")
-    try:
-        config = json.dumps(dict(record.get("config") or {}), sort_keys=True, default=str)
-        timings = record.get("timings")
-        timings_json = None if timings is None else json.dumps(dict(timings), sort_keys=True, default=str)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"record's config and timings must be JSON-serialisable mappings: {error}") from None
-    return run_id, kind, config, timings_json
+    run_id = _nonempty_string(record.get("run_id"), "record['run_id']")
+    kind = _nonempty_string(record.get("kind"), "record['kind']")
+    config = _json_mapping(record.get("config") or {}, "record['config']") or "{}"
+    return run_id, kind, config, _json_mapping(record.get("timings"), "record['timings']")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, *, verb: str = "INSERT") -> None:
@@ -1427,15 +1435,9 @@ class Store:
         status: str = "running",
     ) -> str:
         """Record the start of a run and return its id (a random hex id unless given)."""
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"kind must be a non-empty string, got {kind!r}")
-        run_id = secrets.token_hex(8) if run_id is None else run_id
-        if not isinstance(run_id, str) or not run_id:
-            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
-        try:
-            config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"config must be a JSON-serialisable mapping: {error}") from None
+        _nonempty_string(kind, "kind")
+        run_id = _nonempty_string(secrets.token_hex(8) if run_id is None else run_id, "run_id")
+        config_json = _json_mapping(config or {}, "config")
         with self.write(rehash=()) as con:
             if _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 raise ValueError(f"run_id {run_id!r} already exists in {self.path}")
@@ -1449,10 +1451,7 @@ class Store:
         self, run_id: str, *, status: str = "done", timings: Mapping[str, Any] | None = None
     ) -> None:
         """Record the end of a run: its status (``done``, ``failed``, ...) and timings (seconds by stage)."""
-        try:
-            timings_json = None if timings is None else json.dumps(dict(timings), sort_keys=True, default=str)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"timings must be a JSON-serialisable mapping: {error}") from None
+        timings_json = _json_mapping(timings, "timings")
         with self.write(rehash=()) as con:
             if not _first(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 raise ValueError(f"run_id {run_id!r} is not a run of {self.path}")
