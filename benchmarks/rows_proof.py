@@ -64,7 +64,8 @@ PLANS = {
     "regions": ("harp-pm:large1", "harp-p0:large1", "harp-pm:parent1", "harp-pm:im1"),
 }
 METHODS = PLANS["rows"]
-IN_MIXTURE_SEED_KEYS = {0: IN_MIXTURE_KEY, 1: "m1-a4f25e0ac0019f85"}  # round 1's keys, seeds 0 and 1
+ROUND_1_SEED_KEYS = (IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81")  # seeds 0, 1, 2
+IN_MIXTURE_SEED_KEYS = {0: ROUND_1_SEED_KEYS[0], 1: ROUND_1_SEED_KEYS[1]}
 # in-mixture-rows adds a leaf's examples to the background's batches, so a large leaf's batches grow by several
 # rows: 16 such adapters side by side ran out of the H200's memory; 8 fit.
 MEASURE_ADAPTERS = 8
@@ -100,7 +101,6 @@ def variant_subsets(store: Any, rows_key: str | None, seeds: tuple[int, ...], lo
             per_point = np.nan_to_num(phi, nan=0.0) / np.maximum(leaf_sizes, 1.0)[:, None]
             fits[level] = (per_point, np.ones(inputs.n_domains, dtype=bool))
     names = inputs.domain_names
-    sizes = np.array([m.size for m in inputs.members], dtype=np.float64)
     out: dict[str, Any] = {"budgets": list(mp.BUDGETS), "methods": {}, "rows_key": rows_key}
     for method in METHODS:
         selection, effects_name = method.removeprefix("harp-").split(":")
@@ -118,7 +118,7 @@ def variant_subsets(store: Any, rows_key: str | None, seeds: tuple[int, ...], lo
                 record["subsets"][str(budget)] = chosen.points.tolist()
                 continue
             effect = utility_effects(phi, weights)
-            threshold = 0.0 if selection == "p0" else float(np.dot(sizes, effect) / sizes.sum())
+            threshold = 0.0 if selection == "p0" else float(np.dot(leaf_sizes, effect) / leaf_sizes.sum())
             record["threshold"] = threshold
             for seed in seeds:
                 chosen = prune_select(phi, inputs.base, weights=weights, members=inputs.members,
@@ -344,19 +344,32 @@ def gpu_command(args: argparse.Namespace) -> None:
     log("all steps done")
 
 
-def reliability(store: Any, keys: list[str], names: list[str]) -> dict[str, Any]:
-    """Per domain, the mean correlation over seed pairs of the repeated leaves' measured effects."""
+def seed_agreement(tables: list[np.ndarray], names: list[str]) -> dict[str, Any] | None:
+    """How well repeated measurements agree: for each pair of seeds' effect tables (n_leaves x n_domains, NaN
+    where not measured), the correlation over the leaves both measured (at least 3) per domain and of the
+    utility (the mean over domains); means over the pairs. None when no pair shares 3 leaves."""
+    pairs = []
+    for i in range(len(tables)):
+        for j in range(i + 1, len(tables)):
+            both = ~np.isnan(tables[i]).all(axis=1) & ~np.isnan(tables[j]).all(axis=1)
+            if both.sum() >= 3:
+                pairs.append((tables[i][both], tables[j][both]))
+    if not pairs:
+        return None
+    r = [np.mean([np.corrcoef(a[:, d], b[:, d])[0, 1] for a, b in pairs]) for d in range(len(names))]
+    utility = np.mean([np.corrcoef(a.mean(axis=1), b.mean(axis=1))[0, 1] for a, b in pairs])
+    return {"pairs": len(pairs), "leaves": min(a.shape[0] for a, _ in pairs),
+            "r": {n: float(v) for n, v in zip(names, r, strict=True)}, "utility_r": float(utility)}  # fmt: skip
+
+
+def reliability(store: Any, keys: list[str], names: list[str]) -> dict[str, Any] | None:
+    """:func:`seed_agreement` of the store's measurements under ``keys`` (one key per seed)."""
     from harp.validate import measured_effects
 
     inputs = store.selection_inputs()
-    tables = [measured_effects(store, key, inputs.n_leaves, inputs.n_domains) for key in keys]
-    common = np.flatnonzero(np.all([~np.isnan(t).all(axis=1) for t in tables], axis=0))
-    out: dict[str, Any] = {"leaves": int(common.size), "r": {}}
-    for d, name in enumerate(names):
-        rs = [np.corrcoef(tables[i][common, d], tables[j][common, d])[0, 1]
-              for i in range(len(keys)) for j in range(i + 1, len(keys))]  # fmt: skip
-        out["r"][name] = float(np.mean(rs))
-    return out
+    return seed_agreement(
+        [measured_effects(store, key, inputs.n_leaves, inputs.n_domains) for key in keys], names
+    )
 
 
 def report_command(args: argparse.Namespace) -> None:
@@ -430,10 +443,9 @@ def report_command(args: argparse.Namespace) -> None:
         names = store.selection_inputs().domain_names
         keys = state.get("keys", {})
         rows_keys = [keys[k] for k in sorted(keys)]
-        first_keys = [IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81"]
-        out["reliability"] = {"in-mixture": reliability(store, first_keys, names)}
-        if rows_keys:
-            out["reliability"]["in-mixture-rows"] = reliability(store, rows_keys, names)
+        agreements = {"in-mixture": reliability(store, list(ROUND_1_SEED_KEYS), names),
+                      "in-mixture-rows": reliability(store, rows_keys, names)}  # fmt: skip
+        out["reliability"] = {protocol: rel for protocol, rel in agreements.items() if rel is not None}
         print("\n| protocol | repeated leaves | " + " | ".join(names) + " |")
         print("|---|---:|" + "---:|" * len(names))
         for protocol, rel in out["reliability"].items():
@@ -466,50 +478,27 @@ def report_command(args: argparse.Namespace) -> None:
 def reliability_command(args: argparse.Namespace) -> None:
     """Seed-to-seed agreement of repeated measurements: this round's rows (a JSON of ``(config_key, leaf, domain,
     phi, variance)``, written on the device) against round 1's in-mixture seeds (the shipped store)."""
-    import itertools
-
     import harp
 
     store = harp.Store.open(args.store, read_only=True)
-    names = store.selection_inputs().domain_names
-    tables: dict[str, dict[tuple[int, int], float]] = {}
+    inputs = store.selection_inputs()
+    names = inputs.domain_names
+    rows_tables: dict[str, np.ndarray] = {}
     for key, leaf, domain, phi, _variance in mp._read_json(Path(args.measurements)):
-        tables.setdefault(key, {})[(int(leaf), int(domain))] = float(phi)
-    rows = store.read_table("measurements").to_pydict()
-    first = {IN_MIXTURE_KEY, "m1-a4f25e0ac0019f85", "m1-f78714728d942c81"}
-    for key, leaf, domain, phi in zip(
-        rows["config_key"], rows["leaf_id"], rows["domain_id"], rows["phi"], strict=True
-    ):
-        if key in first:
-            tables.setdefault(key, {})[(int(leaf), int(domain))] = float(phi)
-    rows_keys = sorted(k for k in tables if k not in first and k != mp.BASE_ANCHORED_KEY)
+        table = rows_tables.setdefault(key, np.full((inputs.n_leaves, inputs.n_domains), np.nan))
+        table[int(leaf), int(domain)] = float(phi)
     out: dict[str, Any] = {}
     print("| protocol | seed pairs | leaves | " + " | ".join(names) + " | utility |")
     print("|---|---:|---:|" + "---:|" * (len(names) + 1))
-    for protocol, keys in (("in-mixture", sorted(first)), ("in-mixture-rows", rows_keys)):
-        pairs = []
-        for a, b in itertools.combinations(keys, 2):
-            leaves = sorted({g for g, _ in tables[a]} & {g for g, _ in tables[b]})
-            if len(leaves) >= 3:
-                pairs.append((a, b, leaves))
-        if not pairs:
+    for protocol, agreement in (
+        ("in-mixture", reliability(store, list(ROUND_1_SEED_KEYS), names)),
+        ("in-mixture-rows", seed_agreement([rows_tables[k] for k in sorted(rows_tables)], names)),
+    ):
+        if agreement is None:
             continue
-        per_domain = []
-        for d in range(len(names)):
-            per_domain.append(float(np.mean([
-                np.corrcoef([tables[a][(g, d)] for g in leaves], [tables[b][(g, d)] for g in leaves])[0, 1]
-                for a, b, leaves in pairs
-            ])))  # fmt: skip
-        utility = float(np.mean([
-            np.corrcoef([np.mean([tables[a][(g, d)] for d in range(len(names))]) for g in leaves],
-                        [np.mean([tables[b][(g, d)] for d in range(len(names))]) for g in leaves])[0, 1]
-            for a, b, leaves in pairs
-        ]))  # fmt: skip
-        n_leaves = min(len(leaves) for _, _, leaves in pairs)
-        out[protocol] = {"pairs": len(pairs), "leaves": n_leaves, "r": dict(zip(names, per_domain, strict=True)),
-                         "utility_r": utility}  # fmt: skip
-        print(f"| {protocol} | {len(pairs)} | {n_leaves} | " + " | ".join(f"{r:+.2f}" for r in per_domain)
-              + f" | {utility:+.2f} |")  # fmt: skip
+        out[protocol] = agreement
+        print(f"| {protocol} | {agreement['pairs']} | {agreement['leaves']} | "
+              + " | ".join(f"{agreement['r'][n]:+.2f}" for n in names) + f" | {agreement['utility_r']:+.2f} |")  # fmt: skip
     out["split_half"] = split_half(store, names)
     print(
         "\nsplit-half r of each source's mean effect (leaves halved at random, 200 draws, offsets removed):"
