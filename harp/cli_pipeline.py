@@ -24,6 +24,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _STORE = click.Path(dir_okay=False, path_type=Path)
+# `harp hierarchy` and `harp load` read the same texts file, through one reader (harp.load.read_point_texts).
+_TEXTS = click.option(
+    "--texts",
+    type=_EXISTING_FILE,
+    default=None,
+    help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
+    "kept apart.",
+)
 
 
 def _logger(obj: Any) -> Callable[[str], None]:
@@ -98,13 +106,7 @@ def _echo_json(data: dict[str, Any]) -> None:
     "--features", type=_EXISTING_FILE, required=True, help="X_feat.npy: one row of features per point."
 )
 @click.option("--store", type=_STORE, required=True, help="Store to write (created when missing).")
-@click.option(
-    "--texts",
-    type=_EXISTING_FILE,
-    default=None,
-    help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
-    "kept apart.",
-)
+@_TEXTS
 @click.option(
     "--leaf-size", type=click.IntRange(min=1), default=64, show_default=True, help="Target points a leaf."
 )
@@ -363,13 +365,7 @@ def infer_command(
               help=".npy: large node of each parent (else k-means of parent centroids, or one).")  # fmt: skip
 @click.option("--measured", type=_EXISTING_FILE, default=None,
               help="Measured leaves: bool mask .npy, or leaf ids (.npy/.json/.txt).")  # fmt: skip
-@click.option(
-    "--texts",
-    type=_EXISTING_FILE,
-    default=None,
-    help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
-    "kept apart.",
-)
+@_TEXTS
 @click.option("--features", type=_EXISTING_FILE, default=None, help="X_feat.npy: in-leaf order and layout.")
 @click.option("--threshold", type=float, default=1.645, show_default=True, help="Active-domain threshold.")
 @click.option(

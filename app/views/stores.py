@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -17,8 +20,14 @@ def _show(problem: StoreProblem) -> None:
         st.error(problem.message, icon=":material/error:")
 
 
-def _built(target: str, source: str, open_it: bool) -> None:
-    """Say what was built, and open it for this session when asked."""
+def _build(working: str, build: Callable[[], Path], source: str, open_it: bool) -> None:
+    """Build a new store with ``build`` (a message for a refusal), say what was built and open it when asked."""
+    try:
+        with st.spinner(working):
+            target = str(build())
+    except StoreProblem as problem:
+        _show(problem)
+        return
     words = f"Built **{text.markdown_text(target)}** from {text.markdown_text(source)}."
     if open_it:
         try:
@@ -100,13 +109,7 @@ with st.form("import_form"):
     open_import = st.checkbox("Open it once built", value=True, key="import_open")
     imported = st.form_submit_button("Import", icon=":material/upload_file:")
 if imported:
-    try:
-        with st.spinner("Importing ..."):
-            target = store_folder.import_export(source, name)
-    except StoreProblem as problem:
-        _show(problem)
-    else:
-        _built(str(target), source, open_import)
+    _build("Importing ...", lambda: store_folder.import_export(source, name), source, open_import)
 
 st.markdown("#### New store from arrays (`harp load`)")
 st.caption(
@@ -122,10 +125,9 @@ with st.form("load_form"):
     open_load = st.checkbox("Open it once built", value=True, key="load_open")
     loaded = st.form_submit_button("Build the store", icon=":material/data_array:")
 if loaded:
-    try:
-        with st.spinner("Checking the arrays and building the store ..."):
-            target = store_folder.load_arrays(given, load_name)
-    except StoreProblem as problem:
-        _show(problem)
-    else:
-        _built(str(target), "the arrays", open_load)
+    _build(
+        "Checking the arrays and building the store ...",
+        lambda: store_folder.load_arrays(given, load_name),
+        "the arrays",
+        open_load,
+    )
