@@ -150,7 +150,8 @@ def _downgrade_to_v2(path: Path) -> None:
     )
 
 
-def _save(store: Store, name: str) -> None:
+def save_small_selection(store: Store, name: str) -> None:
+    """Save a 10-point HARP-C selection named ``name`` (also used by test_store_responses)."""
     inputs = store.selection_inputs()
     chosen = select(inputs.phi, inputs.base, envelope="C", members=inputs.members, budget=10)
     store.save_selection(
@@ -162,8 +163,8 @@ def test_m003_carries_selections_of_these_contents_over_to_the_new_hash(tmp_stor
     store = Store.open(tmp_store)
     with store.write(rehash=("points",)) as con:
         con.execute("UPDATE points SET response = NULL")  # what a version-2 store can hold
-    _save(store, "current")
-    _save(store, "older")
+    save_small_selection(store, "current")
+    save_small_selection(store, "older")
     new = store.content_hash()
     _downgrade_to_v2(tmp_store)
     con = duckdb.connect(str(tmp_store))

@@ -9,9 +9,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from test_store_hash import save_small_selection
 
 from harp import content_hash, migrations
-from harp.select import select
 from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
 
 HOSTILE = '<script>alert(1)</script> [click](javascript:alert(2)) =HYPERLINK("http://x")'
@@ -97,20 +97,12 @@ def _downgrade_to_v3(path: Path) -> str:
         con.close()
 
 
-def _save(store: Store, name: str) -> None:
-    inputs = store.selection_inputs()
-    chosen = select(inputs.phi, inputs.base, envelope="C", members=inputs.members, budget=10)
-    store.save_selection(
-        name, envelope="C", weights=None, budget=10, pinned=None, excluded=None, selection=chosen
-    )
-
-
 def test_a_v3_store_gains_the_column_and_keeps_its_selections_current(tmp_store: Path) -> None:
     store = Store.open(tmp_store)
     with store.write(rehash=("points",)) as con:
         con.execute("UPDATE points SET response = NULL")  # what a version-3 store can hold
-    _save(store, "current")
-    _save(store, "older")
+    save_small_selection(store, "current")
+    save_small_selection(store, "older")
     texts = raw(tmp_store, "SELECT point_id, text, source FROM points ORDER BY point_id")[0]
     new = store.content_hash()
     old = _downgrade_to_v3(tmp_store)
@@ -166,7 +158,7 @@ def test_export_and_import_carry_the_response(tmp_store: Path, tmp_path: Path) -
 
 def test_an_export_without_the_column_still_imports(tmp_store: Path, tmp_path: Path) -> None:
     store = Store.open(tmp_store)
-    _save(store, "mine")
+    save_small_selection(store, "mine")
     old = _downgrade_to_v3(tmp_store)
     raw(tmp_store, "UPDATE selections SET store_hash = ?", params=[old])
     # What schema version 3 exported (this harp-explorer only exports current stores): every table as it is.
