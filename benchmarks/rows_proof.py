@@ -22,10 +22,10 @@ and this round's), ``finetune-b`` (seeds 5-9 of the chosen method, random and em
 
 ``--plan regions`` (round 3, run on 2026-12-02: ``data/demo/run/round3/``, README "Round 3"; designed after this
 round's reliability check found single-leaf effects do not repeat under another seed): instead of ``measure``
-and ``noise``, ``regions`` measures every large node and every parent whole inside round 1's in-mixture mixture (``harp validate --regions``, round 1's key and reference) and
-``region-noise`` the large nodes again under seed 1; its variants are ``harp-pm:large1``, ``harp-p0:large1``,
-``harp-pm:parent1`` (HARP-P on each region's effect per example, :func:`harp.validate.region_effects`) and
-``harp-pm:im1``; the report adds how well the large nodes' effects repeat across the two seeds.
+and ``noise``, ``regions`` measures every large node and every parent whole inside round 1's in-mixture mixture
+(``harp validate --regions``, round 1's key and reference) and ``region-noise`` the large nodes again under seed
+1; its variants are ``harp-pm:large1``, ``harp-p0:large1``, ``harp-pm:parent1`` (HARP-P on each region's effect
+per example, :func:`harp.validate.region_effects`) and ``harp-pm:im1``; the report adds how well the large nodes' effects repeat across the two seeds.
 
 Variants (``<selection>:<effects>``): effects ``r`` = in-mixture-rows, empirical Bayes with the seed repeats'
 training noise, weights = its active domains (what ``harp select`` does by default); ``r1`` = the same effects,
