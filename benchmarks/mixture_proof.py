@@ -42,7 +42,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,46 +270,56 @@ def run_finetunes(
                 {**base, "method": job["method"], "budget": job["budget"], "seed": job["seed"]}
             )
     trained = [job for job in jobs if job.get("points") and _job_id(job) not in done]
-    blocks = [[job for job in trained if job["seed"] in block] for block in (SEEDS[:3], SEEDS[3:])]
-    long_jobs = [job for job in trained if job["method"] == "full-pool"]
-    for block in [[job for job in b if job["method"] != "full-pool"] for b in blocks] + [long_jobs]:
-        for group in _groups(block, ADAPTERS):
-            started = time.perf_counter()
-            examples = [pool.subset(job["points"]) for job in group]
-            steps = [max(1, math.ceil(len(job["points"]) / config.batch_size)) for job in group]
-            losses = train_adapters(
-                model, examples, config, seeds=[int(job["seed"]) for job in group], steps=steps
-            )
-            trained_s = time.perf_counter() - started
-            scores = {name: evaluate_adapters(model, s, config, len(group)) for name, s in sets.items()}
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            for k, job in enumerate(group):
-                record["results"].append(
-                    {
-                        "method": job["method"],
-                        "budget": job["budget"],
-                        "seed": job["seed"],
-                        "n_points": len(job["points"]),
-                        "steps": steps[k],
-                        "first_loss": losses[k][0],
-                        "last_loss": losses[k][-1],
-                        "scores": {name: table[k].tolist() for name, table in scores.items()},
-                    }
-                )
-            record.setdefault("groups", []).append(
+    if any("group" in job for job in jobs):  # the caller chose the groups (and each job's place in its group)
+        chosen: dict[Any, list[dict[str, Any]]] = {}
+        for job in trained:
+            chosen.setdefault(job["group"], []).append(job)
+        groups: Iterable[list[dict[str, Any]]] = list(chosen.values())
+    else:
+        blocks = [[job for job in trained if job["seed"] in block] for block in (SEEDS[:3], SEEDS[3:])]
+        long_jobs = [job for job in trained if job["method"] == "full-pool"]
+        groups = (
+            group
+            for block in [[job for job in b if job["method"] != "full-pool"] for b in blocks] + [long_jobs]
+            for group in _groups(block, ADAPTERS)
+        )
+    for group in groups:
+        started = time.perf_counter()
+        examples = [pool.subset(job["points"]) for job in group]
+        steps = [max(1, math.ceil(len(job["points"]) / config.batch_size)) for job in group]
+        losses = train_adapters(
+            model, examples, config, seeds=[int(job["seed"]) for job in group], steps=steps
+        )
+        trained_s = time.perf_counter() - started
+        scores = {name: evaluate_adapters(model, s, config, len(group)) for name, s in sets.items()}
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        for k, job in enumerate(group):
+            record["results"].append(
                 {
-                    "adapters": len(group),
-                    "max_steps": max(steps),
-                    "train_s": trained_s,
-                    "eval_s": time.perf_counter() - started - trained_s,
-                }  # fmt: skip
+                    "method": job["method"],
+                    "budget": job["budget"],
+                    "seed": job["seed"],
+                    "n_points": len(job["points"]),
+                    "steps": steps[k],
+                    "first_loss": losses[k][0],
+                    "last_loss": losses[k][-1],
+                    "scores": {name: table[k].tolist() for name, table in scores.items()},
+                }
             )
-            _write_json(out_path, record)
-            log(
-                f"finetuned {len(group)} ({min(steps)}-{max(steps)} steps) in "
-                f"{time.perf_counter() - started:.0f}s; {len(record['results'])} results"
-            )
+        record.setdefault("groups", []).append(
+            {
+                "adapters": len(group),
+                "max_steps": max(steps),
+                "train_s": trained_s,
+                "eval_s": time.perf_counter() - started - trained_s,
+            }  # fmt: skip
+        )
+        _write_json(out_path, record)
+        log(
+            f"finetuned {len(group)} ({min(steps)}-{max(steps)} steps) in "
+            f"{time.perf_counter() - started:.0f}s; {len(record['results'])} results"
+        )
     # Jobs whose subset equals another method's: the same finetune, recorded under both names.
     by_id = {_job_id(result): result for result in record["results"]}
     for job in jobs:
