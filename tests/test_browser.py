@@ -107,6 +107,7 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
 
         page.get_by_role("radio", name="HARP-E").click()
         _wait_metric(page, "HARP-E points", f"{len(e_full.points):,}")
+        wait_idle(page)  # a box typed into while the envelope's rerun is still running can lose the text
 
         box = page.get_by_label("Budget, exact", exact=True)
         box.fill(str(budget))
