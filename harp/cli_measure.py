@@ -70,7 +70,15 @@ def _leaf_ids(text: str | None, name: str) -> list[int] | None:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: the GPU when there is one].")
-def embed_command(pool_path: Path, out: Path, model: str | None, batch_size: int, device: str | None) -> None:
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default=None,
+    help="What the model computes in [default: bfloat16 on a GPU, float32 on the CPU]; the rows are float32.",
+)
+def embed_command(
+    pool_path: Path, out: Path, model: str | None, batch_size: int, device: str | None, dtype: str | None
+) -> None:
     """Embed the training pool into X_feat.npy for the hierarchy (offline; nothing is downloaded).
 
     \b
@@ -84,14 +92,27 @@ def embed_command(pool_path: Path, out: Path, model: str | None, batch_size: int
         pool = load_training_pool(pool_path)
         _log(f"embedding {len(pool)} examples")
         quiet = getattr(click.get_current_context().find_root().obj, "quiet", False)
+        timings: dict[str, Any] = {}
         features = embed_texts(
-            pool.texts(), model, batch_size=batch_size, device=device, show_progress=not quiet
-        )
+            pool.texts(), model, batch_size=batch_size, device=device, dtype=dtype, show_progress=not quiet,
+            timings=timings,
+        )  # fmt: skip
     except (ValueError, ImportError, OSError) as error:
         raise _fail(error) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, features)
-    click.echo(json.dumps({"out": str(out), "rows": int(features.shape[0]), "dim": int(features.shape[1])}))
+    _log(
+        f"embedded {features.shape[0]} examples in {timings['seconds']:.1f} s "
+        f"({timings['texts_per_second']:.0f} examples/s on {timings['device']}, {timings['dtype']})"
+    )
+    from harp.store import publish_staged, stage_file
+
+    try:  # beside OUT first, then renamed over it: a kill or a full disk leaves the old X_feat.npy whole
+        out.parent.mkdir(parents=True, exist_ok=True)
+        publish_staged(stage_file(out, lambda stream: np.save(stream, features), "embed"), out)
+    except OSError as error:
+        raise _fail(ValueError(f"cannot write --out {out}: {error}")) from None
+    click.echo(json.dumps({"out": str(out), "rows": int(features.shape[0]), "dim": int(features.shape[1]),
+                           "device": timings["device"], "dtype": timings["dtype"],
+                           "examples_per_second": round(timings["texts_per_second"], 1)}))  # fmt: skip
 
 
 def _config(config_path: Path | None, overrides: dict[str, Any]) -> Any:

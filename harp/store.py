@@ -35,10 +35,10 @@ import secrets
 import socket
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import numpy as np
@@ -62,6 +62,7 @@ __all__ = [
     "points_from_members",
     "publish_staged",
     "remove_leftover_temporaries",
+    "stage_file",
     "stage_text",
 ]
 
@@ -392,12 +393,23 @@ def stage_text(target: str | os.PathLike[str], text: str, purpose: str = "write"
     ``target`` (or :func:`discard_staged` removes it), so ``target`` holds the old or the new text, never a part.
     Leftovers of killed earlier writes to ``target`` are removed first.
     """
+    data = text.encode("utf-8")
+    return stage_file(target, lambda stream: stream.write(data), purpose)
+
+
+def stage_file(
+    target: str | os.PathLike[str], write: Callable[[BinaryIO], object], purpose: str = "write"
+) -> Path:
+    """:func:`stage_text` for any content: ``write(stream)`` fills a fresh binary temporary beside ``target``.
+
+    For example ``stage_file(path, lambda f: numpy.save(f, array))``; then :func:`publish_staged`.
+    """
     final = Path(target)
     remove_leftover_temporaries(final)
     temporary = _temporary_beside(final, purpose)
     try:
-        with open(temporary, "x", encoding="utf-8", newline="") as stream:
-            stream.write(text)
+        with open(temporary, "xb") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
     except BaseException:
