@@ -46,17 +46,25 @@ a code's width). Domains of zero weight are dropped before either greedy (:func:
 A budget never reaches the greedy (:func:`with_budget` re-caps a ranking), and HARP-C's sort, the one costly
 step no weight changes, can be kept across weight changes (:func:`sort_effects`).
 
-Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains: medians of 0.09-0.12 s of
-CPU for either envelope on the shared 2-core machine, from 0.15-0.18 s; HARP-C's sort is about 10 ms of its share).
-In HARP-E, the 7,551 plateau steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all),
-and ~130 of them a step need a new witness because the score theirs watched rose (0.98 million code rows); the
-~2,450 full passes (218 million leaf-domain terms) take a little less than the plateau. Before the codes, a new
-witness was an argmin over 64 floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; an
-8-step binary search over 256 bounds per domain and step for the thresholds then cost another ~17 ms, which the
-monotone code removed.
-Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, two witnesses per leaf,
-witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains per
-sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
+Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, 2026-12-02 on the shared
+2-core machine at load 2: medians of 0.066 s HARP-C and 0.056 s HARP-E, wall and CPU alike; in a same-process
+comparison with the code before, 82 -> 61 ms HARP-C and 67 -> 59 ms HARP-E). numba's reference counts were the
+largest single cost: HARP-C's run finders, inlined by numba, counted their array arguments up and down with atomic
+operations at each of their millions of calls (a third of HARP-C's compiled time under ``perf``); they are now
+compiled without reference counting (``_UNCOUNTED``) and search the sorted effects in place. HARP-C's sort is
+about a seventh of what is left. In HARP-E (~23 ms plateau, ~27 ms full passes, ~5 ms the rest), the 7,551 plateau
+steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all), and ~130 of them a step need
+a new witness because the score theirs watched rose (0.98 million code rows, one branch-free pass each); the
+~2,450 full passes cover 218 million leaf-domain terms. Before the codes, a new witness was an argmin over 64
+floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; an 8-step binary search over 256
+bounds per domain and step for the thresholds then cost another ~17 ms, which the monotone code removed.
+Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, and (2026-12-02) the same as an
+index of the dismissed leaves: each filed under its witness domain and code in O(1) lists, a threshold that falls
+wakes exactly the lists it passes into a bit set of pending leaves, and a step visits only the pending ones in id
+order (the 6.4 million checks become 1.4 million wakes and visits, the rows stay at 0.98 million, and it ran 7-11 ms
+slower: a list entry is a dependent load to a random leaf where a check is one byte read in order); two witnesses
+per leaf, witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains
+per sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
 a cache of each leaf's failing domains woken only when all fail (a third of the rows, more time in the
 books), blocking the full pass by leaves, and rescoring only the leaves whose gain at the last full pass plus a
 bound on its rise since could still win (one-sided, per-domain rise bounds prune 88 % of the first 50 steps but
