@@ -46,17 +46,25 @@ a code's width). Domains of zero weight are dropped before either greedy (:func:
 A budget never reaches the greedy (:func:`with_budget` re-caps a ranking), and HARP-C's sort, the one costly
 step no weight changes, can be kept across weight changes (:func:`sort_effects`).
 
-Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains: medians of 0.09-0.12 s of
-CPU for either envelope on the shared 2-core machine, from 0.15-0.18 s; HARP-C's sort is about 10 ms of its share).
-In HARP-E, the 7,551 plateau steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all),
-and ~130 of them a step need a new witness because the score theirs watched rose (0.98 million code rows); the
-~2,450 full passes (218 million leaf-domain terms) take a little less than the plateau. Before the codes, a new
-witness was an argmin over 64 floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; an
-8-step binary search over 256 bounds per domain and step for the thresholds then cost another ~17 ms, which the
-monotone code removed.
-Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, two witnesses per leaf,
-witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains per
-sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
+Where the time goes (``benchmarks/bench_select.py``'s pool, 10,000 leaves x 64 domains, 2026-12-02 on the shared
+2-core machine at load 2: medians of 0.066 s HARP-C and 0.056 s HARP-E, wall and CPU alike; in a same-process
+comparison with the code before, 82 -> 61 ms HARP-C and 67 -> 59 ms HARP-E). numba's reference counts were the
+largest single cost: HARP-C's run finders, inlined by numba, counted their array arguments up and down with atomic
+operations at each of their millions of calls (a third of HARP-C's compiled time under ``perf``); they are now
+compiled without reference counting (``_UNCOUNTED``) and search the sorted effects in place. HARP-C's sort is
+about a seventh of what is left. In HARP-E (~23 ms plateau, ~27 ms full passes, ~5 ms the rest), the 7,551 plateau
+steps dismiss ~850 leaves each before the winner (6.4 million witness checks in all), and ~130 of them a step need
+a new witness because the score theirs watched rose (0.98 million code rows, one branch-free pass each); the
+~2,450 full passes cover 218 million leaf-domain terms. Before the codes, a new witness was an argmin over 64
+floats whose unpredictable branches cost ~70 ns a row, two thirds of the scan; an 8-step binary search over 256
+bounds per domain and step for the thresholds then cost another ~17 ms, which the monotone code removed.
+Tried and no faster: per-domain heaps that wake a leaf only when its witness fails, and (2026-12-02) the same as an
+index of the dismissed leaves: each filed under its witness domain and code in O(1) lists, a threshold that falls
+wakes exactly the lists it passes into a bit set of pending leaves, and a step visits only the pending ones in id
+order (the 6.4 million checks become 1.4 million wakes and visits, the rows stay at 0.98 million, and it ran 7-11 ms
+slower: a list entry is a dependent load to a random leaf where a check is one byte read in order); two witnesses
+per leaf, witnesses chosen by how fast their score rises, a fast-math row minimum, full passes that add four domains
+per sweep, rows over only the domains near 1 plus each leaf's deep negatives (the rows were never memory-bound),
 a cache of each leaf's failing domains woken only when all fail (a third of the rows, more time in the
 books), blocking the full pass by leaves, and rescoring only the leaves whose gain at the last full pass plus a
 bound on its rise since could still win (one-sided, per-domain rise bounds prune 88 % of the first 50 steps but
@@ -93,6 +101,12 @@ _TINY = 1e-15
 # in utility units; a drop in utility larger than this times (D + 2) (a margin of 16 over that) cannot be lost to
 # rounding, so the computed gain is then strictly negative.
 _LOST = 16 * 2.220446049250313e-16
+# Options for a compiled helper that takes arrays and allocates none: compiled without numba's reference counting
+# (NRT). A helper with branches otherwise counts each array argument up on entry and down on every exit, with
+# atomic operations; HARP-C calls its run finders millions of times, and those counts were a third of its time.
+_UNCOUNTED: dict[str, Any] = {"_nrt": False}
+# The low 32 bits of an int64, where :func:`_deepest` packs a domain under a depth.
+_LOW_BITS = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -475,29 +489,41 @@ def _tree_top(tree: np.ndarray, size: int) -> int:
     return node - size
 
 
-@numba.njit(cache=True, inline="always")  # no view of the sorted row (and its reference count) per call
+@numba.njit(cache=True, **_UNCOUNTED)
+def _search(values: np.ndarray, d: int, value: float, right: bool) -> int:
+    """``np.searchsorted(values[d], value, side="right" if right else "left")``, indexing ``values`` in place.
+
+    Effects are never NaN, so this is the same binary search. It spares its callers a view of the row per call,
+    which would need a reference count (see ``_UNCOUNTED``).
+    """
+    low = 0
+    high = values.shape[1]
+    while low < high:
+        middle = (low + high) >> 1
+        x = values[d, middle]
+        if x < value or (right and x == value):
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@numba.njit(cache=True, **_UNCOUNTED)
 def _add_run(
-    runs: np.ndarray, n_runs: int, sorted_row: np.ndarray, low: float, high: float, sign: int
+    runs: np.ndarray, n_runs: int, sorted_phi: np.ndarray, d: int, low: float, high: float, sign: int
 ) -> int:
-    """Append the index run of sorted_row with values in [low, high], restricted to one sign (zeros excluded)."""
+    """Append the index run of ``sorted_phi[d]`` with values in [low, high], restricted to one sign (zeros
+    excluded)."""
     if sign < 0:
         if low >= 0.0:
             return n_runs
-        start = np.searchsorted(sorted_row, low, side="left")
-        stop = (
-            np.searchsorted(sorted_row, high, side="right")
-            if high < 0.0
-            else np.searchsorted(sorted_row, 0.0, side="left")
-        )
+        start = _search(sorted_phi, d, low, False)
+        stop = _search(sorted_phi, d, high, True) if high < 0.0 else _search(sorted_phi, d, 0.0, False)
     else:
         if high <= 0.0:
             return n_runs
-        start = (
-            np.searchsorted(sorted_row, low, side="left")
-            if low > 0.0
-            else np.searchsorted(sorted_row, 0.0, side="right")
-        )
-        stop = np.searchsorted(sorted_row, high, side="right")
+        start = _search(sorted_phi, d, low, False) if low > 0.0 else _search(sorted_phi, d, 0.0, True)
+        stop = _search(sorted_phi, d, high, True)
     if stop > start:
         runs[n_runs, 0] = start
         runs[n_runs, 1] = stop
@@ -505,11 +531,12 @@ def _add_run(
     return n_runs
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, **_UNCOUNTED)
 def _add_moved_runs(
     runs: np.ndarray,
     n_runs: int,
-    sorted_row: np.ndarray,
+    sorted_phi: np.ndarray,
+    d: int,
     old: float,
     new: float,
     shift: float,
@@ -533,15 +560,15 @@ def _add_moved_runs(
     flat_low = min(-a, 1.0 - b)
     flat_high = max(-a, 1.0 - b)
     if b <= 0.0 or a >= 1.0:
-        return _add_run(runs, n_runs, sorted_row, -b - widen + shift, 1.0 - a + widen + shift, sign)
+        return _add_run(runs, n_runs, sorted_phi, d, -b - widen + shift, 1.0 - a + widen + shift, sign)
     if flat_low + widen < 0.0 < flat_high - widen:
-        n_runs = _add_run(runs, n_runs, sorted_row, -np.inf, flat_low + widen + shift, sign)
-        n_runs = _add_run(runs, n_runs, sorted_row, flat_high - widen + shift, np.inf, sign)
-        return _add_run(runs, n_runs, sorted_row, -tiny + shift, tiny + shift, sign)
-    return _add_run(runs, n_runs, sorted_row, -np.inf, np.inf, sign)
+        n_runs = _add_run(runs, n_runs, sorted_phi, d, -np.inf, flat_low + widen + shift, sign)
+        n_runs = _add_run(runs, n_runs, sorted_phi, d, flat_high - widen + shift, np.inf, sign)
+        return _add_run(runs, n_runs, sorted_phi, d, -tiny + shift, tiny + shift, sign)
+    return _add_run(runs, n_runs, sorted_phi, d, -np.inf, np.inf, sign)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, **_UNCOUNTED)
 def _runs_from(runs: np.ndarray, first: int, n_runs: int, start: int) -> int:
     """Cut the runs ``runs[first:n_runs]`` to indices >= start, dropping those left empty."""
     kept = first
@@ -554,7 +581,7 @@ def _runs_from(runs: np.ndarray, first: int, n_runs: int, start: int) -> int:
     return kept
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, **_UNCOUNTED)
 def _merge_runs(runs: np.ndarray, n_runs: int) -> int:
     """Sort runs by start and merge overlaps in place, so no leaf is visited twice."""
     for i in range(1, n_runs):
@@ -898,21 +925,19 @@ def _sure_drops(floor, near, upper, low, scale, sure):  # type: ignore[no-untype
 
 
 @numba.njit(cache=True)
-def _deepest(sure, row):  # type: ignore[no-untyped-def]
-    """The largest ``sure[d] - row[d]`` (0 if none is positive); branch-free so that it vectorises."""
+def _deepest(sure, code, g):  # type: ignore[no-untyped-def]
+    """The domain d of the largest ``sure[d] - code[g, d]`` (the first of equals), or -1 if none is positive.
+
+    One branch-free pass that vectorises: the depth and the domain are packed into one key, the depth in the
+    high bits and ``2^32 - 1 - d`` in the low 32, so that the largest key names the first deepest domain. Indexes
+    ``code`` rather than taking a view of its row, which costs a reference count up and down (atomic operations)
+    per call: about a tenth of HARP-E's time at its million calls.
+    """
+    n = code.shape[1]
     best = np.int64(0)
-    for d in range(row.size):
-        best = max(best, sure[d] - np.int64(row[d]))
-    return best
-
-
-@numba.njit(cache=True)
-def _first_with(sure, row, depth):  # type: ignore[no-untyped-def]
-    """The first domain d with ``sure[d] - row[d] == depth``; branch-free so that it vectorises."""
-    first = np.int64(row.size)
-    for d in range(row.size):
-        first = min(first, d if sure[d] - np.int64(row[d]) == depth else row.size)
-    return first
+    for d in range(n):
+        best = max(best, ((sure[d] - np.int64(code[g, d])) << 32) + (_LOW_BITS - d))
+    return _LOW_BITS - (best & _LOW_BITS) if best > _LOW_BITS else -1
 
 
 @numba.njit(cache=True)
@@ -945,12 +970,10 @@ def _frozen_pick(ids, witness, witness_code, floor, near, at_one, state, code, u
         if witness_code[p] < sure[witness[p]]:
             continue
         g = ids[p]
-        row = code[g]
-        depth = _deepest(sure, row)
-        if depth > 0:
-            w = _first_with(sure, row, depth)
+        w = _deepest(sure, code, g)
+        if w >= 0:
             witness[p] = w
-            witness_code[p] = row[w]
+            witness_code[p] = code[g, w]
             continue
         lowest = np.inf
         for d in range(n_domains):
@@ -1258,19 +1281,18 @@ def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                 continue
             old_t = (base[d] + old_best) - old_harm
             new_t = (base[d] + new_best) - new_harm
-            row = sorted_phi[d]
             magnitude = abs(base[d]) + new_best + new_harm
             # Harmful leaves see the score move from old_t to new_t.
-            n_runs = _add_moved_runs(runs, 0, row, old_t, new_t, 0.0, -1, magnitude)
+            n_runs = _add_moved_runs(runs, 0, sorted_phi, d, old_t, new_t, 0.0, -1, magnitude)
             if new_best != old_best:
                 # Every leaf above the old max has its headroom cut.
-                n_runs = _add_run(runs, n_runs, row, old_best, np.inf, 1)
+                n_runs = _add_run(runs, n_runs, sorted_phi, d, old_best, np.inf, 1)
             else:
                 # Leaves above the max add x - best to a score that moved. Those at or below it score
                 # clip(t) with or without their x, bitwise, so nothing of theirs can change: cut them out.
                 first = n_runs
-                n_runs = _add_moved_runs(runs, n_runs, row, old_t, new_t, old_best, 1, magnitude)
-                n_runs = _runs_from(runs, first, n_runs, np.searchsorted(row, old_best, side="right"))
+                n_runs = _add_moved_runs(runs, n_runs, sorted_phi, d, old_t, new_t, old_best, 1, magnitude)
+                n_runs = _runs_from(runs, first, n_runs, _search(sorted_phi, d, old_best, True))
             n_runs = _merge_runs(runs, n_runs)
             scale = weights[d] / weight_sum
             for r in range(n_runs):
@@ -1278,7 +1300,7 @@ def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_l
                     g = sorted_leaf[d, i]
                     if not remaining[g]:
                         continue
-                    x = row[i]
+                    x = sorted_phi[d, i]
                     before_old = _score_c(base[d], old_best, old_harm, 0.0)
                     after_old = _score_c(base[d], old_best, old_harm, x)
                     before_new = _score_c(base[d], new_best, new_harm, 0.0)

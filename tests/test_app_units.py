@@ -645,3 +645,34 @@ def test_download_manifest_and_save_name_the_snapshot_the_selection_came_from(tm
                         pinned=(), excluded=(), selection=selection, store_hash=bundle.content_hash)  # fmt: skip
     [saved] = store.list_selections()
     assert saved["store_hash"] == computed_from  # so the Selections page says it was made on other contents
+
+
+def test_a_budget_change_reruns_no_greedy_and_a_weight_change_keeps_the_sort(tmp_store, monkeypatch) -> None:
+    # DESIGN.md "Performance": a budget change reruns nothing; HARP-C's sort, which no weight changes, is kept.
+    from app import data
+
+    calls = {"select": 0, "sort_effects": 0}
+
+    def counted(name):
+        original = getattr(data, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(data, "select", counted("select"))
+    monkeypatch.setattr(data, "sort_effects", counted("sort_effects"))
+    for cached in (data._ranking, data._sorted_effects, data.run_selection):
+        cached.clear()
+    path = str(tmp_store)
+    token = data.file_token(path)
+    weights = (1.0,) * 5
+    ten = data.run_selection(path, token, "C", weights, 10, (), ())
+    three, uncapped = (data.run_selection(path, token, "C", weights, budget, (), ()) for budget in (3, None))
+    assert calls == {"select": 1, "sort_effects": 1}
+    np.testing.assert_array_equal(ten.points, uncapped.points[:10])
+    np.testing.assert_array_equal(three.points, uncapped.points[:3])
+    data.run_selection(path, token, "C", (2.0, 1.0, 1.0, 1.0, 0.5), 10, (), ())
+    assert calls == {"select": 2, "sort_effects": 1}

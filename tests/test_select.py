@@ -338,6 +338,129 @@ def test_harp_e_pick_whose_drop_is_lost_to_rounding():
     np.testing.assert_array_equal(order[8:], [8, 5, 9, 10])
 
 
+# ---- the compiled paths of plateaus: zero gains, saturated domains, drops lost to rounding ---------------------
+
+# Effects that keep a saturated score at 1, lower it by less than rounding can see (1 - 1.1e-16 == 1 - 2^-53 is not
+# representable, so some of these round back to 1 and some do not), or by a little, or a lot.
+PLATEAU_VALUES = st.sampled_from(
+    [
+        0.0,
+        0.0,
+        0.0,
+        1e-17,
+        -1e-17,
+        -1.1e-16,
+        -2.3e-16,
+        -5e-16,
+        1e-3,
+        -1e-3,
+        0.01,
+        -0.01,
+        0.05,
+        -0.05,
+        0.5,
+        -0.5,
+    ]
+)
+PLATEAU_BASES = st.sampled_from([1.0, 1.0, 0.0, 0.999, 0.97, 1.0 - 2.3e-16])
+
+
+@st.composite
+def plateau_instances(draw):
+    n_leaves = draw(st.integers(1, 40))
+    n_domains = draw(st.integers(1, 6))
+    phi = np.array(
+        draw(st.lists(PLATEAU_VALUES, min_size=n_leaves * n_domains, max_size=n_leaves * n_domains))
+    )
+    phi = phi.reshape(n_leaves, n_domains)
+    for _ in range(draw(st.integers(0, 3))):  # exact ties between whole rows
+        phi[draw(st.integers(0, n_leaves - 1))] = phi[draw(st.integers(0, n_leaves - 1))]
+    base = np.array(draw(st.lists(PLATEAU_BASES, min_size=n_domains, max_size=n_domains)))
+    weights = np.array(
+        draw(st.lists(st.sampled_from([0.0, 1.0, 1.0, 0.3, 2.0]), min_size=n_domains, max_size=n_domains))
+    )
+    if not (weights > 0).any():
+        weights[0] = 1.0
+    chosen = draw(st.permutations(range(n_leaves)))
+    n_pinned = draw(st.integers(0, min(3, n_leaves)))
+    n_excluded = draw(st.integers(0, min(3, n_leaves - n_pinned)))
+    pinned = np.array(chosen[:n_pinned], dtype=np.int64)
+    excluded = np.array(chosen[n_pinned : n_pinned + n_excluded], dtype=np.int64)
+    return phi, base, weights, pinned, excluded
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plateau_instances(), st.sampled_from(["C", "E"]))
+@example((np.zeros((3, 1)), np.ones(1), np.ones(1), NONE, NONE), "E")  # every gain 0.0: the order is by id
+@example((np.full((4, 2), -1.1e-16), np.ones(2), np.ones(2), np.array([2]), NONE), "E")
+@example(
+    (
+        np.array([[0.5, 0.5], [-1e-17, 0.0], [0.0, -0.5]]),
+        np.full(2, 0.6),
+        np.ones(2),
+        np.array([0]),
+        np.array([2]),
+    ),
+    "E",
+)
+# After leaf 1 raises the score to 1.01, leaf 0's witness code equals the threshold code and no longer proves a drop:
+# leaf 0 (1.01 - 0.01 == 1.0) wins the tie with leaf 2.
+@example((np.array([[-0.01], [0.01], [0.0]]), np.ones(1), np.ones(1), NONE, NONE), "E")
+def test_greedy_order_matches_the_reference_on_plateaus(instance, envelope):
+    # Saturated domains from the start or after a pinned leaf: HARP-E's frozen picks (the witness scan) and
+    # HARP-C's zero-gain tree decide most steps, and their results must not differ from the naive greedy's.
+    phi, base, weights, pinned, excluded = instance
+    order, gains = greedy_order(phi, base, weights, envelope, pinned, excluded)
+    expected_order, expected_gains = reference_order(phi, base, weights, envelope, pinned, excluded)
+    np.testing.assert_array_equal(order, expected_order)
+    np.testing.assert_array_equal(gains, expected_gains)
+
+
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_a_long_plateau_with_pins_and_exclusions_matches_the_reference(envelope):
+    # A pinned leaf saturates every domain, then hundreds of zero-gain steps; harmful leaves scattered among them
+    # keep witnesses whose scores move as the plateau's picks add up, and a few lower a score by a rounding's width.
+    rng = np.random.default_rng(21)
+    phi = rng.normal(0, 0.01, (600, 10))
+    phi[rng.random(600) < 0.1] -= 0.03
+    phi[rng.random((600, 10)) < 0.05] = -2.3e-16
+    phi[5] = 0.5
+    base = rng.uniform(0.6, 0.9, 10)
+    weights = np.ones(10)
+    pinned, excluded = np.array([5]), np.array([0, 17, 300])
+    order, gains = greedy_order(phi, base, weights, envelope, pinned, excluded)
+    expected_order, expected_gains = reference_order(phi, base, weights, envelope, pinned, excluded)
+    np.testing.assert_array_equal(order, expected_order)
+    np.testing.assert_array_equal(gains, expected_gains)
+    assert (gains == 0.0).sum() > 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([-np.inf, -1.0, -0.5, -0.0, 0.0, 1e-300, 0.5, 1.0, np.inf]), max_size=12),
+    st.sampled_from([-np.inf, -1.0, -0.75, -0.0, 0.0, 0.5, 0.75, 1.0, np.inf]),
+)
+def test_search_is_numpys_searchsorted(values, key):
+    from harp.select import _search
+
+    row = np.sort(np.array(values, dtype=np.float64))
+    rows = np.stack([np.zeros_like(row), row])  # searches row 1 of a 2-D array, in place
+    for right in (False, True):
+        assert _search(rows, 1, key, right) == np.searchsorted(row, key, side="right" if right else "left")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 257), st.integers(0, 255)), min_size=1, max_size=70))
+def test_deepest_names_the_first_deepest_domain(pairs):
+    from harp.select import _deepest
+
+    sure = np.array([s for s, _ in pairs], dtype=np.int64)
+    code = np.array([[c for _, c in pairs]] * 2, dtype=np.uint8)
+    depth = sure - code[1].astype(np.int64)
+    expected = int(np.argmax(depth)) if depth.max() > 0 else -1
+    assert _deepest(sure, code, 1) == expected
+
+
 # ---- validation -------------------------------------------------------------------------------------------------
 
 PHI = [[0.1, 0.0], [0.0, 0.2]]
