@@ -238,7 +238,15 @@ def map_base(data: LeafMapData, *, labels: str = "none", height: int = 620) -> d
                     "y": data.y[beyond].astype(np.float32),
                 }
             },
-            "legend": {"orientation": "h", "yanchor": "top", "y": 0.0, "xanchor": "left", "x": 0.0},
+            # Legend symbols at one size: the markers themselves are 2 pixels across on a big map.
+            "legend": {
+                "orientation": "h",
+                "yanchor": "top",
+                "y": 0.0,
+                "xanchor": "left",
+                "x": 0.0,
+                "itemsizing": "constant",
+            },
             "xaxis": {"visible": False, "range": list(x_range)},
             "yaxis": {"visible": False, "scaleanchor": "x", "range": list(y_range)},
             "plot_bgcolor": "white",
