@@ -44,7 +44,7 @@ import numpy as np
 FRONTEND = Path(__file__).resolve().with_name("leaf_map_frontend")
 FRONTEND_FILES = ("index.html", "leaf_map.js")
 PLOTLY_JS = "plotly-gl2d.min.js"  # served as plotly.min.js
-KEEP_BASES = 24  # base files kept in the served folder (about 2 MB each at 10,000 leaves)
+KEEP_BASES = 24  # files of each kind kept in the served folder (a base is about 2 MB at 10,000 leaves)
 LEGEND_HEIGHT = 28  # pixels under the plot for the marks' legend
 
 

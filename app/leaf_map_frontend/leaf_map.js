@@ -26,7 +26,7 @@
   };
 
   // plotly.js (plotly's 1.5 MB gl2d bundle, see README.md) is loaded after we tell Streamlit we are ready, so that
-  // the first render's arguments arrive, and the base figure downloads, while the browser compiles it.
+  // the first render's arguments arrive, and the base and colors download, while the browser compiles it.
   const plotlyLoaded = new Promise((resolve, reject) => {
     const script = document.createElement("script");
     script.src = "plotly.min.js";
@@ -39,7 +39,7 @@
   let base = null; // the decoded base: {leaves: {x, y, size, parent, points, text}, kinds, data, layoutJson}
   let colors = null; // the decoded colors: {effect, sd, measured, hovertemplate, coloraxis}
   let marks = []; // decoded marks: {name, color, width, symbol, x, y, size, visible}
-  // The leaves beyond the default view (the base figure's layout.meta.outside): drawn as arrowheads at the edge
+  // The leaves beyond the default view (the base's layout.meta.outside): drawn as arrowheads at the edge
   // of the plot while they lie outside the current axes, so that zooming to the bulk hides no leaf silently.
   let outside = { x: [], y: [] };
   let outsideShown = 0;
