@@ -2,11 +2,15 @@
 
 ``st.plotly_chart`` sends the whole figure on every rerun and remounts the chart whenever any part of it changes,
 so a budget change that adds or drops one selection ring made the browser parse, theme and redraw every leaf
-again (seconds at 10,000 leaves). Here the figure is split in two:
+again (seconds at 10,000 leaves). Here the figure is split in three:
 
-- the **base** (the leaf traces with their hover texts, the labels, the layout and color bar, built by
-  :func:`app.figures.leaf_map` without its marks) is written once per setting as a JSON file into the component's
-  folder, and the browser fetches and draws it only when its name changes;
+- the **base** (per-leaf positions, marker sizes and hover texts, the labels and the layout:
+  :func:`app.figures.map_base`) is written once per store and labels as a JSON file into the component's
+  folder, and the browser fetches it only when its name changes;
+- the **colors** (per-leaf effect, sd and measured flag, the hover templates and the color bar:
+  :func:`app.figures.map_colors`, about a twentieth of the base) are another file, per colored quantity; the
+  browser puts the two together (as :func:`app.figures.assemble_map` does) and draws the leaves when either
+  changes, so a change of the colored domain or of the objective's weights fetches only the colors;
 - the **marks** (selection rings, open-leaf crosses: :func:`app.figures.mark_traces`) go with every rerun as
   component arguments, and the browser draws them on a canvas over the map without touching the leaves.
 
@@ -20,7 +24,7 @@ there) and served from the same folder, so the map works offline. At 1.5 MB it l
 quarter of the time of the full 4.8 MB bundle in the plotly Python package, which the map used before.
 
 The folder Streamlit serves is a temporary directory per server process: the two frontend files, the plotly.js
-bundle as ``plotly.min.js``, and the most recent base files, each named by the hash of its contents.
+bundle as ``plotly.min.js``, and the most recent base and colors files, each named by the hash of its contents.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import numpy as np
 FRONTEND = Path(__file__).resolve().with_name("leaf_map_frontend")
 FRONTEND_FILES = ("index.html", "leaf_map.js")
 PLOTLY_JS = "plotly-gl2d.min.js"  # served as plotly.min.js
-KEEP_BASES = 24  # base files kept in the served folder (about 2 MB each at 10,000 leaves)
+KEEP_BASES = 24  # files of each kind kept in the served folder (a base is about 2 MB at 10,000 leaves)
 LEGEND_HEIGHT = 28  # pixels under the plot for the marks' legend
 
 
@@ -56,13 +60,20 @@ def serving_dir() -> Path:
     return folder
 
 
-def base_file(payload: bytes) -> str:
-    """The served file name for a base figure's JSON: ``base-<hash>.json``."""
-    return f"base-{hashlib.sha256(payload).hexdigest()[:24]}.json"
+KINDS = ("base", "colors")
+
+
+def base_file(payload: bytes, kind: str = "base") -> str:
+    """The served file name for a map file's JSON: ``base-<hash>.json`` for a :func:`app.figures.map_base`,
+    ``colors-<hash>.json`` for a :func:`app.figures.map_colors`."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return f"{kind}-{hashlib.sha256(payload).hexdigest()[:24]}.json"
 
 
 def publish(name: str, payload: bytes) -> None:
-    """Make sure ``name`` (from :func:`base_file`) is served, and keep only the most recently used base files.
+    """Make sure ``name`` (from :func:`base_file`) is served, and keep only the most recently used files of its
+    kind (``KEEP_BASES`` of each).
 
     Called on every rerun: a file removed to make room for other settings' files is written again.
     """
@@ -74,25 +85,11 @@ def publish(name: str, payload: bytes) -> None:
     partial = path.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(payload)
     os.replace(partial, path)
-    bases = sorted(folder.glob("base-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in bases[KEEP_BASES:]:
+    kind = name.split("-", 1)[0]
+    files = sorted(folder.glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[KEEP_BASES:]:
         if old != path:
             old.unlink(missing_ok=True)
-
-
-def base_payload(spec: Mapping[str, Any], mark_names: Sequence[str]) -> bytes:
-    """The base figure as JSON: ``spec`` (a :func:`app.figures.leaf_map` ``to_dict()``) without its marks.
-
-    Arrays go out in plotly's typed-array form (``{"dtype", "bdata"}``), which plotly.js decodes without parsing
-    numbers one by one.
-    """
-    import plotly.io
-
-    figure = {
-        "data": [trace for trace in spec["data"] if trace.get("name") not in mark_names],
-        "layout": spec["layout"],
-    }
-    return plotly.io.to_json(figure, validate=False).encode("utf-8")
 
 
 def leaf_ids_from_value(value: Any) -> list[int]:
@@ -112,13 +109,15 @@ def leaf_ids_from_value(value: Any) -> list[int]:
 
 def leaf_map(
     base: str,
+    colors: str,
     marks: Sequence[Mapping[str, Any]],
     *,
     height: int,
     key: str,
     on_change: Callable[[], None] | None = None,
 ) -> Any:
-    """Show the map: the base figure served as ``base`` (see :func:`publish`) with ``marks`` drawn over it.
+    """Show the map: the base served as ``base`` colored by the file ``colors`` (see :func:`publish`), with
+    ``marks`` drawn over it.
 
     Returns the component's value (the last leaves clicked or lassoed, see :func:`leaf_ids_from_value`).
     """
@@ -128,6 +127,7 @@ def leaf_map(
     component = components.declare_component("leaf_map", path=str(serving_dir()))
     return component(
         base=base,
+        colors=colors,
         marks=list(marks),
         key=key,
         default=None,

@@ -32,7 +32,8 @@ def colored_effect(bundle: StoreBundle, view: ViewState) -> tuple[np.ndarray, np
     if view.color != OBJECTIVE and view.color in bundle.domain_names:
         d = bundle.domain_names.index(view.color)
         return bundle.phi[:, d], bundle.sd[:, d], f"phi[{view.color}]"
-    mean, spread = figures.objective_effect(bundle.phi, bundle.sd, view.effective_weights())
+    weights = tuple(float(w) for w in view.effective_weights())
+    mean, spread = data.objective_effect(bundle.path, bundle.token, weights)
     return mean, spread, "phi (weighted objective)"
 
 

@@ -86,14 +86,16 @@ def shows(at: AppTest, envelope: str, selection) -> None:
 
 
 def map_sent(at: AppTest) -> tuple[str, list[dict]]:
-    """What the leaf map component sends the browser: the base figure's JSON (the file it fetches) and the marks."""
+    """What the leaf map component sends the browser: the JSON of the two files it fetches (the base, then the
+    colors, one after the other) and the marks."""
     import json
 
     from app.leaf_map import serving_dir
 
     (component,) = at.get("component_instance")
     args = json.loads(component.proto.json_args)
-    return (serving_dir() / args["base"]).read_text(), args["marks"]
+    fetched = (serving_dir() / args["base"]).read_text() + (serving_dir() / args["colors"]).read_text()
+    return fetched, args["marks"]
 
 
 def texts(elements) -> str:

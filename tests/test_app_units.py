@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -331,7 +332,7 @@ def test_mark_traces_equal_the_marks_of_the_marked_figure(selected, opened) -> N
         selected=selected,
         opened=opened,
     )
-    marks = json.loads(json.dumps(figures.mark_traces(base, data, selected=selected, opened=opened)))
+    marks = json.loads(json.dumps(figures.mark_traces(data, selected=selected, opened=opened)))
     want = [t for t in json.loads(marked.to_json())["data"] if t["name"] in figures.MARK_TRACES]
     assert [t["name"] for t in marks] == [t["name"] for t in want] == list(figures.MARK_TRACES)
     for mine, theirs in zip(marks, want, strict=True):
@@ -360,18 +361,58 @@ def _decoded(value):
     return value
 
 
-def test_base_payload_is_the_figure_without_its_marks() -> None:
+def _typed(value):
+    """The JSON the map component receives, with its typed arrays decoded to lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        return _decode(value)
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return value
+
+
+def test_base_and_colors_make_the_figure() -> None:
+    """The two files the map component fetches (base per store and labels, colors per colored quantity),
+    put together as leaf_map.js does (assemble_map), are the figure leaf_map draws without its marks."""
     data = _map_data()
-    figure = figures.leaf_map(data, np.linspace(-1, 1, 12), np.zeros(12), color_label="x", labels="parent")
-    payload = leaf_map.base_payload(figure.to_dict(), figures.MARK_TRACES)
-    sent = json.loads(payload)
-    whole = json.loads(figure.to_json())
-    assert [t["name"] for t in sent["data"]] == ["inferred leaf", "measured leaf", "parents"]
-    assert sent["data"] == [t for t in whole["data"] if t["name"] not in figures.MARK_TRACES]
-    assert sent["layout"] == whole["layout"]
-    assert sent["data"][0]["x"].keys() == {"dtype", "bdata"}  # typed arrays, not lists of numbers
-    assert leaf_map.base_file(payload) == leaf_map.base_file(bytes(payload))
-    assert leaf_map.base_file(payload) != leaf_map.base_file(payload + b" ")
+    effect, spread = np.linspace(-1, 1, 12), np.full(12, 0.25)
+    base = figures.map_base(data, labels="parent")
+    colors = figures.map_colors(effect, spread, data.measured, color_label="phi[<b>x</b>]")
+    base_json, colors_json = figures.to_json(base), figures.to_json(colors)
+    sent_base, sent_colors = json.loads(base_json), json.loads(colors_json)
+    assert sent_base["leaves"]["x"].keys() == {"dtype", "bdata"}  # typed arrays, not lists of numbers
+    assert sent_colors["effect"].keys() == {"dtype", "bdata"}
+    assert "effect" not in base_json.decode() and "example" not in colors_json.decode()
+    assert len(colors_json) < len(base_json)
+    whole = json.loads(
+        figures.leaf_map(data, effect, spread, color_label="phi[<b>x</b>]", labels="parent").to_json()
+    )
+    assembled = json.loads(figures.to_json(figures.assemble_map(base, colors)))
+    want = [t for t in whole["data"] if t["name"] not in figures.MARK_TRACES]
+    assert [t["name"] for t in assembled["data"]] == ["inferred leaf", "measured leaf", "parents"]
+    for mine, theirs in zip(assembled["data"], want, strict=True):
+        mine, theirs = _typed(mine), _typed(theirs)
+        assert mine.keys() - {"type"} == theirs.keys() - {"type"}
+        for key in mine.keys() - {"type"}:
+            if key in ("x", "y", "customdata"):
+                np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-6)
+            elif key == "marker":
+                for part in mine[key]:
+                    if part in ("color", "size"):
+                        np.testing.assert_allclose(mine[key][part], theirs[key][part], rtol=1e-6)
+                    else:
+                        assert mine[key][part] == theirs[key][part]
+            else:
+                assert mine[key] == theirs[key], key
+    assert "&lt;b&gt;x" in json.dumps(sent_colors["hovertemplate"]) and "<b>x" not in colors_json.decode()
+    assert _typed(assembled["layout"]) == _typed(
+        {k: v for k, v in whole["layout"].items() if k != "template"}
+    )
+    name = leaf_map.base_file(base_json)
+    assert name.startswith("base-") and name == leaf_map.base_file(bytes(base_json))
+    assert leaf_map.base_file(colors_json, "colors").startswith("colors-")
+    assert leaf_map.base_file(base_json) != leaf_map.base_file(base_json + b" ")
 
 
 def test_publish_serves_the_frontend_and_keeps_recent_bases(monkeypatch) -> None:
@@ -611,9 +652,7 @@ def test_map_styles_keep_inferred_leaves_visible_and_envelopes_apart() -> None:
     traces = {t.name: t for t in fig.data}
     assert traces["inferred leaf"].marker.line.width > 0  # a near-0 effect is near-white: outline it
     assert traces["measured leaf"].marker.opacity < 1  # diamonds do not hide the circles under them
-    marks = figures.mark_traces(
-        fig.to_dict(), data, selected={"C": np.array([0]), "E": np.array([1])}, opened=[2]
-    )
+    marks = figures.mark_traces(data, selected={"C": np.array([0]), "E": np.array([1])}, opened=[2])
     dashes = {m["name"]: (m.get("meta") or {}).get("dash") for m in marks}
     assert dashes["selected (HARP-C)"] == [] and dashes["selected (HARP-E)"]
 
@@ -676,3 +715,54 @@ def test_a_budget_change_reruns_no_greedy_and_a_weight_change_keeps_the_sort(tmp
     np.testing.assert_array_equal(three.points, uncapped.points[:3])
     data.run_selection(path, token, "C", (2.0, 1.0, 1.0, 1.0, 0.5), 10, (), ())
     assert calls == {"select": 2, "sort_effects": 1}
+
+
+def test_map_view_fits_the_bulk_and_keeps_the_leaves_beyond_it() -> None:
+    """A few far-off leaves do not stretch the default view; they travel in the layout's meta, which the map
+    component draws as arrowheads at the edge."""
+    rng = np.random.default_rng(3)
+    n = 1000
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    x[:3] = [40.0, -55.0, 60.0]  # planted outliers
+    y[3] = 80.0
+    data = figures.LeafMapData(
+        x=x,
+        y=y,
+        parent=np.arange(n) // 4,
+        large=np.arange(n) // 32,
+        size=np.full(n, 50),
+        measured=np.zeros(n, dtype=bool),
+        examples=[""] * n,
+    )
+    spec = figures.leaf_map(data, np.zeros(n), np.zeros(n), color_label="x").to_dict()
+    x0, x1 = spec["layout"]["xaxis"]["range"]
+    y0, y1 = spec["layout"]["yaxis"]["range"]
+    bulk_x, bulk_y = x[4:], np.delete(y, 3)
+    assert x0 <= np.quantile(bulk_x, 0.01) and x1 >= np.quantile(bulk_x, 0.99)  # the bulk is in view
+    assert y0 <= np.quantile(bulk_y, 0.01) and y1 >= np.quantile(bulk_y, 0.99)
+    assert x1 - x0 < 12 and y1 - y0 < 12  # and the outliers (spanning 115 and 80) are not
+    outside = spec["layout"]["meta"]["outside"]
+    leaves = np.frombuffer(base64.b64decode(outside["leaves"]["bdata"]), dtype="<i4")
+    assert {0, 1, 2, 3} <= set(leaves.tolist())
+    beyond = (x < x0) | (x > x1) | (y < y0) | (y > y1)
+    assert sorted(leaves.tolist()) == np.flatnonzero(beyond).tolist()
+    assert beyond.sum() <= 0.03 * n  # the tails only
+
+
+def test_map_view_keeps_an_island_of_the_layout() -> None:
+    """An island holding more than 1% of the leaves is part of the bulk (the demo's far islands hold 7% each)."""
+    x = np.concatenate([np.zeros(90), np.full(10, 20.0)]) + np.linspace(0, 1, 100)
+    low, high = figures.view_range(x)
+    assert low < 0 and high > 21
+    assert figures.view_range(np.full(5, 2.0)) == (1.5, 2.5)  # one position: a unit-wide view around it
+
+
+def test_marker_sizes_shrink_with_the_number_of_leaves() -> None:
+    rng = np.random.default_rng(0)
+    few = figures.marker_sizes(rng.integers(10, 300, 100))
+    many = figures.marker_sizes(rng.integers(10, 300, 100_000))
+    assert few.min() == pytest.approx(4.0) and few.max() == pytest.approx(14.0)
+    assert many.max() <= 5.0 and many.min() >= 2.0  # 100,000 leaves stay apart
+    assert many.max() > many.min()  # and still by leaf size
+    mid = figures.marker_sizes(rng.integers(10, 300, 10_000))
+    assert many.max() < mid.max() < few.max()

@@ -188,6 +188,56 @@ def _harp_select_csv(store: Path, folder: Path, envelope: str, budget: int | Non
     return out.read_bytes()
 
 
+def test_the_map_opens_on_the_bulk_and_marks_the_leaves_beyond_it(tmp_path: Path) -> None:
+    """Two planted far-off leaves do not stretch the default view: they are arrowheads at its edge, named under
+    the map; a double-click shows every leaf, another goes back to the bulk. (Placed before the tests on the
+    shared server: one sync Playwright at a time.)"""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from app.browser import MAP_FRAME
+    from harp.store import Store
+    from harp.synth import synth_store
+
+    store = tmp_path / "outliers.duckdb"
+    synth_store(store, leaves=300, domains=4, seed=3)
+    x, y = Store.open(store, read_only=True).layout()
+    with Store.open(store).write() as con:
+        con.execute("UPDATE layout SET x = ? WHERE leaf_id = 0", [float(x.max() + 50 * (x.max() - x.min()))])
+        con.execute("UPDATE layout SET y = ? WHERE leaf_id = 1", [float(y.min() - 40 * (y.max() - y.min()))])
+    ranges = """() => { const f = document.getElementById('map')._fullLayout;
+        return [f.xaxis.range[1] - f.xaxis.range[0], f.yaxis.range[1] - f.yaxis.range[0]]; }"""
+    with (
+        app_server(store) as url,
+        playwright_api.sync_playwright() as playwright,
+        chromium(playwright) as context,
+    ):
+        page = context.new_page()
+        _load(page, url)
+        frame = map_frame(page)
+        outside = "() => document.body.dataset.outside"
+
+        def wait_outside(count: str) -> None:
+            deadline = time.monotonic() + 60
+            while frame.evaluate(outside) != count:
+                assert time.monotonic() < deadline, f"leaves beyond the view: {frame.evaluate(outside)!r}"
+                page.wait_for_timeout(100)
+            page.wait_for_timeout(300)  # plotly's zoom transition
+
+        wait_outside("2")
+        bulk = frame.evaluate(ranges)
+        assert bulk[0] < 3 * (x.max() - x.min()) and bulk[1] < 3 * (y.max() - y.min())
+        assert "2 leaves beyond the view" in frame.locator("#legend").text_content()
+        box = page.query_selector(MAP_FRAME).bounding_box()
+        centre = (box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+        page.mouse.dblclick(*centre)
+        wait_outside("0")  # every leaf in view
+        assert frame.evaluate(ranges)[0] > 40 * (x.max() - x.min())
+        assert not frame.locator("#outside-note").is_visible()
+        page.mouse.dblclick(*centre)
+        wait_outside("2")
+        assert frame.evaluate(ranges) == pytest.approx(bulk)
+        page.close()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Map interaction, hostile hover text, and a saved selection, against one shared server.
 

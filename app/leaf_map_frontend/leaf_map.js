@@ -4,9 +4,13 @@
 // receive "streamlit:render" with the arguments on every rerun that changes them, and send
 // "streamlit:setComponentValue" (the leaves the user clicked or lassoed) and "streamlit:setFrameHeight".
 //
-// Arguments: `base` names a JSON file next to this one with the 10,000-leaf plotly figure (fetched and drawn
-// only when the name changes); `marks` are the selection rings and open-leaf crosses as small plotly traces,
-// drawn on a 2-D canvas over the WebGL points, so a budget change never makes plotly redraw the leaves.
+// Arguments: `base` names a JSON file next to this one with the leaves' positions, sizes and hover texts, the
+// labels and the layout (app.figures.map_base); `colors` another with each leaf's effect, sd and measured flag,
+// the hover templates and the color bar (app.figures.map_colors). Each is fetched only when its name changes;
+// `assemble` puts them together into the plotly figure (as app.figures.assemble_map does), so a change of the
+// colored quantity fetches only the small colors file. `marks` are the selection rings and open-leaf crosses as
+// small plotly traces, drawn on a 2-D canvas over the WebGL points, so a budget change never makes plotly
+// redraw the leaves.
 "use strict";
 
 (function () {
@@ -22,7 +26,7 @@
   };
 
   // plotly.js (plotly's 1.5 MB gl2d bundle, see README.md) is loaded after we tell Streamlit we are ready, so that
-  // the first render's arguments arrive, and the base figure downloads, while the browser compiles it.
+  // the first render's arguments arrive, and the base and colors download, while the browser compiles it.
   const plotlyLoaded = new Promise((resolve, reject) => {
     const script = document.createElement("script");
     script.src = "plotly.min.js";
@@ -30,8 +34,18 @@
     script.onerror = () => reject(new Error("plotly.min.js could not be loaded"));
     document.head.append(script);
   });
-  let baseName = null; // the base figure on screen
+  let baseName = null; // the base on screen
+  let colorsName = null; // the colors on screen
+  let base = null; // the decoded base: {leaves: {x, y, size, parent, points, text}, kinds, data, layoutJson}
+  let colors = null; // the decoded colors: {effect, sd, measured, hovertemplate, coloraxis}
   let marks = []; // decoded marks: {name, color, width, symbol, x, y, size, visible}
+  // The leaves beyond the default view (the base's layout.meta.outside): drawn as arrowheads at the edge
+  // of the plot while they lie outside the current axes, so that zooming to the bulk hides no leaf silently.
+  let outside = { x: [], y: [] };
+  let outsideShown = 0;
+  const outsideNote = document.createElement("span");
+  outsideNote.id = "outside-note";
+  outsideNote.title = "Double-click the map to show every leaf; double-click again for the default view";
   const hidden = new Set(); // marks the user switched off in the legend
   let pending = null;
   let busy = false;
@@ -62,6 +76,70 @@
       size: decode(marker.size === undefined ? 10 : marker.size),
       dash: trace.meta && Array.isArray(trace.meta.dash) ? trace.meta.dash.map(Number) : [],
     };
+  }
+
+  async function fetchJson(name) {
+    const response = await fetch(name);
+    if (!response.ok) throw new Error("the map's data could not be fetched (" + response.status + ")");
+    return response.json();
+  }
+
+  function decodeBase(raw) {
+    const leaves = raw.leaves;
+    const layout = raw.layout || {};
+    const outsideRaw = (layout.meta && layout.meta.outside) || {};
+    const plain = Object.assign({}, layout);
+    delete plain.meta;
+    return {
+      leaves: {
+        x: decode(leaves.x), y: decode(leaves.y), size: decode(leaves.size), parent: decode(leaves.parent),
+        points: decode(leaves.points), text: leaves.text,
+      },
+      kinds: raw.kinds,
+      data: raw.data || [],
+      layoutJson: JSON.stringify(plain), // copied afresh for every draw: plotly writes into the layout it gets
+      outside: { x: decode(outsideRaw.x) || [], y: decode(outsideRaw.y) || [] },
+    };
+  }
+
+  function decodeColors(raw) {
+    return Object.assign({}, raw, { effect: decode(raw.effect), sd: decode(raw.sd), measured: decode(raw.measured) });
+  }
+
+  // One trace of inferred leaves and one of measured ones, then the labels: app.figures.assemble_map's figure.
+  // Leaf ids travel in the first column of each leaf trace's customdata.
+  function assemble() {
+    const leaves = base.leaves;
+    const n = leaves.x.length;
+    const traces = base.kinds.map((kind, k) => {
+      let count = 0;
+      for (let g = 0; g < n; g++) if (colors.measured[g] === k) count++;
+      const x = new Float32Array(count);
+      const y = new Float32Array(count);
+      const color = new Float32Array(count);
+      const size = new Float32Array(count);
+      const custom = new Array(count);
+      const text = new Array(count);
+      let j = 0;
+      for (let g = 0; g < n; g++) {
+        if (colors.measured[g] !== k) continue;
+        x[j] = leaves.x[g];
+        y[j] = leaves.y[g];
+        color[j] = colors.effect[g];
+        size[j] = leaves.size[g];
+        custom[j] = [g, leaves.parent[g], leaves.points[g], colors.effect[g], colors.sd[g]];
+        text[j] = leaves.text[g];
+        j++;
+      }
+      const trace = Object.assign({}, kind);
+      delete trace.kind;
+      return Object.assign(trace, {
+        x: x, y: y, customdata: custom, text: text, hovertemplate: colors.hovertemplate[kind.kind],
+        visible: count > 0, marker: Object.assign({}, kind.marker, { color: color, size: size }),
+      });
+    });
+    const layout = Object.assign(JSON.parse(base.layoutJson), { coloraxis: colors.coloraxis });
+    return { data: traces.concat(base.data), layout: layout };
   }
 
   function shown(mark) {
@@ -117,7 +195,13 @@
       }
       context.stroke();
     }
+    outsideShown = drawOutside(context, xa, ya);
     context.restore();
+    outsideNote.textContent = outsideShown
+      ? "\u25b8 " + outsideShown + (outsideShown === 1 ? " leaf" : " leaves") + " beyond the view (double-click: all)"
+      : "";
+    outsideNote.hidden = !outsideShown;
+    document.body.dataset.outside = String(outsideShown);
     // What the map shows, for the browser tests and the benchmark.
     for (const mark of marks) {
       const key = { "selected (HARP-C)": "ringsC", "selected (HARP-E)": "ringsE", "open in leaf panel": "opened" }[
@@ -125,6 +209,39 @@
       ];
       if (key) document.body.dataset[key] = String(shown(mark) ? mark.x.length : 0);
     }
+  }
+
+  // An arrowhead at the edge of the plot area for each leaf of `outside` that lies beyond the current axes,
+  // pointing from the centre of the view towards the leaf. Returns how many were drawn.
+  function drawOutside(context, xa, ya) {
+    const [x0, x1] = [Math.min(...xa.range), Math.max(...xa.range)];
+    const [y0, y1] = [Math.min(...ya.range), Math.max(...ya.range)];
+    const inset = 6;
+    const cx = xa._offset + xa._length / 2;
+    const cy = ya._offset + ya._length / 2;
+    let count = 0;
+    context.fillStyle = "rgba(60,60,60,0.75)";
+    context.setLineDash([]);
+    context.beginPath();
+    for (let i = 0; i < outside.x.length; i++) {
+      const x = outside.x[i];
+      const y = outside.y[i];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1) continue;
+      count++;
+      const px = xa._offset + xa.l2p(x);
+      const py = ya._offset + ya.l2p(y);
+      const ex = Math.min(Math.max(px, xa._offset + inset), xa._offset + xa._length - inset);
+      const ey = Math.min(Math.max(py, ya._offset + inset), ya._offset + ya._length - inset);
+      const angle = Math.atan2(py - cy, px - cx);
+      const tip = 8;
+      const back = 5;
+      context.moveTo(ex + tip * Math.cos(angle), ey + tip * Math.sin(angle));
+      context.lineTo(ex + back * Math.cos(angle + 2.4), ey + back * Math.sin(angle + 2.4));
+      context.lineTo(ex + back * Math.cos(angle - 2.4), ey + back * Math.sin(angle - 2.4));
+      context.closePath();
+    }
+    context.fill();
+    return count;
   }
 
   function drawLegend() {
@@ -146,6 +263,7 @@
       });
       legend.append(item);
     }
+    legend.append(outsideNote);
   }
 
   // Leaf ids travel in the first column of each leaf trace's customdata; never rely on point indices.
@@ -170,23 +288,33 @@
   }
 
   async function render(args) {
+    const started = performance.now();
     marks = (args.marks || []).map(decodeMark);
-    if (args.base !== baseName) {
-      if (baseName === null && args.height) post("streamlit:setFrameHeight", { height: args.height });
-      const download = fetch(args.base).then((response) => {
-        if (!response.ok) throw new Error("the map's data could not be fetched (" + response.status + ")");
-        return response.json();
-      });
-      const [figure] = await Promise.all([download, plotlyLoaded]);
+    if (args.base !== baseName || args.colors !== colorsName) {
       const first = baseName === null;
+      if (first && args.height) post("streamlit:setFrameHeight", { height: args.height });
+      const [rawBase, rawColors] = await Promise.all([
+        args.base !== baseName ? fetchJson(args.base) : null,
+        args.colors !== colorsName ? fetchJson(args.colors) : null,
+        plotlyLoaded,
+      ]);
+      if (rawBase) base = decodeBase(rawBase);
+      if (rawColors) colors = decodeColors(rawColors);
+      outside = base.outside;
+      const figure = assemble();
       await Plotly.react(plot, figure.data, figure.layout, CONFIG);
       if (first) listen();
       baseName = args.base;
-      document.body.dataset.base = baseName; // which base figure is drawn, for the benchmark
+      colorsName = args.colors;
+      // Which base and colors are drawn, for the tests and the benchmark.
+      document.body.dataset.base = baseName;
+      document.body.dataset.colors = colorsName;
     }
     drawMarks();
     drawLegend();
     post("streamlit:setFrameHeight", { height: document.body.scrollHeight });
+    // Milliseconds the last render took in this frame (fetches, plotly, marks), for the benchmark.
+    document.body.dataset.renderMs = String(Math.round(performance.now() - started));
   }
 
   async function update() {

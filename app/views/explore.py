@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import streamlit as st
 
@@ -41,35 +39,51 @@ def _domain_notes(bundle: StoreBundle, view: ViewState) -> None:
 TABS = ("Leaf panel", "Regions", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save")
 
 
-def _map_data(bundle: StoreBundle, view: ViewState) -> figures.LeafMapData:
-    by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
+MAP_HEIGHT = 620  # pixels, the plot without the line of marks under it
+
+
+def _measured(bundle: StoreBundle, view: ViewState) -> np.ndarray:
+    """Which leaves were measured on the colored quantity (on any domain, for the objective)."""
+    if view.color != OBJECTIVE and view.color in bundle.domain_names:
+        return np.asarray(bundle.measured[:, bundle.domain_names.index(view.color)])
+    return np.asarray(bundle.measured.any(axis=1))
+
+
+def _map_data(bundle: StoreBundle, view: ViewState | None) -> figures.LeafMapData:
+    """The map's per-leaf arrays; ``measured`` is for the view's colored quantity (all False without a view:
+    the base and the marks do not depend on it)."""
     return figures.LeafMapData(
         x=bundle.x,
         y=bundle.y,
         parent=bundle.leaf_parent,
         large=bundle.leaf_large,
         size=bundle.leaf_size,
-        measured=np.asarray(
-            bundle.measured[:, bundle.domain_names.index(view.color)]
-            if by_domain
-            else bundle.measured.any(axis=1)
-        ),
+        measured=_measured(bundle, view) if view is not None else np.zeros(bundle.n_leaves, dtype=bool),
         examples=bundle.hover,
     )
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _base_map(
-    path: str, token: tuple[int, ...], color: str, weights: tuple[float, ...], labels: str
-) -> tuple[dict[str, Any], str, bytes]:
-    """The map's JSON dict without selection marks (shared by every session, never mutated), and the served
-    file name and JSON of its big part (see ``app.leaf_map``).
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _base_map(path: str, token: tuple[int, ...], labels: str) -> tuple[np.ndarray, str, bytes]:
+    """The leaves' marker sizes, and the served file name and JSON of the map's base (shared by every session).
 
-    Its 10,000-marker traces with their hover texts depend only on the store, the colored quantity and the
-    labels. Building them as plotly graph objects and encoding them costs about half a second at 10,000 leaves,
-    so that happens once per setting, not on every rerun or first load.
+    Its per-leaf positions and hover texts depend only on the store and the labels: built and encoded once
+    (about 0.3 s at 50,000 leaves), not on every rerun, first load or color change.
     """
     bundle = data._load_bundle(path, token)  # already read (and cached) by this run
+    base = figures.map_base(_map_data(bundle, None), labels=labels)
+    payload = figures.to_json(base)
+    return base["leaves"]["size"], leaf_map.base_file(payload), payload
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _map_colors(
+    path: str, token: tuple[int, ...], color: str, weights: tuple[float, ...]
+) -> tuple[str, bytes]:
+    """The served file name and JSON of the map's colors for one colored quantity (a few hundred kilobytes at
+    50,000 leaves): what a change of the colored domain, or of the weights while coloring by the objective,
+    sends."""
+    bundle = data._load_bundle(path, token)
     view = ViewState(
         envelope="C",
         budget=0,
@@ -80,29 +94,30 @@ def _base_map(
         excluded=(),
     )
     effect, spread, label = panels.colored_effect(bundle, view)
-    figure = figures.leaf_map(_map_data(bundle, view), effect, spread, color_label=label, labels=labels)
-    spec = figure.to_dict()
-    payload = leaf_map.base_payload(spec, figures.MARK_TRACES)
-    return spec, leaf_map.base_file(payload), payload
+    colors = figures.map_colors(effect, spread, _measured(bundle, view), color_label=label)
+    payload = figures.to_json(colors)
+    return leaf_map.base_file(payload, "colors"), payload
 
 
 def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
     labels = st.session_state.get("ctl_labels", "none")
-    # The browser draws the big part once per setting (fetched as a file); a rerun sends only the marks (rings,
-    # crosses), which it draws over the map without redrawing the leaves.
+    # The browser fetches the base once per store and labels and the colors once per colored quantity (files);
+    # a rerun sends only the marks (rings, crosses), which it draws over the map without redrawing the leaves.
     by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
     weights_key = () if by_domain else tuple(float(w) for w in view.effective_weights())
-    spec, name, payload = _base_map(bundle.path, bundle.token, view.color, weights_key, labels)
-    leaf_map.publish(name, payload)
+    sizes, base_name, base_payload = _base_map(bundle.path, bundle.token, labels)
+    colors_name, colors_payload = _map_colors(bundle.path, bundle.token, view.color, weights_key)
+    leaf_map.publish(base_name, base_payload)
+    leaf_map.publish(colors_name, colors_payload)
     opened = [g for g in st.session_state.get("open_leaves", []) if 0 <= g < bundle.n_leaves]
     marks = figures.mark_traces(
-        spec,
-        _map_data(bundle, view),
+        _map_data(bundle, None),
         selected={e: s.leaves for e, s in selections.items()},
         opened=opened,
+        sizes=sizes,
     )
     leaf_map.leaf_map(
-        name, marks, height=int(spec["layout"]["height"]), key="leaf_map", on_change=_on_map_select
+        base_name, colors_name, marks, height=MAP_HEIGHT, key="leaf_map", on_change=_on_map_select
     )
     st.caption(
         "Click a leaf to open it below; use the lasso or box tool (top right of the map) to open several. "
