@@ -178,20 +178,30 @@ def color_steps(page, names: list[str], frames: Frames) -> tuple[list[float], li
     colors and the app is idle; the server's part; and the map's drawing part."""
     totals, server, drawing = [], [], []
     for name in names:
-        key = _colors_key(page)
-        before = _frame_data(page, key)
-        start = time.perf_counter()
-        page.get_by_label("Color the map by").click()
-        page.keyboard.type(name)
-        page.keyboard.press("Enter")
-        _wait_frame_data(page, key, lambda v, b=before: v is not None and v != b)
-        wait_idle(page)
-        _map_frame(page).evaluate(SETTLE_JS)
-        end = time.perf_counter()
-        totals.append(end - start)
-        server.append(frames.server_span(start, end))
-        drawing.append(_render_s(page))
+
+        def pick(name: str = name) -> None:
+            page.get_by_label("Color the map by").click()
+            page.keyboard.type(name)
+            page.keyboard.press("Enter")
+
+        _timed_recolor(page, frames, pick, (totals, server, drawing))
     return totals, server, drawing
+
+
+def _timed_recolor(page, frames: Frames, action, into: tuple[list[float], list[float], list[float]]) -> None:
+    """Run ``action`` and append to ``into`` the seconds until the map has drawn its new colors and the app is
+    idle, the server's part and the map's drawing part."""
+    key = _colors_key(page)
+    before = _frame_data(page, key)
+    start = time.perf_counter()
+    action()
+    _wait_frame_data(page, key, lambda v, b=before: v is not None and v != b)
+    wait_idle(page)
+    _map_frame(page).evaluate(SETTLE_JS)
+    end = time.perf_counter()
+    into[0].append(end - start)
+    into[1].append(frames.server_span(start, end))
+    into[2].append(_render_s(page))
 
 
 def weight_steps(
@@ -221,17 +231,9 @@ def weight_steps(
         page.wait_for_timeout(300)
         page.keyboard.type(value)  # opens the cell editor
         page.wait_for_timeout(300)
-        key = _colors_key(page)
-        before = _frame_data(page, key)
-        start = time.perf_counter()
-        page.keyboard.press("Enter")  # the edit is sent from here
-        _wait_frame_data(page, key, lambda v, b=before: v is not None and v != b)
-        wait_idle(page)
-        _map_frame(page).evaluate(SETTLE_JS)
-        end = time.perf_counter()
-        totals.append(end - start)
-        server.append(frames.server_span(start, end))
-        drawing.append(_render_s(page))
+        _timed_recolor(
+            page, frames, lambda: page.keyboard.press("Enter"), (totals, server, drawing)
+        )  # sent here
     return totals, server, drawing
 
 
