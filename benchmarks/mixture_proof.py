@@ -240,6 +240,17 @@ def _groups(jobs: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, An
         yield ordered[start : start + size]
 
 
+def finetune_config(smoke: bool = False, **overrides: Any) -> Any:
+    """The config every finetune of the experiments uses (``run/finetune_config.json``, evaluation batches of 32),
+    with ``overrides``; a ``--smoke`` rehearsal's is CPU-sized (float32, 64 tokens)."""
+    from harp.measure import MeasureConfig
+
+    config = MeasureConfig.from_dict(
+        {**_read_json(RUN / "finetune_config.json"), "eval_batch_size": 32, **overrides}
+    )
+    return dataclasses.replace(config, max_length=64, dtype="float32") if smoke else config
+
+
 def run_finetunes(
     model_dir: str, jobs: list[dict[str, Any]], out_path: Path, config: Any, log: Log, device: str = "cuda"
 ) -> None:
@@ -370,9 +381,8 @@ def gpu_command(args: argparse.Namespace) -> None:
     eval_set = load_eval_set(EVAL_PATH)
     config = MeasureConfig.from_dict(IN_MIXTURE)
     base_anchored = MeasureConfig.from_dict(_read_json(RUN / "measure_config.json"))
-    finetune = MeasureConfig.from_dict({**_read_json(RUN / "finetune_config.json"), "eval_batch_size": 32})
+    finetune = finetune_config(args.smoke)
     if args.smoke:
-        finetune = dataclasses.replace(finetune, max_length=64, dtype="float32")
         base_anchored = dataclasses.replace(base_anchored, max_length=64, dtype="float32")
     reps = [int(g) for g in (RUN / "reps.txt").read_text().split(",") if g.strip()][:REPRESENTATIVES]
     holdout = [int(g) for g in _read_json(RUN / "holdout.json")][:HOLD_OUT]

@@ -24,7 +24,6 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -88,14 +87,6 @@ def harm_jobs(sources: list[str | None]) -> list[dict[str, Any]]:
     return jobs
 
 
-def finetune_config(dropout: float, smoke: bool) -> Any:
-    from harp.measure import MeasureConfig
-
-    config = MeasureConfig.from_dict({**mp._read_json(mp.RUN / "finetune_config.json"), "eval_batch_size": 32,
-                                      "lora_dropout": dropout})  # fmt: skip
-    return dataclasses.replace(config, max_length=64, dtype="float32") if smoke else config
-
-
 def gpu_command(args: argparse.Namespace) -> None:
     from harp.data import load_training_pool
 
@@ -106,18 +97,17 @@ def gpu_command(args: argparse.Namespace) -> None:
     if args.smoke:
         mp._smoke(work)
         TARGET_BUDGET, BACKGROUND, ADDED, HARM_SEEDS = 40, 30, 20, (0, 1)
-    mp.ADAPTERS = max(
-        GROUP_SIZE, 3 * (len(KINDS) + 1)
-    )  # a harm group: 3 seeds of every kind and the background
+    # a repeat group, or a harm group: 3 seeds of every kind and the background
+    mp.ADAPTERS = max(GROUP_SIZE, 3 * (len(KINDS) + 1))
     pool = load_training_pool(mp.RUN / "pool.jsonl")
     started = time.perf_counter()
     for dropout in DROPOUTS:
         log(f"== repeat, lora_dropout {dropout}")
         mp.run_finetunes(args.model, repeat_jobs(len(pool)), work / f"repeat_dropout{dropout:g}.json",
-                         finetune_config(dropout, args.smoke), log, args.device)  # fmt: skip
+                         mp.finetune_config(args.smoke, lora_dropout=dropout), log, args.device)  # fmt: skip
     log("== harm, lora_dropout 0")
-    mp.run_finetunes(args.model, harm_jobs(list(pool.sources)), work / "harm.json", finetune_config(0.0, args.smoke),
-                     log, args.device)  # fmt: skip
+    harm = mp.finetune_config(args.smoke, lora_dropout=0.0)
+    mp.run_finetunes(args.model, harm_jobs(list(pool.sources)), work / "harm.json", harm, log, args.device)
     log(f"all steps done in {time.perf_counter() - started:.0f}s")
 
 

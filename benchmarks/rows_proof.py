@@ -229,11 +229,7 @@ def gpu_command(args: argparse.Namespace) -> None:
     pool = load_training_pool(mp.RUN / "pool.jsonl")
     eval_set = load_eval_set(mp.EVAL_PATH)
     config = MeasureConfig.from_dict(ROWS)
-    finetune = MeasureConfig.from_dict(
-        {**mp._read_json(mp.RUN / "finetune_config.json"), "eval_batch_size": 32}
-    )
-    if args.smoke:
-        finetune = dataclasses.replace(finetune, max_length=64, dtype="float32")
+    finetune = mp.finetune_config(args.smoke)
     measured = [int(g) for g in store.measured_leaves(IN_MIXTURE_KEY)]
     reps = [int(g) for g in (mp.RUN / "reps.txt").read_text().split(",") if g.strip()]
     # the representatives first (they are the leaves measured again under other seeds), then the rest
