@@ -136,6 +136,17 @@ def subset_of(plan: dict[str, Any], method: str, budget: int, seed: int) -> list
     return subsets[str(budget)] if str(budget) in subsets else subsets[f"{budget}@{seed}"]
 
 
+def harp_subset(
+    plan: dict[str, Any], round_1: dict[str, Any], method: str, budget: int, seed: int
+) -> list[int]:
+    """A HARP method's subset: this round's (``plan``, its subsets.json) or a round-1 variant's
+    (``round_1``, run/experiment_subsets.json: one subset for every seed)."""
+    if method in plan["methods"]:
+        return subset_of(plan, method, budget, seed)
+    envelope, variant = method.removeprefix("harp-").split(":")
+    return [int(p) for p in round_1["variants"][variant]["subsets"][f"{envelope.upper()}@{budget}"]]
+
+
 def jobs_for(
     plan: dict[str, Any], methods: list[str], seeds: tuple[int, ...], n_pool: int
 ) -> list[dict[str, Any]]:
@@ -385,11 +396,8 @@ def report_command(args: argparse.Namespace) -> None:
             return float(
                 np.mean([mp.harmful_share(subset_of(plan, method, budget, s), sources) for s in seeds])
             )
-        if method.startswith("harp-"):
-            envelope, variant = method.removeprefix("harp-").split(":")
-            return mp.harmful_share(
-                round_1["variants"][variant]["subsets"][f"{envelope.upper()}@{budget}"], sources
-            )
+        if method.startswith("harp-"):  # a round-1 variant: the same subset for every seed
+            return mp.harmful_share(harp_subset(plan, round_1, method, budget, seeds[0]), sources)
         return None
 
     print("| method | budget | examples | harmful | proxy mean ± sd | test mean ± sd | seeds |")

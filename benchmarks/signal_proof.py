@@ -144,11 +144,8 @@ def finetune_rows(points: dict[str, np.ndarray]) -> dict[str, Any]:
                 subset = mp.centroid_subset(budget)
             elif method == "full-pool":
                 subset = list(range(n_pool))
-            elif round_ == 1:
-                envelope, variant = method.removeprefix("harp-").split(":")
-                subset = first_subsets["variants"][variant]["subsets"][f"{envelope.upper()}@{budget}"]
             else:
-                subset = rp.subset_of(third_subsets, method, budget, seed)
+                subset = rp.harp_subset(third_subsets, first_subsets, method, budget, seed)
             chosen = np.asarray(subset, dtype=np.int64)
             rows["round"].append(round_)
             rows["method"].append(method)
