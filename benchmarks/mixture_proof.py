@@ -488,10 +488,17 @@ def summarise(finetunes: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
+def t_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and its 95 % Student t interval (n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    return mean, mean - half, mean + half
+
+
 def paired(table: dict[str, Any], method: str, other: str, split: str) -> dict[str, Any] | None:
     """Mean paired difference ``method - other`` over the seeds both have, with a 95 % t interval."""
-    from statistics import NormalDist
-
     a, b = table.get(method), table.get(other)
     if a is None or b is None:
         return None
@@ -499,12 +506,8 @@ def paired(table: dict[str, Any], method: str, other: str, split: str) -> dict[s
     if len(seeds) < 2:
         return None
     diff = np.array([a["seeds"][s][split] - b["seeds"][s][split] for s in seeds])
-    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365}.get(len(seeds))
-    if t is None:
-        t = NormalDist().inv_cdf(0.975)
-    half = t * diff.std(ddof=1) / math.sqrt(diff.size)
-    return {"mean": float(diff.mean()), "low": float(diff.mean() - half), "high": float(diff.mean() + half),
-            "n": int(diff.size)}  # fmt: skip
+    mean, low, high = t_interval(diff)
+    return {"mean": mean, "low": low, "high": high, "n": int(diff.size)}
 
 
 def harmful_share(points: list[int], sources: list[str | None]) -> float:

@@ -125,14 +125,6 @@ def _domain_means(result: dict[str, Any], domains: dict[str, np.ndarray], names:
     return out
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
-    from scipy import stats
-
-    mean = float(values.mean())
-    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
-    return mean, mean - half, mean + half
-
-
 def report_command(args: argparse.Namespace) -> None:
     work = Path(args.work)
     for dropout in DROPOUTS:
@@ -167,7 +159,7 @@ def report_command(args: argparse.Namespace) -> None:
                 diff = np.array(
                     [table[(kind, s)][split][part] - table[(other, s)][split][part] for s in seeds]
                 )
-                mean, low, high = _interval(diff)
+                mean, low, high = mp.t_interval(diff)
                 print(
                     f"| {kind} - {other} | {split} | {part} | {mean:+.4f} [{low:+.4f}, {high:+.4f}] | {len(seeds)} |"
                 )
