@@ -53,22 +53,19 @@ def compute_selections(bundle: StoreBundle, view: ViewState, envelopes: Sequence
             icon=":material/warning:",
         )
         return {}
-    selections: dict[str, Any] = {}
-    for envelope in envelopes:
-        try:
-            selections[envelope] = data.run_selection(
-                bundle.path,
-                bundle.token,
-                envelope,
-                tuple(float(w) for w in weights),
-                budget_cap(bundle, view),
-                tuple(view.pinned),
-                tuple(view.excluded),
-            )
-        except ValueError as error:
-            st.error(f"Selection failed: {text.markdown_text(error, 300)}")
-            return {}
-    return selections
+    try:
+        return data.run_selections(
+            bundle.path,
+            bundle.token,
+            list(envelopes),
+            tuple(float(w) for w in weights),
+            budget_cap(bundle, view),
+            tuple(view.pinned),
+            tuple(view.excluded),
+        )
+    except ValueError as error:
+        st.error(f"Selection failed: {text.markdown_text(error, 300)}")
+        return {}
 
 
 def selection_metrics(bundle: StoreBundle, selections: Mapping[str, Any], where: str) -> None:

@@ -990,7 +990,7 @@ def _frozen_pick(ids, witness, witness_code, floor, near, at_one, state, code, u
     return -1, -np.inf
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _greedy_e(phi, base, weights, weight_sum, pinned, free):  # type: ignore[no-untyped-def]
     """HARP-E greedy.
 
@@ -1197,7 +1197,7 @@ def _utility_c(base, best, harm, weights, weight_sum):  # type: ignore[no-untype
     return acc / weight_sum
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _greedy_c(phi, base, weights, weight_sum, pinned, free, sorted_phi, sorted_leaf):  # type: ignore[no-untyped-def]
     n_leaves, n_domains = phi.shape
     n_order = pinned.size + free.size

@@ -766,3 +766,43 @@ def test_marker_sizes_shrink_with_the_number_of_leaves() -> None:
     assert many.max() > many.min()  # and still by leaf size
     mid = figures.marker_sizes(rng.integers(10, 300, 10_000))
     assert many.max() < mid.max() < few.max()
+
+
+def test_both_envelopes_run_side_by_side_and_match_one_at_a_time(tmp_store: Path) -> None:
+    from app import data
+
+    """``run_selections`` runs HARP-C and HARP-E in worker threads: each result equals ``harp.select``'s own on
+    the store, a bad budget still raises the ``ValueError`` the page turns into a message, and the greedies
+    are compiled to release the GIL (without it the threads would take turns and win nothing)."""
+    import importlib
+
+    from harp.select import select
+
+    harp_select = importlib.import_module("harp.select")  # the module: ``harp.select`` is also the function
+
+    for cached in (data._ranking, data._sorted_effects, data.run_selection):
+        cached.clear()
+    path = str(tmp_store)
+    token = data.file_token(path)
+    weights = (1.0, 0.5, 1.0, 2.0, 1.0)
+    both = data.run_selections(path, token, ["C", "E"], weights, 25, (1,), (2,))
+    assert set(both) == {"C", "E"}
+    bundle, problem = data.load_bundle(path)
+    assert problem is None
+    for envelope, got in both.items():
+        want = select(
+            bundle.phi,
+            bundle.base,
+            envelope=envelope,
+            weights=np.asarray(weights),
+            members=bundle.members,
+            budget=25,
+            pinned=[1],
+            excluded=[2],
+        )
+        np.testing.assert_array_equal(got.points, want.points)
+        np.testing.assert_array_equal(got.leaves, want.leaves)
+    with pytest.raises(ValueError, match="budget"):
+        data.run_selections(path, token, ["C", "E"], weights, -3, (), ())
+    for greedy in (harp_select._greedy_c, harp_select._greedy_e):
+        assert greedy.targetoptions.get("nogil") is True
