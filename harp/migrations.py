@@ -45,6 +45,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "selections": ("selection_id",),
     "selection_points": ("selection_id", "rank"),
     "mixtures": ("mixture_id", "domain_id"),
+    "design_mixtures": ("design_id", "domain_id"),
 }
 
 
@@ -162,6 +163,23 @@ def m004_point_responses(con: duckdb.DuckDBPyConnection) -> None:
     new = content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
     if before:
         con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, before[0][0]])
+
+
+@_migration
+def m005_design_mixtures(con: duckdb.DuckDBPyConnection) -> None:
+    """Designed mixtures: finetunes on random halves of one level's regions (schema version 5).
+
+    One row per subset and domain: ``level`` is ``large`` or ``parent``, ``regions`` the sorted ids of the kept
+    regions of that level as a JSON list, ``budget`` and ``seed`` how the subset's points were drawn from them,
+    ``shares`` each region's share of the drawn points (one per region of the level) as a JSON list,
+    ``n_points`` the training examples used, ``phi`` and ``variance`` the measured effect on the domain.
+    """
+    con.execute(
+        """CREATE TABLE design_mixtures (design_id BIGINT, domain_id INTEGER, run_id VARCHAR, config_key VARCHAR,
+               level VARCHAR NOT NULL, regions VARCHAR NOT NULL, budget BIGINT NOT NULL, seed BIGINT NOT NULL,
+               shares VARCHAR NOT NULL, n_points BIGINT NOT NULL, phi DOUBLE NOT NULL, variance DOUBLE,
+               PRIMARY KEY (design_id, domain_id))"""
+    )
 
 
 #: The schema version this harp-explorer writes (the number of migrations it knows).

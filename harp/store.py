@@ -3,9 +3,10 @@
 A store holds the points of the pool and the three levels of the tree (large node -> parent -> leaf), the
 evaluation domains with their base scores ``b_d``, raw measurements ``phi[g, d]`` of measured leaves g, posterior
 effects (mean and sd for every leaf g and domain d, measured or inferred), the 2-D layout of the leaves, run
-records, saved selections and mixture validations (the measured and predicted effects of unions of leaves, see
-:mod:`harp.mixtures`). Leaf ids are contiguous ``0..L-1``, parent ids ``0..P-1``, large-node ids
-``0..K-1`` and domain ids ``0..D-1``; point ids are any distinct non-negative integers.
+records, saved selections, mixture validations (the measured and predicted effects of unions of leaves, see
+:mod:`harp.mixtures`) and designed mixtures (the measured effects of finetunes on random halves of one level's
+regions, from which a regression gives each region's effect). Leaf ids are contiguous ``0..L-1``, parent ids
+``0..P-1``, large-node ids ``0..K-1`` and domain ids ``0..D-1``; point ids are any distinct non-negative integers.
 
 Concurrency. DuckDB lets one process hold a read-write handle on a file, or any number of processes hold
 read-only handles, never both. So a :class:`Store` never keeps the file open: every operation opens a connection,
@@ -511,6 +512,18 @@ def _count_mixtures(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def _count_design_mixtures(con: duckdb.DuckDBPyConnection) -> int:
+    """The number of designed mixtures (a subset has one row per domain)."""
+    row = _first(con, "SELECT count(DISTINCT design_id) FROM design_mixtures")
+    return int(row[0]) if row else 0
+
+
+#: The levels a designed mixture's regions come from: the table of their ids, and what a message calls them.
+_DESIGN_LEVELS: dict[str, tuple[str, str]] = {
+    "large": ("large_nodes", "large nodes"),
+    "parent": ("parents", "parents"),
+}
+
 _FIT_LEAVES = "effects_measured_leaves"  # meta: leaves whose effects rest on a measurement (any domain)
 
 
@@ -881,8 +894,8 @@ class Store:
         large_nodes : int or array-like of shape (n_large,)
             The number K of large nodes, or their ids ``0..K-1``.
         discard_measurements : bool, default False
-            Measurements and mixture validations refer to the leaves of the current tree: replacing a tree that
-            has some is refused unless this is True, which deletes them.
+            Measurements, mixture validations and designed mixtures refer to the leaves and regions of the current
+            tree: replacing a tree that has some is refused unless this is True, which deletes them.
 
         Raises
         ------
@@ -964,10 +977,14 @@ class Store:
         with self.write(rehash=("large_nodes", "parents", "leaves", "effects")) as con:
             n_measurements = _count(con, "measurements")
             n_mixtures = _count_mixtures(con)
-            if (n_measurements or n_mixtures) and not discard_measurements:
-                also = f" and {n_mixtures} mixture validations" if n_mixtures else ""
+            n_designs = _count_design_mixtures(con)
+            if (n_measurements or n_mixtures or n_designs) and not discard_measurements:
+                held = [f"{n_measurements} measurements"]
+                held += [f"{n_mixtures} mixture validations"] if n_mixtures else []
+                held += [f"{n_designs} design mixtures"] if n_designs else []
+                listed = ", ".join(held[:-1]) + " and " + held[-1] if len(held) > 1 else held[0]
                 raise ValueError(
-                    f"the store holds {n_measurements} measurements{also} of the current tree; pass "
+                    f"the store holds {listed} of the current tree; pass "
                     "discard_measurements=True to replace the tree anyway, or write the new tree to a new store"
                 )
             for table in (
@@ -979,6 +996,7 @@ class Store:
                 "layout",
                 "measurements",
                 "mixtures",
+                "design_mixtures",
             ):
                 con.execute(f"DELETE FROM {table}")
             con.execute("DELETE FROM meta WHERE key = 'layout_key'")
@@ -1037,7 +1055,7 @@ class Store:
         ------
         ValueError
             Naming the argument; also when the number of domains changes while the store holds effects,
-            measurements or mixture validations for the old domains.
+            measurements, mixture validations or designed mixtures for the old domains.
         """
         if isinstance(names, str) or not isinstance(names, Sequence | np.ndarray):
             raise ValueError(f"names must be a sequence of domain names, got {names!r}")
@@ -1081,10 +1099,16 @@ class Store:
         )
         with self.write(rehash=("domains",)) as con:
             current = _count(con, "domains")
-            held = _count(con, "effects") or _count(con, "measurements") or _count_mixtures(con)
-            if current != n_domains and held:
+            held = {
+                "effects": _count(con, "effects"),
+                "measurements": _count(con, "measurements"),
+                "mixture validations": _count_mixtures(con),
+                "design mixtures": _count_design_mixtures(con),
+            }
+            if current != n_domains and any(held.values()):
+                listed = ", ".join(f"{count} {what}" for what, count in held.items() if count)
                 raise ValueError(
-                    f"names has {n_domains} domains but the store holds effects or measurements for {current}; "
+                    f"names has {n_domains} domains but the store holds {listed} for its {current} domains; "
                     "write the new domains to a new store"
                 )
             con.execute("DELETE FROM domains")
@@ -1412,6 +1436,152 @@ class Store:
                 [config_key],
             )
 
+    def add_design_mixture(
+        self,
+        run_id: str | None,
+        config_key: str,
+        *,
+        level: str,
+        regions: Any,
+        budget: int,
+        seed: int,
+        shares: Any,
+        n_points: int,
+        phi: Any,
+        variance: Any,
+    ) -> int:
+        """Add one designed mixture: a subset that keeps some regions of one level, and its measured effect.
+
+        The subset keeps the regions R of ``level`` and draws ``budget`` points uniformly from their points; a
+        finetune on them is measured like a mixture validation's (score minus the reference). All the subset's
+        domains are written in one transaction, under a new ``design_id`` (one more than the largest stored, 0 for
+        the first).
+
+        Parameters
+        ----------
+        run_id : str or None
+            The run that measured it (see :meth:`add_run`).
+        config_key : str
+            The measurement config, as in :meth:`add_measurements` (may be ``""``).
+        level : {"large", "parent"}
+            The level of the tree whose regions the subset keeps or drops.
+        regions : array-like of int, shape (n_kept,)
+            The distinct ids of the kept regions R (at least one, each a large-node id or parent id of the store,
+            as ``level`` says); stored sorted, as a JSON list.
+        budget : int
+            The number of points drawn from the kept regions (>= 1).
+        seed : int
+            The seed of the draw (>= 0).
+        shares : array-like of shape (n_regions,)
+            Each region's share of the subset's points, one per large node or parent of the store (those not in
+            R included); finite, >= 0, summing to 1 within 1e-6. Stored as a JSON list.
+        n_points : int
+            The number of training examples the subset's finetune used (>= 1).
+        phi : array-like of shape (n_domains,)
+            Measured effect on each domain d; finite.
+        variance : array-like of shape (n_domains,)
+            Its sampling variance; finite, >= 0.
+
+        Returns
+        -------
+        int
+            The new design_id.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: a level other than "large" or "parent"; region ids that are not integers,
+            repeated or not regions of that level; no region; shares of the wrong length, negative or not
+            summing to 1; an array whose length is not the store's number of domains; NaN or inf; a negative
+            variance; bad ``budget``, ``seed``, ``n_points``, ``run_id`` or ``config_key``; a store without
+            domains.
+        """
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"run_id must be a non-empty string or None, got {run_id!r}")
+        if not isinstance(config_key, str):
+            raise ValueError(f"config_key must be a string, got {config_key!r}")
+        if level not in _DESIGN_LEVELS:
+            raise ValueError(f"level must be 'large' or 'parent', got {level!r}")
+        for name, value, least in (("budget", budget, 1), ("seed", seed, 0), ("n_points", n_points, 1)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        region_ids = np.sort(_integers(regions, "regions"))
+        if region_ids.size == 0:
+            raise ValueError("regions must not be empty: a designed mixture keeps at least one region")
+        repeated = region_ids[1:][region_ids[1:] == region_ids[:-1]]
+        if repeated.size:
+            raise ValueError(f"regions lists region {int(repeated[0])} more than once")
+        table, what = _DESIGN_LEVELS[level]
+        with self.write(rehash=()) as con:
+            n_domains = _count(con, "domains")
+            if n_domains == 0:
+                raise ValueError("write the domains before adding a design mixture (the store has none)")
+            n_regions = _count(con, table)
+            _ids_in_range(region_ids, "regions", n_regions, what)
+            share_array = _floats(shares, "shares", (n_regions,))
+            if (share_array < 0).any():
+                r = int(np.argmax(share_array < 0))
+                raise ValueError(f"shares must be >= 0, got {share_array[r]} for region {r}")
+            total = float(share_array.sum())
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"shares must sum to 1 (within 1e-6), got {total!r}")
+            shape = (n_domains,)
+            phi_array = _floats(phi, "phi", shape)
+            variance_array = _floats(variance, "variance", shape)
+            if (variance_array < 0).any():
+                d = int(np.argmax(variance_array < 0))
+                raise ValueError(f"variance must be >= 0, got {variance_array[d]} for domain {d}")
+            row = _first(con, "SELECT coalesce(max(design_id), -1) + 1 FROM design_mixtures")
+            design_id = int(row[0]) if row else 0
+
+            def repeat(value: Any, kind: pa.DataType) -> pa.Array:
+                return pa.array([value] * n_domains, kind)
+
+            _insert(
+                con,
+                "design_mixtures",
+                pa.table(
+                    {
+                        "design_id": pa.array(np.full(n_domains, design_id, dtype=np.int64)),
+                        "domain_id": pa.array(np.arange(n_domains, dtype=np.int32)),
+                        "run_id": repeat(run_id, pa.string()),
+                        "config_key": repeat(config_key, pa.string()),
+                        "level": repeat(level, pa.string()),
+                        "regions": repeat(json.dumps(region_ids.tolist()), pa.string()),
+                        "budget": repeat(int(budget), pa.int64()),
+                        "seed": repeat(int(seed), pa.int64()),
+                        "shares": repeat(json.dumps(share_array.tolist()), pa.string()),
+                        "n_points": repeat(int(n_points), pa.int64()),
+                        "phi": phi_array,
+                        "variance": variance_array,
+                    }
+                ),
+            )
+        return design_id
+
+    def design_mixtures(self, config_key: str | None = None, level: str | None = None) -> pa.Table:
+        """The stored designed mixtures (under ``config_key`` and of ``level`` when given), one row per subset and
+        domain.
+
+        Returns
+        -------
+        pyarrow.Table
+            The columns of the ``design_mixtures`` table (``design_id``, ``domain_id``, ``run_id``,
+            ``config_key``, ``level``, ``regions`` and ``shares`` as JSON lists, ``budget``, ``seed``,
+            ``n_points``, ``phi``, ``variance``), sorted by design_id and domain_id.
+        """
+        if config_key is not None and not isinstance(config_key, str):
+            raise ValueError(f"config_key must be a string or None, got {config_key!r}")
+        if level is not None and level not in _DESIGN_LEVELS:
+            raise ValueError(f"level must be 'large', 'parent' or None, got {level!r}")
+        # Fixed SQL text; only the values are bound (a NULL parameter leaves its column unfiltered).
+        query = (
+            "SELECT * FROM design_mixtures WHERE (? IS NULL OR config_key = ?) AND (? IS NULL OR level = ?) "
+            "ORDER BY design_id, domain_id"
+        )
+        with self.read() as con:
+            return _arrow(con, query, [config_key, config_key, level, level])
+
     def write_layout(self, x: Any, y: Any, key: str) -> None:
         """Replace the 2-D layout of the leaves.
 
@@ -1617,7 +1787,7 @@ class Store:
 
         Rows are taken in primary-key order and values encoded by type, so the hash depends neither on the
         physical row order nor on the file (it survives Parquet export and import); runs, selections, meta,
-        measurements and mixture validations are left out. See :mod:`harp.content_hash`.
+        measurements, mixture validations and designed mixtures are left out. See :mod:`harp.content_hash`.
 
         Parameters
         ----------
@@ -1692,6 +1862,7 @@ class Store:
             row = _first(con, "SELECT count(*) FROM domains WHERE active")
             active = int(row[0]) if row else 0
             n_mixtures = _count_mixtures(con)
+            n_design_mixtures = _count_design_mixtures(con)
             content_hash = _stored_hash(con) if with_hash else None
             runs = _arrow(con, "SELECT * FROM runs ORDER BY started_at, run_id").to_pylist()
         source = json.loads(meta["effects_source"]) if meta.get("effects_source") else None
@@ -1718,6 +1889,7 @@ class Store:
             "has_layout": counts.get("layout", 0) > 0,
             "n_selections": counts.get("selections", 0),
             "n_mixtures": n_mixtures,
+            "n_design_mixtures": n_design_mixtures,
             "counts": counts,
             "runs": [_decode_run(record) for record in runs],
         }

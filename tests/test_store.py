@@ -54,7 +54,7 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "4"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "5"
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
     assert store.read_table("migrations")["name"].to_pylist() == [
@@ -62,6 +62,7 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
         "m002_mixtures",
         "m003_content_hash",
         "m004_point_responses",
+        "m005_design_mixtures",
     ]
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
@@ -398,7 +399,7 @@ def test_write_effects_needs_tree_and_domains(tmp_path: Path) -> None:
         pytest.param({"eval_size": [1, -1, 2]}, "eval_size must be >= 0", id="eval-size"),
         pytest.param({"active": [1, 0]}, r"active has shape \(2,\)", id="active-short"),
         pytest.param(
-            {"names": ["a", "b"], "base": [0.1, 0.2]}, "holds effects or measurements for 3", id="count"
+            {"names": ["a", "b"], "base": [0.1, 0.2]}, "holds 12 effects for its 3 domains", id="count"
         ),
     ],
 )

@@ -144,7 +144,8 @@ def _downgrade_to_v2(path: Path) -> None:
     raw(
         path,
         "ALTER TABLE points DROP COLUMN response",
-        "DELETE FROM migrations WHERE name IN ('m003_content_hash', 'm004_point_responses')",
+        "DROP TABLE design_mixtures",
+        "DELETE FROM migrations WHERE name NOT IN ('m001_initial', 'm002_mixtures')",
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
     )

@@ -54,9 +54,10 @@ def downgrade_to_v1(path: Path) -> None:
     """Turn a current store into what schema version 1 wrote: no mixtures table, one migration recorded."""
     raw(
         path,
+        "DROP TABLE design_mixtures",
         "DROP TABLE mixtures",
         "ALTER TABLE points DROP COLUMN response",
-        "DELETE FROM migrations WHERE name IN ('m002_mixtures', 'm003_content_hash', 'm004_point_responses')",
+        "DELETE FROM migrations WHERE name <> 'm001_initial'",
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
@@ -151,8 +152,9 @@ def test_the_shipped_demo_imports_with_its_mixtures(tmp_path: Path) -> None:
 def test_a_v1_export_imports_and_is_migrated(tiny_store: Path, tmp_path: Path) -> None:
     folder = tmp_path / "export"
     export_parquet(tiny_store, folder)
-    # What schema version 1 exported: no mixtures.parquet, no points.response, one migration, version 1.
+    # What schema version 1 exported: no (design_)mixtures.parquet, no points.response, one migration, version 1.
     (folder / "mixtures.parquet").unlink()
+    (folder / "design_mixtures.parquet").unlink()
     points = pq.read_table(folder / "points.parquet")
     pq.write_table(points.drop_columns(["response"]), folder / "points.parquet")
     meta = pq.read_table(folder / "meta.parquet").to_pydict()

@@ -47,7 +47,7 @@ def _columns(path: Path) -> list[str]:
 def test_a_new_store_has_a_nullable_response_column(tmp_path: Path) -> None:
     store = Store.create(tmp_path / "new.duckdb")
     assert _columns(store.path) == ["point_id", "leaf_id", "rank_in_leaf", "text", "source", "response"]
-    assert store.meta()["schema_version"] == str(migrations.SCHEMA_VERSION) == "4"
+    assert store.meta()["schema_version"] == str(migrations.SCHEMA_VERSION) == "5"
 
 
 def test_the_tree_keeps_prompt_and_response_apart(tmp_store: Path) -> None:
@@ -90,7 +90,8 @@ def _downgrade_to_v3(path: Path) -> str:
     con = duckdb.connect(str(path))
     try:
         con.execute("ALTER TABLE points DROP COLUMN response")
-        con.execute("DELETE FROM migrations WHERE name = 'm004_point_responses'")
+        con.execute("DROP TABLE design_mixtures")
+        con.execute("DELETE FROM migrations WHERE name IN ('m004_point_responses', 'm005_design_mixtures')")
         con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         return content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
     finally:
@@ -118,7 +119,10 @@ def test_a_v3_store_gains_the_column_and_keeps_its_selections_current(tmp_store:
     hashes = {record["name"]: record["store_hash"] for record in migrated.list_selections()}
     assert hashes == {"current": new, "older": "abc"}
     assert migrated.content_hash() == migrated.content_hash(recompute=True) == new
-    assert migrated.read_table("migrations")["name"].to_pylist()[-1] == "m004_point_responses"
+    assert migrated.read_table("migrations")["name"].to_pylist()[-2:] == [
+        "m004_point_responses",
+        "m005_design_mixtures",
+    ]
 
 
 def test_a_failing_m004_rolls_back(tmp_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
