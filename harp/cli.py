@@ -749,7 +749,7 @@ def _quiet_broken_stdio() -> None:
 
 def _register_extensions() -> None:
     """Commands of the pipeline live in their own modules."""
-    for module_name in ("harp.cli_pipeline", "harp.cli_measure", "harp.cli_run"):
+    for module_name in ("harp.cli_pipeline", "harp.cli_measure", "harp.cli_run", "harp.cli_design"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as error:

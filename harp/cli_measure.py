@@ -21,7 +21,7 @@ from harp.store import StoreError
 # costs a long run nothing; the 10 s default would stop it.
 RUN_LOCK_TIMEOUT_S = 120.0
 
-__all__ = ["register"]
+__all__ = ["measure_config_from", "parse_devices", "register"]
 
 
 def _log(message: str) -> None:
@@ -115,7 +115,7 @@ def embed_command(
                            "examples_per_second": round(timings["texts_per_second"], 1)}))  # fmt: skip
 
 
-def _config(config_path: Path | None, overrides: dict[str, Any]) -> Any:
+def measure_config_from(config_path: Path | None, overrides: dict[str, Any]) -> Any:
     from harp.measure import MeasureConfig
 
     data: dict[str, Any] = {}
@@ -321,13 +321,13 @@ def measure_command(
     if budget is not None and features is None:
         raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
     leaf_ids = _leaf_ids(leaves, "--leaves")
-    device_list = _devices(devices)
+    device_list = parse_devices(devices)
     try:
         overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "lora_r": lora_r,
                      "max_length": max_length, "dtype": dtype, "seed": seed, "score": score,
                      "protocol": protocol, "background_size": background_size,
                      "background_seed": background_seed}  # fmt: skip
-        config = _config(config_path, overrides)
+        config = measure_config_from(config_path, overrides)
         store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
         eval_set = load_eval_set(eval_path)
@@ -356,7 +356,7 @@ def measure_command(
     click.echo(json.dumps(summary))
 
 
-def _devices(devices: str | None) -> list[str | int] | None:
+def parse_devices(devices: str | None) -> list[str | int] | None:
     if not devices:
         return None
     return [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
@@ -473,14 +473,14 @@ def validate_command(
 
     size_list = _sizes(sizes)
     try:
-        config = _config(config_path, {"protocol": protocol})
+        config = measure_config_from(config_path, {"protocol": protocol})
         store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
         eval_set = load_eval_set(eval_path)
         report = validate_mixtures(
             store, model, pool, eval_set, config, sizes=size_list, n_mixtures=n_mixtures, max_size=max_size,
             seed=seed, regions=regions, config_key=config_key, executor=executor,  # type: ignore[arg-type]
-            devices=_devices(devices),
+            devices=parse_devices(devices),
             workers_per_device=workers_per_device, address=address, adapters_per_batch=adapters_per_batch,
             log=_log,
         )  # fmt: skip

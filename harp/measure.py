@@ -92,6 +92,7 @@ __all__ = [
     "measure_leaf",
     "option_loglik",
     "paired_effects",
+    "record_domains",
     "resolve_config_key",
     "run_measurements",
     "save_random_model",
@@ -1344,7 +1345,7 @@ def leaf_members(store: Store, n_pool: int) -> list[np.ndarray]:
     return np.split(point_id, np.cumsum(np.bincount(leaf_id, minlength=n_leaves))[:-1])
 
 
-def _check_domains(store: Store, eval_set: EvalSet, base: np.ndarray) -> np.ndarray:
+def record_domains(store: Store, eval_set: EvalSet, base: np.ndarray) -> np.ndarray:
     """Write the eval set's domains and base scores b_d to the store; keep the active flags when names match."""
     import pyarrow as pa
 
@@ -1483,7 +1484,7 @@ def run_measurements(
         timings["start_s"] = time.perf_counter() - started
         base = engine.base()
         timings["base_s"] = time.perf_counter() - started - timings["start_s"]
-        _check_domains(store, eval_set, base)
+        record_domains(store, eval_set, base)
         say(f"base model scored on {len(eval_set)} questions in {timings['base_s']:.1f}s")
         reference = base
         if config.uses_background and todo:
