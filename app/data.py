@@ -447,6 +447,33 @@ def mixtures(path: str, token: tuple[int, ...]) -> pa.Table:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def design_configs(path: str, token: tuple[int, ...]) -> list[tuple[str, str]]:
+    """The (config_key, level) pairs the store holds design mixtures under, sorted."""
+    store = open_store(path)
+    try:
+        table = store.design_mixtures().select(["config_key", "level"]).to_pydict()
+    except StoreError as error:
+        raise problem_from(error) from error
+    return sorted({(str(k), str(v)) for k, v in zip(table["config_key"], table["level"], strict=True)})
+
+
+@st.cache_data(max_entries=16, show_spinner="Fitting the region effects ...")
+def design_fit(
+    path: str, token: tuple[int, ...], config_key: str, level: str, seed: int
+) -> tuple[Any, list[str]]:
+    """:func:`harp.design.fit_stored_design` of one config and level, and each region's main sources."""
+    from harp.design import fit_stored_design, region_sources
+
+    store = open_store(path)
+    try:
+        return fit_stored_design(store, level=level, config_key=config_key, seed=seed), region_sources(
+            store, level
+        )
+    except StoreError as error:
+        raise problem_from(error) from error
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def saved_selections(path: str, token: tuple[int, ...]) -> list[dict[str, Any]]:
     store = open_store(path)
     try:

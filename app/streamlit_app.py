@@ -28,6 +28,7 @@ pages = [
     st.Page(
         "views/validation.py", title="Mixture validation", icon=":material/fact_check:", url_path="validation"
     ),
+    st.Page("views/design.py", title="Designed mixtures", icon=":material/grid_view:", url_path="design"),
     st.Page("views/runs.py", title="Runs", icon=":material/monitoring:", url_path="runs"),
     st.Page("views/stores.py", title="Stores", icon=":material/folder_open:", url_path="stores"),
     st.Page("views/store.py", title="About the store", icon=":material/database:", url_path="store"),

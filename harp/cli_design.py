@@ -164,26 +164,6 @@ def _fit(store_path: Path, level: str, config_key: str | None, bootstrap_seed: i
     return store, fit_stored_design(store, level=level, config_key=config_key, seed=bootstrap_seed)
 
 
-def _region_sources(store: Any, level: str) -> list[str]:
-    """Each region's one or two most common sources (those of 10 % or more) with their shares, e.g.
-    ``mmlu/stem 53%, harmful/wrong-option 38%`` (empty without sources)."""
-    from harp.design import region_of_points
-
-    region = region_of_points(store, level)
-    sources = store.read_table("points").select(["point_id", "source"]).to_pydict()
-    source = np.empty(region.size, dtype=object)
-    source[np.asarray(sources["point_id"], dtype=np.int64)] = [str(s or "") for s in sources["source"]]
-    out = []
-    for r in range(int(region.max()) + 1):
-        names, counts = np.unique(source[region == r].astype(str), return_counts=True)
-        order = np.argsort(-counts, kind="stable")[:2]
-        shares = counts / max(1, int(counts.sum()))
-        out.append(
-            ", ".join(f"{names[i]} {100 * shares[i]:.0f}%" for i in order if names[i] and shares[i] >= 0.1)
-        )
-    return out
-
-
 @design_group.command("fit")
 @_store_option
 @_level_option
@@ -204,11 +184,11 @@ def fit_command(
     Example:
       harp design fit --store pool.duckdb --level large
     """
-    from harp.design import kept_regions
+    from harp.design import kept_regions, region_sources
 
     try:
         store, fit = _fit(store_path, level, config_key, bootstrap_seed)
-        sources = _region_sources(store, level)
+        sources = region_sources(store, level)
     except (ValueError, OSError, StoreError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -257,25 +237,14 @@ def select_command(
       harp design select --store pool.duckdb --rule C --budget 1000 --seed 0 --out chosen.csv
     """
     from harp import __version__
-    from harp.design import design_select, kept_regions
+    from harp.design import design_select, kept_regions, region_of_leaves
     from harp.export import MANIFEST_FORMAT, write_selection
     from harp.measure import leaf_members
 
     rule = rule.upper()
     try:
         store, fit = _fit(store_path, level, config_key, bootstrap_seed)
-        leaves = store.read_table("leaves").select(["leaf_id", "parent_id"]).to_pydict()
-        region_of_leaf = np.zeros(len(leaves["leaf_id"]), dtype=np.int64)
-        region_of_leaf[np.asarray(leaves["leaf_id"], dtype=np.int64)] = np.asarray(
-            leaves["parent_id"], np.int64
-        )
-        if level == "large":
-            parents = store.read_table("parents").select(["parent_id", "large_id"]).to_pydict()
-            large_of = np.zeros(len(parents["parent_id"]), dtype=np.int64)
-            large_of[np.asarray(parents["parent_id"], dtype=np.int64)] = np.asarray(
-                parents["large_id"], np.int64
-            )
-            region_of_leaf = large_of[region_of_leaf]
+        region_of_leaf = region_of_leaves(store, level)
         members = leaf_members(store, store.count("points"))
         selection = design_select(fit, members, region_of_leaf, rule=rule, budget=budget, seed=seed)
         manifest = {

@@ -58,7 +58,9 @@ __all__ = [
     "fit_design",
     "fit_stored_design",
     "kept_regions",
+    "region_of_leaves",
     "region_of_points",
+    "region_sources",
     "region_shares",
     "run_design",
 ]
@@ -137,23 +139,46 @@ def _check_level(level: str) -> str:
     return level
 
 
-def region_of_points(store: Store, level: str) -> np.ndarray:
-    """Each point's region id at ``level`` (index: point id), from the store's tree."""
+def region_of_leaves(store: Store, level: str) -> np.ndarray:
+    """Each leaf's region id at ``level`` (index: leaf id), from the store's tree."""
     _check_level(level)
-    points = store.read_table("points").select(["point_id", "leaf_id"]).to_pydict()
     leaves = store.read_table("leaves").select(["leaf_id", "parent_id"]).to_pydict()
-    parent_of = np.zeros(max(leaves["leaf_id"], default=-1) + 1, dtype=np.int64)
-    parent_of[np.asarray(leaves["leaf_id"], dtype=np.int64)] = np.asarray(leaves["parent_id"], dtype=np.int64)
-    region_of_leaf = parent_of
+    region = np.zeros(max(leaves["leaf_id"], default=-1) + 1, dtype=np.int64)
+    region[np.asarray(leaves["leaf_id"], dtype=np.int64)] = np.asarray(leaves["parent_id"], dtype=np.int64)
     if level == "large":
         parents = store.read_table("parents").select(["parent_id", "large_id"]).to_pydict()
         large_of = np.zeros(max(parents["parent_id"], default=-1) + 1, dtype=np.int64)
         large_of[np.asarray(parents["parent_id"], dtype=np.int64)] = np.asarray(parents["large_id"], np.int64)
-        region_of_leaf = large_of[parent_of]
+        region = large_of[region]
+    return region
+
+
+def region_of_points(store: Store, level: str) -> np.ndarray:
+    """Each point's region id at ``level`` (index: point id), from the store's tree."""
+    region_of_leaf = region_of_leaves(store, level)
+    points = store.read_table("points").select(["point_id", "leaf_id"]).to_pydict()
     point_id = np.asarray(points["point_id"], dtype=np.int64)
     region = np.full(point_id.size, -1, dtype=np.int64)
     region[point_id] = region_of_leaf[np.asarray(points["leaf_id"], dtype=np.int64)]
     return region
+
+
+def region_sources(store: Store, level: str) -> list[str]:
+    """Each region's one or two most common sources (those of 10 % or more) with their shares, e.g.
+    ``mmlu/stem 53%, harmful/wrong-option 38%`` (empty without sources)."""
+    region = region_of_points(store, level)
+    sources = store.read_table("points").select(["point_id", "source"]).to_pydict()
+    source = np.empty(region.size, dtype=object)
+    source[np.asarray(sources["point_id"], dtype=np.int64)] = [str(s or "") for s in sources["source"]]
+    out = []
+    for r in range(int(region.max()) + 1):
+        names, counts = np.unique(source[region == r].astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:2]
+        shares = counts / max(1, int(counts.sum()))
+        out.append(
+            ", ".join(f"{names[i]} {100 * shares[i]:.0f}%" for i in order if names[i] and shares[i] >= 0.1)
+        )
+    return out
 
 
 def region_shares(points: np.ndarray, region_of_point: np.ndarray, n_regions: int) -> np.ndarray:

@@ -7,6 +7,7 @@ store named by ``HARP_STORE``, changes widgets the way a user would, and checks 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -932,3 +933,63 @@ def test_search_a_leaf_and_the_whole_pool(monkeypatch, fresh_store, inputs) -> N
     at.button(key="pool_search_open").click()
     run(at)
     assert at.session_state["open_leaves"] == [leaf, leaf + 1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Designed mixtures
+
+
+def test_design_page_without_design_mixtures_says_how_to_make_them(monkeypatch, store_path) -> None:
+    at = run(make_app(monkeypatch, store_path))
+    at.switch_page("views/design.py")
+    run(at)
+    assert "harp design measure --store STORE --model MODEL --pool POOL --eval EVAL" in texts(at.info)
+    assert not at.error and not at.dataframe
+
+
+def test_design_page_shows_the_demo_fit_and_its_selection(monkeypatch, demo_store) -> None:
+    """The demo's round-4 design: the regions table is the library's fit, and the selection shown is
+    `harp design select`'s (rule C keeps the regions of data/demo/run/round4/fit.json)."""
+    from harp.design import design_select, fit_stored_design, region_of_leaves
+
+    at = run(make_app(monkeypatch, demo_store))
+    at.switch_page("views/design.py")
+    clean(at, "design, bootstrap seed 0")
+    at.number_input(key="design_bootstrap_seed").set_value(4)
+    clean(at, "design")
+    store = Store.open(demo_store, read_only=True)
+    fit = fit_stored_design(store, level="large", seed=4)
+    (table,) = [d.value for d in at.dataframe if "effect" in d.value.columns]
+    assert len(table) == 18 and table["effect"].is_monotonic_decreasing
+    np.testing.assert_allclose(table.sort_values("region")["effect"], fit.centred, atol=1e-12)
+    shipped = json.loads((ROOT / "data" / "demo" / "run" / "round4" / "fit.json").read_text())
+    assert sorted(table.loc[table["kept by C"], "region"]) == shipped["kept"]["design-c"]
+    assert "leave-one-out R2 0.242" in texts(at.caption) and not at.warning
+    wrong = table.loc[table["main sources"].str.contains("harmful/wrong-arithmetic"), "kept by C"]
+    assert wrong.tolist() == [False]  # the planted wrong-arithmetic node is left out by rule C
+    inputs = store.selection_inputs()
+    want = design_select(fit, inputs.members, region_of_leaves(store, "large"), rule="C", budget=1000, seed=0)
+    assert f"{want.points.size:,} are drawn uniformly (seed 0)" in texts(at.caption)
+    assert "--rule C --budget 1000 --seed 0" in at.code[-1].value
+    at.radio(key="design_rule").set_value("E")
+    clean(at, "rule E")
+    assert "--rule E" in at.code[-1].value
+
+
+def test_design_page_warns_when_the_fit_explains_nothing(monkeypatch, fresh_store) -> None:
+    from harp.design import draw_design, region_of_points, region_shares
+
+    store = Store.open(fresh_store)
+    region = region_of_points(store, "large")
+    n_regions = int(region.max()) + 1
+    n_domains = store.read_table("domains").num_rows
+    rng = np.random.default_rng(3)
+    for m in draw_design(region, [20, 40], 8, 0):
+        noise = rng.normal(0.0, 0.01, n_domains)  # no region does anything
+        store.add_design_mixture(None, "noise", level="large", regions=m.regions.tolist(), budget=m.budget,
+                                 seed=m.seed, shares=region_shares(m.points, region, n_regions).tolist(),
+                                 n_points=m.budget, phi=noise, variance=np.zeros(n_domains))  # fmt: skip
+    at = run(make_app(monkeypatch, fresh_store))
+    at.switch_page("views/design.py")
+    clean(at, "design, noise")
+    assert "close to a random one" in texts(at.warning)
