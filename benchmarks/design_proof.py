@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,16 +192,7 @@ def gpu_command(args: argparse.Namespace) -> None:
             record.pop("groups", None)
             mp._write_json(finetunes, record)
 
-    def step(name: str, action: Any) -> None:
-        if name in state["done"]:
-            return
-        log(f"== {name}")
-        started = time.perf_counter()
-        action()
-        state["done"].append(name)
-        state["seconds"][name] = time.perf_counter() - started
-        mp._write_json(state_path, state)
-        log(f"== {name} done in {state['seconds'][name]:.0f}s")
+    step = mp.stepper(state, state_path, log)
 
     def run(jobs: list[dict[str, Any]]) -> None:
         mp.run_finetunes(args.model, grouped(jobs, mp.ADAPTERS), finetunes, config, log, args.device)

@@ -120,6 +120,25 @@ class Log:
             out.write(line + "\n")
 
 
+def stepper(state: dict[str, Any], state_path: Path, log: Log, only: str | None = None) -> Any:
+    """``step(name, action)``: run ``action`` once, recording it as done (with its seconds) in ``state``, written
+    to ``state_path`` after each step, so a stopped run resumes after its last finished step. ``only`` (names,
+    comma-separated) skips the other steps."""
+
+    def step(name: str, action: Any) -> None:
+        if name in state["done"] or (only and name not in only.split(",")):
+            return
+        log(f"== {name}")
+        started = time.perf_counter()
+        action()
+        state["done"].append(name)
+        state["seconds"][name] = time.perf_counter() - started
+        _write_json(state_path, state)
+        log(f"== {name} done in {state['seconds'][name]:.0f}s")
+
+    return step
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Subsets
 

@@ -42,7 +42,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -222,16 +221,7 @@ def gpu_command(args: argparse.Namespace) -> None:
     state_path = work / "state.json"
     state: dict[str, Any] = mp._read_json(state_path) if state_path.exists() else {"done": [], "seconds": {}}
 
-    def step(name: str, action: Any) -> None:
-        if name in state["done"] or (args.only and name not in args.only.split(",")):
-            return
-        log(f"== {name}")
-        started = time.perf_counter()
-        action()
-        state["done"].append(name)
-        state["seconds"][name] = time.perf_counter() - started
-        mp._write_json(state_path, state)
-        log(f"== {name} done in {state['seconds'][name]:.0f}s")
+    step = mp.stepper(state, state_path, log, args.only)
 
     store_path = work / "demo.duckdb"
     if not store_path.exists():

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
+from harp.cli_measure import set_executor_options
 from harp.store import StoreError
 
 __all__ = ["register"]
@@ -93,13 +94,7 @@ def design_group() -> None:
 @click.option("--per-budget", type=click.IntRange(min=2), default=16, show_default=True,
               help="Mixtures per budget, an even number (foldover pairs).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the design.")
-@click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
-              show_default=True, help="As for `harp measure`.")  # fmt: skip
-@click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu.")
-@click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Mixtures trained side by side in one forward/backward pass.")  # fmt: skip
-@click.option("--address", default=None, help="Ray cluster address (--executor ray).")
+@set_executor_options
 def measure_command(
     store_path: Path,
     model: str,

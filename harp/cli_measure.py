@@ -21,7 +21,7 @@ from harp.store import StoreError
 # costs a long run nothing; the 10 s default would stop it.
 RUN_LOCK_TIMEOUT_S = 120.0
 
-__all__ = ["measure_config_from", "parse_devices", "register"]
+__all__ = ["measure_config_from", "parse_devices", "register", "set_executor_options"]
 
 
 def _log(message: str) -> None:
@@ -376,6 +376,23 @@ def _sizes(text: str | None) -> list[int] | None:
     return sizes
 
 
+def set_executor_options(command: Any) -> Any:
+    """The options of a command that finetunes sets of examples (unions, regions, designed mixtures): where and
+    how many side by side. Shared by `harp validate` and `harp design measure`."""
+    options = [
+        click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
+                     show_default=True, help="As for `harp measure`."),
+        click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu."),
+        click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Sets trained side by side in one forward/backward pass."),
+        click.option("--address", default=None, help="Ray cluster address (--executor ray)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("validate")
 @click.option(
     "--store",
@@ -425,13 +442,7 @@ def _sizes(text: str | None) -> list[int] | None:
 @click.option("--regions", type=click.Choice(["parent", "large"]), default=None,
               help="Measure every region of this level whole (the union of its leaves) instead of random "
                    "unions; the leaves need not be measured. See docs/measure.md.")  # fmt: skip
-@click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
-              show_default=True, help="As for `harp measure`.")  # fmt: skip
-@click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu.")
-@click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Unions trained side by side in one forward/backward pass.")  # fmt: skip
-@click.option("--address", default=None, help="Ray cluster address (--executor ray).")
+@set_executor_options
 def validate_command(
     store_path: Path,
     model: str,
