@@ -45,6 +45,7 @@ FOLDER_VAR = "HARP_STORES"
 LOCK_TIMEOUT_S = 2.0
 HOVER_EXAMPLES = 2
 HOVER_CHARS = 50
+HOVER_RESPONSE_CHARS = 30
 
 
 class StoreProblem(Exception):
@@ -166,14 +167,19 @@ def problem_from(error: Exception) -> StoreProblem:
 
 
 def _hover_snippets(store: Any, n_leaves: int) -> list[str]:
-    """The first ``HOVER_EXAMPLES`` example texts of every leaf, escaped for a plotly hover, one string a leaf."""
+    """The first ``HOVER_EXAMPLES`` examples of every leaf, escaped for a plotly hover, one string a leaf: each
+    example's prompt and, where the store has it, its response (``"prompt" -> "response"``)."""
     previews = store.leaf_previews(per_leaf=HOVER_EXAMPLES)
     leaves = previews.column("leaf_id").to_numpy()
-    texts = previews.column("text").to_pylist()
+    prompts = previews.column("text").to_pylist()
+    responses = previews.column("response").to_pylist()
     snippets: list[list[str]] = [[] for _ in range(n_leaves)]
-    for leaf, example in zip(leaves.tolist(), texts, strict=True):
+    for leaf, prompt, response in zip(leaves.tolist(), prompts, responses, strict=True):
         if 0 <= leaf < n_leaves:
-            snippets[leaf].append("\u201c" + text.hover_text(example, HOVER_CHARS) + "\u201d")
+            shown = "\u201c" + text.hover_text(prompt, HOVER_CHARS) + "\u201d"
+            if response:
+                shown += " \u2192 \u201c" + text.hover_text(response, HOVER_RESPONSE_CHARS) + "\u201d"
+            snippets[leaf].append(shown)
     return ["<br>".join(parts) if parts else "(no example text)" for parts in snippets]
 
 

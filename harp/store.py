@@ -1770,14 +1770,15 @@ class Store:
         Returns
         -------
         pyarrow.Table
-            Columns ``leaf_id``, ``rank_in_leaf``, ``point_id``, ``text``, ``source``, sorted by leaf and rank.
+            Columns ``leaf_id``, ``rank_in_leaf``, ``point_id``, ``text``, ``source``, ``response``, sorted by leaf
+            and rank.
         """
         if isinstance(per_leaf, bool) or not isinstance(per_leaf, int | np.integer) or per_leaf < 0:
             raise ValueError(f"per_leaf must be an integer >= 0, got {per_leaf!r}")
         with self.read() as con:
             return _arrow(
                 con,
-                "SELECT leaf_id, rank_in_leaf, point_id, text, source FROM points WHERE rank_in_leaf < ? "
+                "SELECT leaf_id, rank_in_leaf, point_id, text, source, response FROM points WHERE rank_in_leaf < ? "
                 "ORDER BY leaf_id, rank_in_leaf",
                 [int(per_leaf)],
             )

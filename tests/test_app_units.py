@@ -806,3 +806,21 @@ def test_both_envelopes_run_side_by_side_and_match_one_at_a_time(tmp_store: Path
         data.run_selections(path, token, ["C", "E"], weights, -3, (), ())
     for greedy in (harp_select._greedy_c, harp_select._greedy_e):
         assert greedy.targetoptions.get("nogil") is True
+
+
+def test_hover_snippets_show_prompt_and_response_escaped(tmp_path: Path) -> None:
+    """The map's hover shows each preview example's prompt and its response, both escaped (hostile texts)."""
+    from app import data
+    from harp.store import Store, points_from_members
+
+    store = Store.create(tmp_path / "s.duckdb")
+    points = points_from_members(
+        [np.arange(2), np.arange(2, 3)],
+        text=["What is 2+2?", "<script>alert(1)</script>", "no answer here"],
+        response=["4", "<b>bold</b>", None],
+    )
+    store.write_tree(points, [0, 0], [0], 1)
+    snippets = data._hover_snippets(store, 2)
+    assert snippets[0].startswith("\u201cWhat is 2+2?\u201d \u2192 \u201c4\u201d<br>")
+    assert "<script>" not in snippets[0] and "<b>" not in snippets[0] and "&lt;b&gt;" in snippets[0]
+    assert snippets[1] == "\u201cno answer here\u201d"  # no response: the prompt alone
