@@ -87,7 +87,7 @@ def design_group() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="MeasureConfig JSON (learning rate, batch size, LoRA rank, ...); base-anchored protocol.")  # fmt: skip
 @click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Dropout on the LoRA input. 0 keeps finetunes of adapters batched together independent.")  # fmt: skip
+              help="Dropout on the LoRA input (overrides --config). 0 keeps adapters batched together independent.")  # fmt: skip
 @_level_option
 @click.option("--budgets", default="500,1000,2000", show_default=True,
               help="Point budgets of the mixtures (the budgets you will select at).")  # fmt: skip

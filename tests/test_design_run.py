@@ -176,3 +176,26 @@ def test_the_shipped_demo_holds_round_4s_design_and_gives_its_fit(tmp_path: Path
     np.testing.assert_allclose(fit.centred, shipped["centred"], atol=1e-9)
     np.testing.assert_allclose(fit.se, shipped["se"], atol=1e-9)
     assert fit.to_dict()["kept"]["C"] == shipped["kept"]["design-c"]
+
+
+@pytest.mark.train
+def test_design_measure_from_the_command_line_stores_and_resumes(
+    tiny_model: Path, eval_set: EvalSet, tmp_path: Path
+) -> None:
+    from harp.cli import main
+
+    store = _store(tmp_path / "store.duckdb")
+    pool = write_pool(tmp_path / "pool.jsonl", N_POINTS)
+    config = tmp_path / "config.json"
+    config.write_text(CONFIG.to_json())
+    arguments = ["design", "measure", "--store", str(store.path), "--model", str(tiny_model), "--pool", str(pool),
+                 "--eval", eval_set.path, "--config", str(config), "--level", "parent", "--budgets", "6",
+                 "--per-budget", "2", "--adapters-per-batch", "2"]  # fmt: skip
+    runner = CliRunner()
+    first = runner.invoke(main, arguments)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout.strip().splitlines()[-1])["measured"] == 2
+    again = runner.invoke(main, arguments)
+    assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["skipped"] == 2
+    table = Store.open(store.path, read_only=True).design_mixtures().to_pydict()
+    assert len(set(table["design_id"])) == 2 and set(table["level"]) == {"parent"}

@@ -172,6 +172,12 @@ st.caption(
 )
 if stale:
     st.warning(stale, icon=":material/lock:")
+if data.design_configs(bundle.path, bundle.token):
+    st.caption(
+        ":material/grid_view: This store also holds designed mixtures. The **Designed mixtures** page shows each "
+        "region's effect from them and selects by pruning regions, the selection that beat random on the demo; "
+        "HARP-C and HARP-E here rank the leaves by their single-leaf effects."
+    )
 if not bundle.has_layout:
     st.info(
         "The store has no 2-D layout of the leaves yet, so the map places them on a grid in tree order "
