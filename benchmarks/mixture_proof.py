@@ -42,7 +42,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -381,16 +381,7 @@ def gpu_command(args: argparse.Namespace) -> None:
     state_path = work / "state.json"
     state: dict[str, Any] = _read_json(state_path) if state_path.exists() else {"done": [], "seconds": {}}
 
-    def step(name: str, action: Callable[[], Any]) -> None:
-        if name in state["done"] or (args.only and name not in args.only.split(",")):
-            return
-        log(f"== {name}")
-        started = time.perf_counter()
-        action()
-        state["done"].append(name)
-        state["seconds"][name] = time.perf_counter() - started
-        _write_json(state_path, state)
-        log(f"== {name} done in {state['seconds'][name]:.0f}s")
+    step = stepper(state, state_path, log, args.only)
 
     store_path = work / "demo.duckdb"
     if not store_path.exists():

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from harp.cli_measure import set_executor_options
+from harp.cli_measure import positive_ints, set_executor_options
 from harp.store import StoreError
 
 __all__ = ["register"]
@@ -26,20 +26,6 @@ def _log(message: str) -> None:
     obj = click.get_current_context().find_root().obj
     if not getattr(obj, "quiet", False):
         click.echo(message, err=True)
-
-
-def _budgets(text: str) -> list[int]:
-    try:
-        budgets = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of integers", param_hint="--budgets"
-        ) from None
-    if not budgets or min(budgets) < 1:
-        raise click.BadParameter(
-            f"{text!r}: give point budgets >= 1, e.g. 500,1000,2000", param_hint="--budgets"
-        )
-    return budgets
 
 
 _store_option = click.option(
@@ -129,7 +115,7 @@ def measure_command(
     from harp.design import run_design
     from harp.store import Store
 
-    budget_list = _budgets(budgets)
+    budget_list = positive_ints(budgets, "--budgets", "point budgets", "500,1000,2000")
     if per_budget % 2:
         raise click.BadParameter(
             f"{per_budget} is odd: mixtures come in foldover pairs", param_hint="--per-budget"

@@ -21,7 +21,7 @@ from harp.store import StoreError
 # costs a long run nothing; the 10 s default would stop it.
 RUN_LOCK_TIMEOUT_S = 120.0
 
-__all__ = ["measure_config_from", "parse_devices", "register", "set_executor_options"]
+__all__ = ["measure_config_from", "parse_devices", "positive_ints", "register", "set_executor_options"]
 
 
 def _log(message: str) -> None:
@@ -362,18 +362,21 @@ def parse_devices(devices: str | None) -> list[str | int] | None:
     return [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
 
 
-def _sizes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
+def positive_ints(text: str, option: str, what: str, example: str) -> list[int]:
+    """A comma-separated list of integers >= 1 given to ``option``, or a usage error naming it."""
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of integers", param_hint="--sizes"
+            f"{text!r} is not a comma-separated list of integers", param_hint=option
         ) from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter(f"{text!r}: give leaf counts >= 1, e.g. 2,5,10,20,40", param_hint="--sizes")
-    return sizes
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{text!r}: give {what} >= 1, e.g. {example}", param_hint=option)
+    return values
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    return None if text is None else positive_ints(text, "--sizes", "leaf counts", "2,5,10,20,40")
 
 
 def set_executor_options(command: Any) -> Any:
