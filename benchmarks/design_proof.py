@@ -30,6 +30,12 @@ Steps (resumable; rerun the same command after a stop):
 the base, random and embedding-centroid finetunes of WORK reused, and only the selection WORK chose on the proxy
 set finetuned, seeds 0-9 (about 5 GPU-minutes).
 
+``--pool WORK WORK2 ...`` trains no design: it fits the regression on the design mixtures of all those runs at
+once (each run's random finetunes once: a replicate reuses its source's), as ``harp design fit`` does on a store
+that holds two ``harp design measure`` rounds, and finetunes the selection the first run chose on the proxy set,
+seeds 0-9, drawn with the last run's design seed. Finetunes of a pooled run with the same draw seed and the same
+kept nodes are the same jobs, so they are reused instead of trained again.
+
 The test set is read only by ``report``.
 """
 
@@ -55,6 +61,11 @@ SELECTIONS = ("design-e", "design-c")
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 BOOTSTRAPS = 400
 DESIGN_SEED = 4  # this round's number: the design's random halves
+ROUND4_SEED = 4  # round 4's state.json predates its "design_seed" entry
+
+
+def design_seed_of(state: dict[str, Any]) -> int:
+    return int(state.get("design_seed", ROUND4_SEED))
 
 
 def large_node_of_points() -> np.ndarray:
@@ -145,6 +156,23 @@ def fit_effects(rows: list[dict[str, Any]], large: np.ndarray, domains: np.ndarr
     }
 
 
+def pooled_rows(works: list[Path], large: np.ndarray) -> list[dict[str, Any]]:
+    """The design mixtures of every run in ``works`` and the random finetunes of the first, with their points."""
+    global DESIGN_SEED
+    own_seed, rows = DESIGN_SEED, []
+    for i, work in enumerate(works):
+        DESIGN_SEED = design_seed_of(mp._read_json(work / "state.json"))
+        points = {
+            mp._job_id(j): j["points"]
+            for j in design_jobs(large) + baseline_jobs(large.size, FIRST_SEEDS + MORE_SEEDS)
+        }
+        for row in mp._read_json(work / "finetunes.json")["results"]:
+            if row["method"].startswith("design:") or (row["method"] == "random" and i == 0):
+                rows.append({**row, "points": points[mp._job_id(row)], "work": str(work)})
+    DESIGN_SEED = own_seed
+    return rows
+
+
 def selection_jobs(
     fit: dict[str, Any], large: np.ndarray, seeds: tuple[int, ...], methods: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -192,6 +220,13 @@ def gpu_command(args: argparse.Namespace) -> None:
             record.pop("groups", None)
             mp._write_json(finetunes, record)
 
+    if args.pool:
+        pooled = [Path(w) for w in args.pool]
+        states = [mp._read_json(w / "state.json") for w in pooled]
+        SELECTIONS = (states[0]["chosen"],)
+        DESIGN_SEED = design_seed_of(states[-1])
+        state["design_seed"] = DESIGN_SEED
+        state["pooled"] = {"works": [str(w) for w in pooled], "selection": SELECTIONS[0]}
     step = mp.stepper(state, state_path, log)
 
     def run(jobs: list[dict[str, Any]]) -> None:
@@ -233,6 +268,34 @@ def gpu_command(args: argparse.Namespace) -> None:
     def finetune_b() -> None:
         run(selection_jobs(mp._read_json(work / "fit.json"), large, MORE_SEEDS, (state["chosen"],)))
 
+    if args.pool:
+
+        def pool_select() -> None:
+            rows = pooled_rows(pooled, large)
+            record = mp._read_json(pooled[0] / "finetunes.json")
+            fit = fit_effects(rows, large, np.asarray(record["domains"]["eval"]))
+            mp._write_json(work / "fit.json", fit)
+            log("pooled fit over {n} runs: penalty {penalty}, leave-one-out R2 {loo_r2:.3f} over {finetunes} "
+                "finetunes; kept {kept}".format(n=len(pooled), **fit))  # fmt: skip
+            kept = ("base", "random", "embedding-centroid")
+            record["results"] = [r for r in record["results"] if r["method"] in kept]
+            record.pop("groups", None)
+            for earlier, earlier_state in zip(pooled, states, strict=True):
+                same = design_seed_of(earlier_state) == DESIGN_SEED and all(
+                    mp._read_json(earlier / "fit.json")["kept"][m] == fit["kept"][m] for m in SELECTIONS
+                )
+                if same:  # the same kept nodes drawn with the same seed: the same finetunes
+                    reused = [r for r in mp._read_json(earlier / "finetunes.json")["results"]
+                              if r["method"] in SELECTIONS]  # fmt: skip
+                    record["results"] += reused
+                    log(f"reused {len(reused)} finetunes of {earlier}: same draw seed and kept nodes")
+            mp._write_json(finetunes, record)
+
+        step("select", pool_select)
+        step("finetune", lambda: run(selection_jobs(mp._read_json(work / "fit.json"), large,
+                                                    FIRST_SEEDS + MORE_SEEDS, SELECTIONS)))  # fmt: skip
+        log("all steps done")
+        return
     step("design", design)
     step("select", select)
     if args.replicate_of:  # the chosen selection alone, every seed
@@ -252,7 +315,7 @@ def report_command(args: argparse.Namespace) -> None:
     mp.BUDGETS = tuple(sorted({int(r["budget"]) for r in record["results"] if r["method"] == "random"}))
     state = mp._read_json(work / "state.json")
     global DESIGN_SEED
-    DESIGN_SEED = int(state.get("design_seed", DESIGN_SEED))
+    DESIGN_SEED = design_seed_of(state)
     fit = mp._read_json(work / "fit.json") if (work / "fit.json").exists() else None
     from harp.data import load_training_pool
 
@@ -332,7 +395,10 @@ def report_command(args: argparse.Namespace) -> None:
 
 def ship_command(args: argparse.Namespace) -> None:
     """Add a run's design mixtures (and its random finetunes, which keep every region) to a store, in the order
-    the run's fit read them, so ``harp design fit`` on the store gives the run's fit."""
+    the run's fit read them, so ``harp design fit`` on the store gives the run's fit.
+
+    ``--append`` adds a second design's mixtures to a key that holds the first's (a replicate's random finetunes
+    are its source's, already there), and ``--expect POOLED`` checks the store's fit against the pooled run's."""
     from harp.data import load_eval_set
     from harp.design import fit_stored_design
     from harp.measure import paired_effects
@@ -342,22 +408,29 @@ def ship_command(args: argparse.Namespace) -> None:
     record = mp._read_json(work / "finetunes.json")
     state = mp._read_json(work / "state.json")
     global DESIGN_SEED
-    DESIGN_SEED = int(state.get("design_seed", DESIGN_SEED))
+    DESIGN_SEED = design_seed_of(state)
     large = large_node_of_points()
     eval_set = load_eval_set(mp.EVAL_PATH)
     store = Store.open(args.store)
     names = [str(n) for n in store.read_table("domains").sort_by("domain_id")["name"].to_pylist()]
     if names != eval_set.domain_names:
         raise SystemExit(f"{args.store}: its domains {names} are not the demo eval set's")
-    if store.design_mixtures(args.key).num_rows:
-        raise SystemExit(f"{args.store} already holds design mixtures under {args.key!r}")
+    held = store.design_mixtures(args.key).num_rows
+    if held and not args.append:
+        raise SystemExit(
+            f"{args.store} already holds design mixtures under {args.key!r} (--append adds to them)"
+        )
+    if args.append and not held:
+        raise SystemExit(f"{args.store} holds no design mixtures under {args.key!r} to append to")
     points = {
         mp._job_id(j): j for j in design_jobs(large) + baseline_jobs(large.size, FIRST_SEEDS + MORE_SEEDS)
     }
     base = next(np.asarray(r["scores"]["eval"]) for r in record["results"] if r["method"] == "base")
     run_id = store.add_run("design", {"config_key": args.key, "imported_from": str(work),
                                       "measure_config": record["config"], "level": "large"})  # fmt: skip
-    rows = [r for r in record["results"] if r["method"].startswith("design:") or r["method"] == "random"]
+    with_random = "replicates" not in state  # a replicate's random finetunes are its source's
+    rows = [r for r in record["results"]
+            if r["method"].startswith("design:") or (with_random and r["method"] == "random")]  # fmt: skip
     n_regions = int(large.max()) + 1
     for row in rows:
         job = points[mp._job_id(row)]
@@ -370,14 +443,19 @@ def ship_command(args: argparse.Namespace) -> None:
             n_points=int(drawn.size), phi=phi, variance=variance,
         )  # fmt: skip
     store.finish_run(run_id, timings={"mixtures": float(len(rows))})
-    fit = fit_stored_design(store, level="large", config_key=args.key, seed=DESIGN_SEED)
-    shipped = mp._read_json(work / "fit.json")
-    same = np.allclose(fit.centred, shipped["centred"], atol=1e-9) and np.allclose(
-        fit.se, shipped["se"], atol=1e-9
+    expected = Path(args.expect) if args.expect else work
+    seed = design_seed_of(mp._read_json(expected / "state.json"))
+    fit = fit_stored_design(store, level="large", config_key=args.key, seed=seed)
+    shipped = mp._read_json(expected / "fit.json")
+    same = (
+        fit.n_mixtures == shipped["finetunes"]
+        and np.allclose(fit.centred, shipped["centred"], atol=1e-9)
+        and np.allclose(fit.se, shipped["se"], atol=1e-9)
     )
-    print(f"{len(rows)} design mixtures added under {args.key!r}; the store's fit equals the run's: {same}")
+    print(f"{len(rows)} design mixtures added under {args.key!r}; the store's fit (bootstrap seed {seed}) equals "
+          f"{expected}'s: {same}")  # fmt: skip
     if not same:
-        raise SystemExit("the store's fit differs from the run's fit.json")
+        raise SystemExit(f"the store's fit differs from {expected / 'fit.json'}")
 
 
 def main() -> None:
@@ -396,6 +474,9 @@ def main() -> None:
     gpu.add_argument("--replicate-of", default=None, metavar="WORK",
                      help="an earlier run of this script: reuse its base, random and embedding-centroid "
                      "finetunes, and finetune only the selection it chose, seeds 0-9, on a new design")  # fmt: skip
+    gpu.add_argument("--pool", nargs="+", default=None, metavar="WORK",
+                     help="earlier runs of this script: fit on all their design mixtures at once and finetune "
+                     "the selection the first chose, seeds 0-9 (no new design)")  # fmt: skip
     report = commands.add_parser("report", help="the tables (the test set is read only here)")
     report.add_argument("--work", required=True)
     report.add_argument("--json", default=None)
@@ -403,6 +484,9 @@ def main() -> None:
     ship.add_argument("--work", required=True)
     ship.add_argument("--store", required=True)
     ship.add_argument("--key", default="design-round4", help="the config_key to store them under")
+    ship.add_argument("--append", action="store_true", help="add to the design mixtures already under --key")
+    ship.add_argument("--expect", default=None, metavar="WORK",
+                      help="the run whose fit the store's must equal (default --work; a --pool run after --append)")  # fmt: skip
     args = parser.parse_args()
     {"gpu": gpu_command, "report": report_command, "ship": ship_command}[args.command](args)
 

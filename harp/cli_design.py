@@ -79,7 +79,8 @@ def design_group() -> None:
               help="Point budgets of the mixtures (the budgets you will select at).")  # fmt: skip
 @click.option("--per-budget", type=click.IntRange(min=2), default=16, show_default=True,
               help="Mixtures per budget, an even number (foldover pairs).")  # fmt: skip
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the design.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the design. Another seed adds a second design that `fit` pools with the first.")  # fmt: skip
 @set_executor_options
 def measure_command(
     store_path: Path,

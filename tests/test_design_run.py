@@ -73,6 +73,13 @@ def test_design_mixtures_are_measured_one_pass_stored_and_resumed(
     assert (again.measured, again.skipped) == (0, 4)
     fit = fit_stored_design(store, level="parent", bootstraps=20)
     assert fit.n_mixtures == 4 and fit.centred.shape == (4,) and fit.budgets == (6, 10)
+    # A second design (its own seed) adds new mixtures under the same config, and the fit pools both.
+    second = run_design(
+        store, tiny_model, pool, eval_set, CONFIG, level="parent", budgets=[6, 10], per_budget=2, seed=1,
+        adapters_per_batch=2,
+    )  # fmt: skip
+    assert (second.measured, second.skipped, second.config_key) == (4, 0, report.config_key)
+    assert fit_stored_design(store, level="parent", bootstraps=20).n_mixtures == 8
 
 
 def test_a_background_protocol_is_refused_before_any_training(eval_set: EvalSet, tmp_path: Path) -> None:
@@ -162,17 +169,18 @@ def test_design_commands_explain_bad_input(tmp_path: Path, eval_set: EvalSet) ->
     assert kept.exit_code != 0 and theirs.read_text() == "my own notes\n"
 
 
-def test_the_shipped_demo_holds_round_4s_design_and_gives_its_fit(tmp_path: Path) -> None:
-    """`harp design fit` on the demo store reproduces the fit that chose round 4's selections
-    (data/demo/run/round4/fit.json, README "Does it help?"), bootstrap seed 4 as in that run."""
+def test_the_shipped_demo_holds_rounds_4_and_4b_and_gives_their_pooled_fit(tmp_path: Path) -> None:
+    """`harp design fit` on the demo store pools round 4's design, its random finetunes and round 4b's second
+    design, and reproduces the fit that chose the pooled selections (data/demo/run/round4p/fit.json, README
+    "Does it help?"), bootstrap seed 5 as in that run."""
     from harp.design import fit_stored_design
     from harp.store import import_parquet
 
     repo = Path(__file__).resolve().parents[1]
     store = import_parquet(repo / "data" / "demo", tmp_path / "demo.duckdb")
-    shipped = json.loads((repo / "data" / "demo" / "run" / "round4" / "fit.json").read_text())
-    fit = fit_stored_design(store, level="large", seed=4)
-    assert fit.n_mixtures == shipped["finetunes"] == 78 and fit.penalty == shipped["penalty"]
+    shipped = json.loads((repo / "data" / "demo" / "run" / "round4p" / "fit.json").read_text())
+    fit = fit_stored_design(store, level="large", seed=5)
+    assert fit.n_mixtures == shipped["finetunes"] == 126 and fit.penalty == shipped["penalty"]
     np.testing.assert_allclose(fit.centred, shipped["centred"], atol=1e-9)
     np.testing.assert_allclose(fit.se, shipped["se"], atol=1e-9)
     assert fit.to_dict()["kept"]["C"] == shipped["kept"]["design-c"]
