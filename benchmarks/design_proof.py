@@ -173,6 +173,20 @@ def pooled_rows(works: list[Path], large: np.ndarray) -> list[dict[str, Any]]:
     return rows
 
 
+def seed_range(text: str) -> tuple[int, ...]:
+    """``"10-29"`` as the seeds 10..29."""
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and int(low) <= int(high)):
+        raise SystemExit(f"--confirm-seeds must be a range such as 10-29, got {text!r}")
+    return tuple(range(int(low), int(high) + 1))
+
+
+def positive_list(text: str) -> list[int]:
+    if not all(part.strip().isdigit() and int(part) > 0 for part in text.split(",")):
+        raise SystemExit(f"--confirm-budgets must be positive integers separated by commas, got {text!r}")
+    return [int(part) for part in text.split(",")]
+
+
 def selection_jobs(
     fit: dict[str, Any], large: np.ndarray, seeds: tuple[int, ...], methods: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -294,6 +308,17 @@ def gpu_command(args: argparse.Namespace) -> None:
         step("select", pool_select)
         step("finetune", lambda: run(selection_jobs(mp._read_json(work / "fit.json"), large,
                                                     FIRST_SEEDS + MORE_SEEDS, SELECTIONS)))  # fmt: skip
+        if args.confirm_seeds:  # fresh seeds for random and the selection, at --confirm-budgets
+            seeds, budgets = seed_range(args.confirm_seeds), set(positive_list(args.confirm_budgets))
+
+            def confirm() -> None:
+                fit = mp._read_json(work / "fit.json")
+                jobs = [{"method": "random", "budget": b, "seed": s, "points": mp.random_subset(len(pool), b, s)}
+                        for s in seeds for b in sorted(budgets)]  # fmt: skip
+                jobs += [j for j in selection_jobs(fit, large, seeds, SELECTIONS) if j["budget"] in budgets]
+                run(jobs)
+
+            step(f"confirm {args.confirm_seeds} at {args.confirm_budgets}", confirm)
         log("all steps done")
         return
     step("design", design)
@@ -311,7 +336,13 @@ def gpu_command(args: argparse.Namespace) -> None:
 def report_command(args: argparse.Namespace) -> None:
     work = Path(args.work)
     record = mp._read_json(work / "finetunes.json")
+    if args.seeds:  # only these seeds' finetunes (the base model's scores stay)
+        wanted = set(seed_range(args.seeds))
+        record["results"] = [
+            r for r in record["results"] if r["method"] == "base" or int(r["seed"]) in wanted
+        ]
     table = mp.summarise(record)
+    seeds = tuple(sorted({int(r["seed"]) for r in record["results"] if r["method"] != "base"}))
     mp.BUDGETS = tuple(sorted({int(r["budget"]) for r in record["results"] if r["method"] == "random"}))
     state = mp._read_json(work / "state.json")
     global DESIGN_SEED
@@ -377,7 +408,7 @@ def report_command(args: argparse.Namespace) -> None:
         print("\nshare of the selections' examples from the planted harmful regions (mean over seeds):")
         for method in SELECTIONS:
             for budget in mp.BUDGETS:
-                jobs = [j for j in selection_jobs(fit, large, FIRST_SEEDS + MORE_SEEDS, (method,)) if j["budget"] == budget
+                jobs = [j for j in selection_jobs(fit, large, seeds, (method,)) if j["budget"] == budget
                         and f"{method}@{budget}" in table and j["seed"] in table[f"{method}@{budget}"]["seeds"]]  # fmt: skip
                 if jobs:
                     share = float(np.mean([mp.harmful_share(j["points"], sources) for j in jobs]))
@@ -477,9 +508,13 @@ def main() -> None:
     gpu.add_argument("--pool", nargs="+", default=None, metavar="WORK",
                      help="earlier runs of this script: fit on all their design mixtures at once and finetune "
                      "the selection the first chose, seeds 0-9 (no new design)")  # fmt: skip
+    gpu.add_argument("--confirm-seeds", default=None, metavar="A-B",
+                     help="with --pool: also finetune random and the selection under these fresh seeds")  # fmt: skip
+    gpu.add_argument("--confirm-budgets", default="2000", help="the budgets of --confirm-seeds")
     report = commands.add_parser("report", help="the tables (the test set is read only here)")
     report.add_argument("--work", required=True)
     report.add_argument("--json", default=None)
+    report.add_argument("--seeds", default=None, metavar="A-B", help="report only these seeds' finetunes")
     ship = commands.add_parser("ship", help="add the run's design mixtures to a store (the demo's)")
     ship.add_argument("--work", required=True)
     ship.add_argument("--store", required=True)
