@@ -199,3 +199,35 @@ def test_process_executor_with_batched_adapters(tiny_model: Path, eval_set: Eval
     assert expected.keys() == got.keys()
     for key, phi in expected.items():
         assert got[key] == pytest.approx(phi, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("scaling", "early"), [(2.0, True), (0.5, True), (1.0, True), (3.0, False), (0.3, False)]
+)
+def test_adapter_scaling_gives_peft_order_bits(scaling: float, early: bool) -> None:
+    """The layer scales the rank-r product when alpha / r is a power of two (less work) and the whole update
+    otherwise; either way its output and gradients are, bit for bit, peft's order: (x A^T B^T) * scaling."""
+    import torch
+    from torch import nn
+
+    from harp.multi_lora import MultiLoraLinear
+
+    torch.manual_seed(0)
+    layer = MultiLoraLinear(nn.Linear(24, 40), torch.randn(4, 24), 3, scaling, 0.0)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    assert layer.exact_early_scaling is early
+    x = torch.randn(3 * 5, 24, requires_grad=True)
+    weight = torch.randn(3 * 5, 40)
+    (layer(x) * weight).sum().backward()
+    got = [layer(x).detach(), x.grad, layer.lora_A.grad, layer.lora_B.grad]
+    x_ref = x.detach().clone().requires_grad_(True)
+    a, b = (
+        layer.lora_A.detach().clone().requires_grad_(True),
+        layer.lora_B.detach().clone().requires_grad_(True),
+    )
+    update = torch.bmm(torch.bmm(x_ref.reshape(3, 5, 24), a.transpose(1, 2)), b.transpose(1, 2)) * scaling
+    want = layer.base_layer(x_ref) + update.reshape(15, 40)
+    (want * weight).sum().backward()
+    for mine, theirs in zip(got, [want.detach(), x_ref.grad, a.grad, b.grad], strict=True):
+        assert torch.equal(mine, theirs)
