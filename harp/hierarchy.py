@@ -387,20 +387,26 @@ class _TorchEngine:
         return labels.cpu().numpy().astype(np.int64)
 
     def _kmeans_plus_plus(self, X: Any, k: int, generator: Any) -> Any:
+        """k-means++ seeding. Distances come from one matrix-vector product a centre (no n x dim temporary), and
+        the centres stay on the device as tensors, so a GPU runs the k draws without waiting on the host."""
         torch = self._torch
         n = X.shape[0]
-        first = int(torch.randint(n, (1,), generator=generator, device=self.device).item())
-        chosen = [first]
-        closest = ((X - X[first]) ** 2).sum(dim=1)
-        for _ in range(1, k):
-            total = closest.sum()
-            if float(total) <= 0:  # fewer distinct points than k: repeat one, k-means leaves it empty
-                chosen.append(chosen[-1])
-                continue
-            index = int(torch.multinomial(closest / total, 1, generator=generator).item())
-            chosen.append(index)
-            closest = torch.minimum(closest, ((X - X[index]) ** 2).sum(dim=1))
-        return X[torch.tensor(chosen, device=self.device)].clone()
+        squares = (X * X).sum(dim=1)
+
+        def distances(index: Any) -> Any:
+            return (squares - 2.0 * (X @ X[index]) + squares[index]).clamp_(min=0.0)
+
+        chosen = torch.empty(k, dtype=torch.int64, device=self.device)
+        chosen[0] = torch.randint(n, (1,), generator=generator, device=self.device)[0]
+        closest = distances(chosen[0])
+        uniform = torch.ones_like(closest)
+        for i in range(1, k):
+            # Every point is a centre already (fewer distinct points than k): any point will do; k-means then
+            # leaves the repeated centre empty.
+            weights = torch.where(closest.sum() > 0, closest, uniform)
+            chosen[i] = torch.multinomial(weights, 1, generator=generator)[0]
+            closest = torch.minimum(closest, distances(chosen[i]))
+        return X[chosen].clone()
 
 
 def _importable(module: str) -> bool:

@@ -186,6 +186,22 @@ def test_torch_backend_gives_a_valid_tree(rng):
     np.testing.assert_array_equal(tree.point_leaf, again.point_leaf)
 
 
+def test_torch_seeding_spreads_centres_and_survives_fewer_distinct_points_than_k(rng):
+    """k-means++ in the torch engine: on three far-apart points repeated, the three centres are the three points
+    (a later draw has weight 0 at a chosen point); asking for five repeats one instead of failing."""
+    pytest.importorskip("torch")
+    from harp.hierarchy import kmeans_labels
+
+    points = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    X = np.repeat(points, 20, axis=0)
+    for seed in range(3):
+        labels = kmeans_labels(X, 3, seed=seed, backend="torch")
+        assert sorted(np.bincount(labels).tolist()) == [20, 20, 20]
+        assert all(len(set(labels[i * 20 : (i + 1) * 20])) == 1 for i in range(3))
+        labels = kmeans_labels(X, 5, seed=seed, backend="torch")
+        assert labels.shape == (60,) and sorted(np.bincount(labels).tolist()) == [20, 20, 20]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
 def test_faiss_backend_gives_a_valid_tree(rng):
     X = blobs(rng, 3, 150)
