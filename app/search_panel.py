@@ -63,12 +63,12 @@ def run_search(bundle: StoreBundle, query: str, mode: str, leaf: int | None = No
     return None
 
 
-def _open_chosen_hit(table_key: str) -> None:
+def _open_chosen_hit(where: str, table_key: str) -> None:
     rows = list(ss.get(table_key, {}).get("selection", {}).get("rows", []))
-    leaves = ss.get(f"{table_key}_leaves", [])
-    if rows and rows[0] < len(leaves):
+    shown, leaves = ss.get(f"{where}_search_hit_leaves", ("", []))
+    if rows and shown == table_key and rows[0] < len(leaves):
         controls.set_open_leaves([int(leaves[rows[0]])])
-        ss[f"{table_key}_chosen"] = int(rows[0])
+        ss[f"{where}_search_chosen"] = (table_key, int(rows[0]))
 
 
 def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
@@ -94,7 +94,8 @@ def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
     # A new query or kind is a new table, so a row chosen in the last one is not carried over.
     digest = hashlib.sha1(f"{mode}\0{query.strip()}".encode()).hexdigest()[:12]
     table_key = f"{where}_search_hits_{digest}"
-    ss[f"{table_key}_leaves"] = hit_leaves.tolist()
+    # One entry per panel, not one per query: the callback maps the clicked row back to its leaf.
+    ss[f"{where}_search_hit_leaves"] = (table_key, hit_leaves.tolist())
     measured = bundle.measured[hit_leaves]
     if view.color != OBJECTIVE and view.color in bundle.domain_names:
         measured = measured[:, bundle.domain_names.index(view.color)]
@@ -117,7 +118,7 @@ def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
         ),
         hide_index=True,
         key=table_key,
-        on_select=lambda: _open_chosen_hit(table_key),
+        on_select=lambda: _open_chosen_hit(where, table_key),
         selection_mode="single-row",
         column_config={
             label: st.column_config.NumberColumn(format="%+.4f"),
@@ -130,8 +131,8 @@ def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
         on_click=controls.set_open_leaves,
         args=([int(g) for g in dict.fromkeys(hit_leaves.tolist())],),
     )
-    chosen = ss.get(f"{table_key}_chosen")
-    if chosen is not None and chosen < len(hits):
+    chosen_in, chosen = ss.get(f"{where}_search_chosen", ("", None))
+    if chosen_in == table_key and chosen is not None and chosen < len(hits):
         leaf = int(hit_leaves[chosen])
         st.markdown(
             panels.leaf_effect_line(bundle, view, leaf) + " · open in the leaf panel and crossed on the map"
