@@ -33,6 +33,8 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from app import figures, text
 from app.state import StoreShape
+from harp import search
+from harp.search import SearchHits
 from harp.select import select, sort_effects, with_budget
 from harp.store import Store, StoreError, StoreIncompleteError, StoreLockedError
 
@@ -385,38 +387,31 @@ MAX_SEARCH_HITS = 500
 
 
 def read_search_examples(
-    path: str, query: str, leaf: int | None = None, limit: int = MAX_SEARCH_HITS
-) -> tuple[list[tuple[Any, ...]], int]:
-    """Examples whose prompt (``text``) or response contains ``query`` (case-insensitive, a plain substring: no
-    wildcards, no SQL), in one leaf or in the whole store: ``(point id, leaf id, rank in leaf, text, source,
-    response)`` rows in leaf and rank order, at most ``limit`` of them, and how many match in all. Uncached."""
-    needle = str(query).strip().lower()
-    if not needle:
-        return [], 0
-    where = "(strpos(lower(text), ?) > 0 OR strpos(lower(response), ?) > 0)" + (
-        "" if leaf is None else " AND leaf_id = ?"
-    )
-    params: list[Any] = [needle, needle] + ([] if leaf is None else [int(leaf)])
+    path: str, query: str, mode: str = "words", leaf: int | None = None, limit: int = MAX_SEARCH_HITS
+) -> SearchHits:
+    """:func:`harp.search.search_examples` on the store at ``path``. Uncached.
+
+    A bad query raises ``ValueError`` (the page shows its message); a store that cannot be read, a
+    :class:`StoreProblem`.
+    """
     store = open_store(path)
     try:
-        with store.read() as con:
-            count = con.execute(f"SELECT count(*) FROM points WHERE {where}", params).fetchone()
-            rows = con.execute(
-                "SELECT point_id, leaf_id, rank_in_leaf, text, source, response FROM points "
-                f"WHERE {where} ORDER BY leaf_id, rank_in_leaf LIMIT ?",
-                [*params, int(limit)],
-            ).fetchall()
+        return search.search_examples(store, query, mode=mode, leaf=leaf, limit=limit)  # type: ignore[arg-type]
     except StoreError as error:
         raise problem_from(error) from error
-    return [tuple(row) for row in rows], int(count[0]) if count else 0
 
 
 @st.cache_data(max_entries=64, show_spinner="Searching the examples ...")
 def search_examples(
-    path: str, token: tuple[int, ...], query: str, leaf: int | None = None, limit: int = MAX_SEARCH_HITS
-) -> tuple[list[tuple[Any, ...]], int]:
+    path: str,
+    token: tuple[int, ...],
+    query: str,
+    mode: str = "words",
+    leaf: int | None = None,
+    limit: int = MAX_SEARCH_HITS,
+) -> SearchHits:
     """Cached :func:`read_search_examples` (``token`` keys the cache to the store's current version)."""
-    return read_search_examples(path, query, leaf, limit)
+    return read_search_examples(path, query, mode, leaf, limit)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, figures, text
+from app import controls, data, figures, search_panel, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState, format_leaf_ids, parse_leaf_ids
 from harp.export import selection_csv, selection_manifest
@@ -257,20 +257,16 @@ def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None
         "them (`harp run`, or `harp hierarchy --texts` / `harp load --texts` with a training pool file). Stores "
         "made before responses were kept apart hold prompt and response joined in the prompt, or the prompt alone."
     )
-    query = st.text_input(
-        "Search this leaf's examples",
-        key=f"{where}_example_search",
-        placeholder="words to find in a prompt or response (case-insensitive)",
+    query, mode = search_panel.search_inputs(
+        f"{where}_example", "Search this leaf's examples", "words to find in a prompt or response"
     )
-    if str(query or "").strip():
-        try:
-            hits, count = data.search_examples(bundle.path, bundle.token, str(query), leaf)
-        except StoreProblem as problem:
-            st.warning(problem.message)
-            return
-        st.caption(f"{count:,} of the leaf's {int(bundle.leaf_size[leaf]):,} examples contain it.")
-        rows = [(h[0], h[3], h[4], h[5]) for h in hits]
-        ranks = [int(h[2]) for h in hits]
+    hits = search_panel.run_search(bundle, query, mode, leaf) if query.strip() else None
+    if query.strip() and hits is None:
+        return
+    if hits is not None:
+        st.caption(f"{hits.total:,} of the leaf's {int(bundle.leaf_size[leaf]):,} examples match.")
+        rows = list(zip(hits.point_id.tolist(), hits.text, hits.source, hits.response, strict=True))
+        ranks = hits.rank_in_leaf.tolist()
         page_key = f"{where}_examples_{leaf}_search"
     else:
         size = int(bundle.leaf_size[leaf])

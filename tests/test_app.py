@@ -935,6 +935,46 @@ def test_search_a_leaf_and_the_whole_pool(monkeypatch, fresh_store, inputs) -> N
     assert at.session_state["open_leaves"] == [leaf, leaf + 1]
 
 
+def test_explore_searches_the_pool_with_each_hits_leaf_effect(monkeypatch, fresh_store, inputs) -> None:
+    """The Search examples tab: the hits of each kind of query, each with its leaf's effect on the colored
+    domain; a bad pattern is an error on the page, not a traceback; hostile text arrives as plain cells."""
+    planted = {(5, 0): "Needle <img src=x onerror=alert(1)> ONE", (9, 2): "the one needle"}
+    with Store.open(fresh_store).write() as con:
+        for (leaf, rank), prompt in planted.items():
+            con.execute(
+                "UPDATE points SET text = ? WHERE leaf_id = ? AND rank_in_leaf = ?", [prompt, leaf, rank]
+            )
+    name = inputs.domain_names[2]
+    at = run(make_app(monkeypatch, fresh_store, color=name))
+    at.session_state["explore_tab"] = "Search examples"
+    run(at)
+    at.text_input(key="explore_pool_search").set_value("one NEEDLE")
+    clean(at, "words")
+    (hits,) = [d.value for d in at.dataframe if "rank in leaf" in d.value.columns]
+    assert hits["leaf"].tolist() == [5, 9] and hits["rank in leaf"].tolist() == [0, 2]
+    assert hits[f"phi[{name}]"].tolist() == pytest.approx([inputs.phi[5, 2], inputs.phi[9, 2]])
+    assert hits["sd"].tolist() == pytest.approx([inputs.sd[5, 2], inputs.sd[9, 2]])
+    assert hits["measured"].tolist() == [bool(inputs.measured[5, 2]), bool(inputs.measured[9, 2])]
+    assert hits["prompt"].tolist() == list(planted.values())  # plain cells: the markup as characters
+    assert "2 examples match" in texts(at.caption)
+
+    at.radio(key="explore_pool_search_mode").set_value("phrase")
+    clean(at, "phrase")
+    (hits,) = [d.value for d in at.dataframe if "rank in leaf" in d.value.columns]
+    assert hits["leaf"].tolist() == [9]
+
+    at.radio(key="explore_pool_search_mode").set_value("pattern")
+    at.text_input(key="explore_pool_search").set_value("needle (one")
+    run(at)
+    assert "Query is not a valid regular expression" in texts(at.error)
+    assert not [d for d in at.dataframe if "rank in leaf" in d.value.columns]
+
+    at.text_input(key="explore_pool_search").set_value(r"needle\s+<img")
+    clean(at, "pattern")
+    (hits,) = [d.value for d in at.dataframe if "rank in leaf" in d.value.columns]
+    assert hits["leaf"].tolist() == [5]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Designed mixtures
 

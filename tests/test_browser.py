@@ -579,3 +579,47 @@ def test_an_example_in_full_and_the_leaf_search_show_hostile_text_as_text(shared
     assert page.evaluate("() => window.__pwned === undefined")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_search_the_pool_and_open_a_hits_leaf(shared) -> None:
+    """Explore's Search examples tab: a query finds the hostile example of the lonely leaf; clicking its row opens
+    the leaf (in the Open leaves box, crossed on the map) and shows the example in full, as text."""
+    lonely = shared["lonely"]
+    page = shared["context"].new_page()
+    _load(page, shared["url"])
+    page.get_by_role("tab", name="Search examples").click()
+    box = page.get_by_label("Search every example", exact=True)
+    box.wait_for(timeout=60_000)
+    box.fill("(unclosed")
+    page.get_by_text("a regular expression").click()
+    page.get_by_text("Query is not a valid regular expression").first.wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    page.get_by_text("all the words").click()
+    wait_idle(page)
+    box.fill("__PWNED=2")  # underscores are characters, not wildcards; case does not matter
+    box.press("Enter")
+    page.get_by_text("1 example matches").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').last
+    grid.scroll_into_view_if_needed()
+    frame_box = grid.bounding_box()
+    # The row's selection box sits in the grid's first column; the header row is about 35 px tall.
+    page.mouse.click(frame_box["x"] + 18, frame_box["y"] + 35 + 17)
+    deadline = time.monotonic() + 60
+    while f"open={lonely}" not in page.url:  # the open leaves travel in the link
+        assert time.monotonic() < deadline, f"choosing the hit did not open leaf {lonely}: {page.url}"
+        page.wait_for_timeout(100)
+    frame = map_frame(page)
+    deadline = time.monotonic() + 60
+    while frame.evaluate("() => document.body.dataset.opened") != "1":
+        assert time.monotonic() < deadline, "the hit's leaf is not crossed on the map"
+        page.wait_for_timeout(100)
+    page.get_by_text("open in the leaf panel and crossed on the map").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    codes = page.locator('[data-testid="stCode"]')
+    assert any(HOSTILE_LINK in codes.nth(i).inner_text() for i in range(codes.count()))
+    assert page.locator('[data-testid="stMain"] a[href^="javascript"]').count() == 0
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

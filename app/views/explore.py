@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, leaf_map, panels, region_panel, text
+from app import controls, data, figures, leaf_map, panels, region_panel, search_panel, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 
@@ -36,7 +36,15 @@ def _domain_notes(bundle: StoreBundle, view: ViewState) -> None:
         )
 
 
-TABS = ("Leaf panel", "Regions", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save")
+TABS = (
+    "Leaf panel",
+    "Regions",
+    "Search examples",
+    "Predicted scores",
+    "Running gain",
+    "HARP-C vs HARP-E",
+    "Export and save",
+)
 
 
 MAP_HEIGHT = 620  # pixels, the plot without the line of marks under it
@@ -151,15 +159,18 @@ def explorer() -> None:
             region_panel.regions_panel(bundle, view, selections)
     with tabs[2]:
         if tabs[2].open:
-            panels.predicted_panel(bundle, view, selections)
+            search_panel.pool_search(bundle, view, "explore_pool")
     with tabs[3]:
         if tabs[3].open:
-            panels.gain_panel(bundle, view, selections)
+            panels.predicted_panel(bundle, view, selections)
     with tabs[4]:
         if tabs[4].open:
-            panels.overlap_panel(bundle, selections)
+            panels.gain_panel(bundle, view, selections)
     with tabs[5]:
         if tabs[5].open:
+            panels.overlap_panel(bundle, selections)
+    with tabs[6]:
+        if tabs[6].open:
             panels.export_panel(bundle, view, selections)
 
 

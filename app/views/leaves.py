@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, panels, text
+from app import controls, data, panels, search_panel
 from app.data import StoreProblem
 
 try:
@@ -58,48 +58,7 @@ if rows:
     )
 st.divider()
 st.markdown("#### Search the pool")
-query = st.text_input(
-    "Search every example",
-    key="pool_search",
-    placeholder="words to find in any example's prompt or response (case-insensitive)",
-    help="A plain substring search over the store's prompts and responses (DuckDB), not a pattern.",
-)
-if str(query or "").strip():
-    try:
-        hits, count = data.search_examples(bundle.path, bundle.token, str(query))
-    except StoreProblem as problem:
-        st.warning(problem.message)
-        hits, count = [], 0
-    hit_leaves = np.asarray([int(h[1]) for h in hits], dtype=np.int64)
-    shown = f"the first {len(hits):,}" if count > len(hits) else "all"
-    st.caption(
-        f"{count:,} examples contain it; {shown} below, by leaf. Their leaves: "
-        f"{len(np.unique(hit_leaves)):,}."
-    )
-    if hits:
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "point id": [int(h[0]) for h in hits],
-                    "leaf": hit_leaves,
-                    "parent": bundle.leaf_parent[hit_leaves],
-                    "rank in leaf": [int(h[2]) for h in hits],
-                    label: effect[hit_leaves],
-                    "sd": spread[hit_leaves],
-                    "source": [text.one_line(h[4], 60) for h in hits],
-                    "prompt": [text.one_line(h[3], 600) for h in hits],
-                    "response": [text.one_line(h[5], 600) for h in hits],
-                }
-            ),
-            hide_index=True,
-            key="pool_search_hits",
-        )
-        st.button(
-            "Open the leaves of these examples",
-            key="pool_search_open",
-            on_click=controls.set_open_leaves,
-            args=([int(g) for g in dict.fromkeys(hit_leaves.tolist())],),
-        )
+search_panel.pool_search(bundle, view, "pool")
 st.divider()
 st.markdown("#### Leaf panel")
 panels.leaf_panel(bundle, view, selections, "leaves")
