@@ -156,6 +156,17 @@ def fit_effects(rows: list[dict[str, Any]], large: np.ndarray, domains: np.ndarr
     }
 
 
+def baseline_record(work: Path) -> dict[str, Any]:
+    """``work``'s finetunes record with only the base model, random and embedding-centroid: what a run that
+    reuses ``work``'s baselines starts from."""
+    record = mp._read_json(work / "finetunes.json")
+    record["results"] = [
+        r for r in record["results"] if r["method"] in ("base", "random", "embedding-centroid")
+    ]
+    record.pop("groups", None)
+    return record
+
+
 def pooled_rows(works: list[Path], large: np.ndarray) -> list[dict[str, Any]]:
     """The design mixtures of every run in ``works`` and the random finetunes of the first, with their points."""
     global DESIGN_SEED
@@ -228,11 +239,7 @@ def gpu_command(args: argparse.Namespace) -> None:
         SELECTIONS = (mp._read_json(earlier / "state.json")["chosen"],)
         state["replicates"] = {"work": str(earlier), "selection": SELECTIONS[0]}
         if not finetunes.exists():
-            record = mp._read_json(earlier / "finetunes.json")
-            kept = ("base", "random", "embedding-centroid")
-            record["results"] = [r for r in record["results"] if r["method"] in kept]
-            record.pop("groups", None)
-            mp._write_json(finetunes, record)
+            mp._write_json(finetunes, baseline_record(earlier))
 
     if args.pool:
         pooled = [Path(w) for w in args.pool]
@@ -285,15 +292,11 @@ def gpu_command(args: argparse.Namespace) -> None:
     if args.pool:
 
         def pool_select() -> None:
-            rows = pooled_rows(pooled, large)
-            record = mp._read_json(pooled[0] / "finetunes.json")
-            fit = fit_effects(rows, large, np.asarray(record["domains"]["eval"]))
+            record = baseline_record(pooled[0])
+            fit = fit_effects(pooled_rows(pooled, large), large, np.asarray(record["domains"]["eval"]))
             mp._write_json(work / "fit.json", fit)
             log("pooled fit over {n} runs: penalty {penalty}, leave-one-out R2 {loo_r2:.3f} over {finetunes} "
                 "finetunes; kept {kept}".format(n=len(pooled), **fit))  # fmt: skip
-            kept = ("base", "random", "embedding-centroid")
-            record["results"] = [r for r in record["results"] if r["method"] in kept]
-            record.pop("groups", None)
             for earlier, earlier_state in zip(pooled, states, strict=True):
                 same = design_seed_of(earlier_state) == DESIGN_SEED and all(
                     mp._read_json(earlier / "fit.json")["kept"][m] == fit["kept"][m] for m in SELECTIONS
@@ -313,10 +316,9 @@ def gpu_command(args: argparse.Namespace) -> None:
 
             def confirm() -> None:
                 fit = mp._read_json(work / "fit.json")
-                jobs = [{"method": "random", "budget": b, "seed": s, "points": mp.random_subset(len(pool), b, s)}
-                        for s in seeds for b in sorted(budgets)]  # fmt: skip
-                jobs += [j for j in selection_jobs(fit, large, seeds, SELECTIONS) if j["budget"] in budgets]
-                run(jobs)
+                jobs = [j for j in baseline_jobs(len(pool), seeds) if j["method"] == "random"]
+                jobs += selection_jobs(fit, large, seeds, SELECTIONS)
+                run([j for j in jobs if j["budget"] in budgets])
 
             step(f"confirm {args.confirm_seeds} at {args.confirm_budgets}", confirm)
         log("all steps done")

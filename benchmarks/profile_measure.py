@@ -35,7 +35,6 @@ def main() -> None:
     parser.add_argument("--preset", default="smollm2-135m", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--out", required=True, help="folder for the profiler's tables")
     args = parser.parse_args()
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     k, device, out = args.adapters, args.device, Path(args.out)
@@ -44,10 +43,6 @@ def main() -> None:
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     order = "cuda_time_total" if cuda else "cpu_time_total"
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
     config = MeasureConfig(steps=20, batch_size=16, max_length=128, dtype="bfloat16", eval_batch_size=32)
     with tempfile.TemporaryDirectory() as folder:
         model_dir = save_random_model(Path(folder) / "model", preset=args.preset)
@@ -55,13 +50,13 @@ def main() -> None:
         model = build_multi_model(model_dir, config, k, device)
         leaves = [pool.examples(np.arange(g * bm.PER_LEAF, (g + 1) * bm.PER_LEAF)) for g in range(k)]
         for _ in range(2):
-            sync()
+            bm._sync(device)
             started = time.perf_counter()
             train_adapters(model, leaves, config, seeds=list(range(k)))
-            sync()
+            bm._sync(device)
             trained = time.perf_counter()
             evaluate_adapters(model, evals, config, k)
-            sync()
+            bm._sync(device)
             done = time.perf_counter()
             print(f"K={k}: train {trained - started:.3f} s ({(trained - started) / k:.3f} a leaf), "
                   f"eval {done - trained:.3f} s ({(done - trained) / k:.3f} a leaf)", flush=True)  # fmt: skip
@@ -71,7 +66,7 @@ def main() -> None:
         ):
             with profile(activities=activities) as prof:
                 work()
-                sync()
+                bm._sync(device)
             table = prof.key_averages().table(sort_by=order, row_limit=35)
             (out / f"{name}_k{k}.txt").write_text(table + "\n", encoding="utf-8")
             print(table, flush=True)
