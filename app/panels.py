@@ -260,7 +260,7 @@ def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None
     query, mode = search_panel.search_inputs(
         f"{where}_example", "Search this leaf's examples", "words to find in a prompt or response"
     )
-    hits = search_panel.run_search(bundle, query, mode, leaf) if query.strip() else None
+    hits = search_panel.run_search(bundle, query, mode, leaf)  # None for an empty box, or after a message
     if query.strip() and hits is None:
         return
     if hits is not None:
