@@ -18,6 +18,24 @@ Envelope = Literal["C", "E"]
 _ENVELOPES = {"c": "C", "harp-c": "C", "e": "E", "harp-e": "E"}
 
 
+def is_integer(value: Any) -> bool:
+    """True for a Python or numpy integer; False for a bool (``True`` is not a count), a float or anything else."""
+    return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
+def is_number(value: Any) -> bool:
+    """True for a Python or numpy integer or float; False for a bool or anything else."""
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+
+
+def check_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as an ``int``; a ValueError naming ``name`` unless it is an integer (and ``>= minimum``)."""
+    if not is_integer(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
+    return int(value)
+
+
 def check_envelope(envelope: Any) -> Envelope:
     """Return ``"C"`` or ``"E"`` for any accepted spelling of an envelope."""
     if isinstance(envelope, str) and envelope.strip().lower() in _ENVELOPES:
@@ -83,7 +101,7 @@ def check_weights(value: Any, n_domains: int) -> np.ndarray:
 def check_budget(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    if not is_integer(value):
         raise ValueError(f"budget must be a non-negative integer or None, got {value!r}")
     if value < 0:
         raise ValueError(f"budget must be >= 0, got {value}")
