@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -18,12 +18,12 @@ Envelope = Literal["C", "E"]
 _ENVELOPES = {"c": "C", "harp-c": "C", "e": "E", "harp-e": "E"}
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> TypeGuard[int | np.integer]:
     """True for a Python or numpy integer; False for a bool (``True`` is not a count), a float or anything else."""
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float | np.integer | np.floating]:
     """True for a Python or numpy integer or float; False for a bool or anything else."""
     return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
 

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from harp._validation import check_base, check_matrix, check_weights
+from harp._validation import check_base, check_matrix, check_weights, is_integer
+from harp.objective import default_weights
 from harp.select import select
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _envelopes(envelope: str) -> list[str]:
 
 
 def _standard_normals(n_samples: int, n_domains: int, seed: int) -> np.ndarray:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 2:
+    if not is_integer(n_samples) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     half = np.random.default_rng(seed).standard_normal((int(n_samples) // 2, n_domains))
     return np.concatenate([half, -half])  # antithetic: the draws have mean exactly 0
@@ -253,12 +254,11 @@ def next_leaves(
     -------
     NextLeaves
     """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+    if not is_integer(k) or k < 0:
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
     inputs, measured = _inputs(source)
     if weights is None:
-        active = np.asarray(inputs.active, dtype=np.float64)
-        weights = active if active.any() else np.ones_like(active)
+        weights = default_weights(inputs.active)
     candidates = ~measured
     if exclude is not None:
         excluded = np.asarray(exclude, dtype=np.int64).ravel()

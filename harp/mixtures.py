@@ -33,7 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from harp._validation import check_base, check_envelope, check_leaf_ids, check_matrix, check_weights
+from harp._validation import (
+    check_base,
+    check_envelope,
+    check_leaf_ids,
+    check_matrix,
+    check_weights,
+    is_integer,
+)
 from harp.select import predicted_scores
 
 __all__ = [
@@ -56,7 +63,7 @@ SPREAD_TOLERANCE: float = 1e-12
 
 
 def _check_integer(value: Any, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    if not is_integer(value):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

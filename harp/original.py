@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from harp._validation import is_integer
 from harp.data import EvalSet, read_records
 
 __all__ = [
@@ -148,9 +149,9 @@ def _acc01(record: dict[str, Any], where: str) -> float:
 
 def _count(record: dict[str, Any], key: str, where: str, minimum: int) -> int:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{where}: field {key!r} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _record_subject(full: EvalSet, q: int) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harp._validation import check_selection
+from harp._validation import check_selection, is_integer
 from harp.select import Selection
 
 __all__ = ["prune_select", "utility_effects"]
@@ -93,7 +93,7 @@ def prune_select(
     )
     pinned_ids, excluded_ids = checked.pinned, checked.excluded
     n_leaves = phi.shape[0]
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not np.isfinite(min_effect):
         raise ValueError(f"min_effect must be finite, got {min_effect!r}")

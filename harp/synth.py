@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harp._validation import check_integer
 from harp.store import Store, _check_target, _publish, _remove_quietly, _temporary_beside
 
 __all__ = ["SPECIAL_TEXTS", "SynthPool", "generate", "synth_store"]
@@ -224,12 +225,6 @@ class SynthPool:
         )
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _split_into_groups(rng: np.random.Generator, n_items: int, per_group: float) -> np.ndarray:
     """Group id of each item: contiguous groups of varying size (at least 1), about ``per_group`` on average."""
     n_groups = max(1, int(round(n_items / per_group)))
@@ -333,10 +328,9 @@ def generate(
     -------
     SynthPool
     """
-    n_leaves = _positive_int(n_leaves, "n_leaves")
-    n_domains = _positive_int(n_domains, "n_domains")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    n_leaves = check_integer(n_leaves, "n_leaves", minimum=1)
+    n_domains = check_integer(n_domains, "n_domains", minimum=1)
+    check_integer(seed, "seed", minimum=0)
     for name, value in (
         ("mean_leaf_size", mean_leaf_size),
         ("leaves_per_parent", leaves_per_parent),
@@ -476,8 +470,8 @@ def synth_store(
     Store
     """
     target = Path(path)
-    _positive_int(leaves, "leaves")
-    _positive_int(domains, "domains")
+    check_integer(leaves, "leaves", minimum=1)
+    check_integer(domains, "domains", minimum=1)
     if not np.isfinite(mean_leaf_size) or mean_leaf_size < 1:
         raise ValueError(f"mean_leaf_size must be >= 1, got {mean_leaf_size!r}")
     _check_target(target, overwrite)  # before the work: a taken target fails at once

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harp._validation import is_integer
 from harp.data import EvalSet, TrainExamples, TrainingPool
 from harp.measure import (
     Device,
@@ -85,9 +86,9 @@ class ValidationReport:
 def default_sizes(n_mixtures: int, max_size: int, n_measured: int) -> list[int]:
     """``n_mixtures`` mixture sizes spread evenly on a log scale from 2 to ``max_size`` leaves (capped at the
     measured leaves), smallest first."""
-    if isinstance(n_mixtures, bool) or not isinstance(n_mixtures, int) or n_mixtures < 1:
+    if not is_integer(n_mixtures) or n_mixtures < 1:
         raise ValueError(f"n_mixtures must be an integer >= 1, got {n_mixtures!r}")
-    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2:
+    if not is_integer(max_size) or max_size < 2:
         raise ValueError(f"max_size must be an integer >= 2, got {max_size!r}")
     if n_measured < 2:
         raise ValueError(f"mixtures need at least 2 measured leaves, the store has {n_measured}")

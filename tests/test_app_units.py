@@ -774,11 +774,10 @@ def test_both_envelopes_run_side_by_side_and_match_one_at_a_time(tmp_store: Path
     """``run_selections`` runs HARP-C and HARP-E in worker threads: each result equals ``harp.select``'s own on
     the store, a bad budget still raises the ``ValueError`` the page turns into a message, and the greedies
     are compiled to release the GIL (without it the threads would take turns and win nothing)."""
-    import importlib
 
     from harp.select import select
-
-    harp_select = importlib.import_module("harp.select")  # the module: ``harp.select`` is also the function
+    from harp.select.harp_c import greedy_c
+    from harp.select.harp_e import greedy_e
 
     for cached in (data._ranking, data._sorted_effects, data.run_selection):
         cached.clear()
@@ -804,7 +803,7 @@ def test_both_envelopes_run_side_by_side_and_match_one_at_a_time(tmp_store: Path
         np.testing.assert_array_equal(got.leaves, want.leaves)
     with pytest.raises(ValueError, match="budget"):
         data.run_selections(path, token, ["C", "E"], weights, -3, (), ())
-    for greedy in (harp_select._greedy_c, harp_select._greedy_e):
+    for greedy in (greedy_c, greedy_e):
         assert greedy.targetoptions.get("nogil") is True
 
 

@@ -12,12 +12,11 @@ from click.testing import CliRunner
 from harp.bayes import (
     BayesWarning,
     Variances,
-    _design,
-    _reml,
     active_domains,
     fit_effects,
     measurement_matrix,
 )
+from harp.bayes.reml import measured_design, reml
 from harp.cli import main
 from harp.load import infer_effects
 from harp.store import Store
@@ -108,9 +107,9 @@ def test_tree_likelihood_and_posterior_equal_dense_algebra(rng, tau2):
     leaves = np.sort(rng.choice(leaf_parent.size, size=14, replace=False))
     y = rng.standard_normal(leaves.size)
     v = rng.uniform(0.1, 1.0, leaves.size)
-    design = _design(leaves, leaf_parent, parent_large)
+    design = measured_design(leaves, leaf_parent, parent_large)
     position = np.searchsorted(leaves, design.leaves)
-    ours = _reml(y[position], v[position], design, np.array([tau2]))[0]
+    ours = reml(y[position], v[position], design, np.array([tau2]))[0]
     assert ours == pytest.approx(dense_reml(y, v, leaf_parent, parent_large, leaves, tau2), rel=1e-9)
 
     phi_hat = np.full((leaf_parent.size, 1), np.nan)

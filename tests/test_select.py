@@ -432,7 +432,7 @@ def test_a_long_plateau_with_pins_and_exclusions_matches_the_reference(envelope)
     st.sampled_from([-np.inf, -1.0, -0.75, -0.0, 0.0, 0.5, 0.75, 1.0, np.inf]),
 )
 def test_search_is_numpys_searchsorted(values, key):
-    from harp.select import _search
+    from harp.select.kernels import search as _search
 
     row = np.sort(np.array(values, dtype=np.float64))
     rows = np.stack([np.zeros_like(row), row])  # searches row 1 of a 2-D array, in place
@@ -443,7 +443,7 @@ def test_search_is_numpys_searchsorted(values, key):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 257), st.integers(0, 255)), min_size=1, max_size=70))
 def test_deepest_names_the_first_deepest_domain(pairs):
-    from harp.select import _deepest
+    from harp.select.harp_e import deepest as _deepest
 
     sure = np.array([s for s, _ in pairs], dtype=np.int64)
     code = np.array([[c for _, c in pairs]] * 2, dtype=np.uint8)
@@ -517,14 +517,16 @@ import importlib
 import numpy as np
 sel = importlib.import_module("harp.select")  # the module (harp.select the attribute is the function)
 sel.warm_up({envelope!r})
-core = sel._greedy_e if {envelope!r} == "E" else sel._greedy_c
-loaded = (list(core.signatures), list(sel._sort_by_domain.signatures))
+from harp.select.harp_c import greedy_c, sort_by_domain
+from harp.select.harp_e import greedy_e
+core = greedy_e if {envelope!r} == "E" else greedy_c
+loaded = (list(core.signatures), list(sort_by_domain.signatures))
 rng = np.random.default_rng(0)
 phi = rng.normal(0, 0.1, (300, 8))
 weights = np.r_[np.ones(6), 0.0, 0.0]
 members = [np.arange(3 * g, 3 * g + 3) for g in range(300)]
 sel.select(phi, np.full(8, 0.6), envelope={envelope!r}, weights=weights, members=members, pinned=[4], budget=50)
-assert loaded == (list(core.signatures), list(sel._sort_by_domain.signatures)), loaded
+assert loaded == (list(core.signatures), list(sort_by_domain.signatures)), loaded
 assert loaded[0], "warm_up loaded no compiled greedy"
 print("ok")
 """
