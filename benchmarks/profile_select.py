@@ -13,7 +13,7 @@ Functions numba inlined count toward their caller. Then it runs the greedy ``--r
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
 import re
 import sys
@@ -26,34 +26,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_select import make_effects  # noqa: E402
 
-SELECT = Path(__file__).resolve().parents[1] / "harp" / "select.py"
+SELECT = Path(__file__).resolve().parents[1] / "harp" / "select"
 
 
-def uncached_select() -> object:
-    """harp/select.py loaded as a module of its own with ``cache=False``, so its code is compiled here."""
-    folder = Path(tempfile.mkdtemp())
-    path = folder / "select_uncached.py"
-    path.write_text(SELECT.read_text().replace("cache=True", "cache=False"))
-    spec = importlib.util.spec_from_file_location("select_uncached", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["select_uncached"] = module
-    spec.loader.exec_module(module)
-    return module
+def uncached_select() -> list[object]:
+    """The modules of harp/select/ loaded as a package of their own with ``cache=False``, so their code is
+    compiled here; the first is the package, which holds ``greedy_order``."""
+    folder = Path(tempfile.mkdtemp()) / "select_uncached"
+    folder.mkdir()
+    for source in SELECT.glob("*.py"):
+        text = (
+            source.read_text()
+            .replace("cache=True", "cache=False")
+            .replace("harp.select.", "select_uncached.")
+        )
+        (folder / source.name).write_text(text)
+    sys.path.insert(0, str(folder.parent))
+    package = importlib.import_module("select_uncached")
+    return [package] + [
+        importlib.import_module(f"select_uncached.{path.stem}") for path in folder.glob("[!_]*.py")
+    ]
 
 
-def write_perf_map(module: object) -> int:
-    """Write /tmp/perf-<pid>.map for every compiled function of ``module``; return how many."""
+def _function_name(symbol: str) -> str:
+    """The function's own name in a numba symbol (``...select_uncached6harp_e8greedy_eB2v1...``: greedy_e)."""
+    rest = symbol.partition("select_uncached")[2]
+    names = []
+    while (match := re.match(r"(\d+)", rest)) is not None:
+        size = int(match.group(1))
+        names.append(rest[match.end() : match.end() + size])
+        rest = rest[match.end() + size :]
+    return names[-1] if names else symbol[:60]
+
+
+def write_perf_map(modules: list[object]) -> int:
+    """Write /tmp/perf-<pid>.map for every compiled function of ``modules``; return how many."""
     entries = set()
-    for name in dir(module):
-        dispatcher = getattr(module, name)
+    for dispatcher in (getattr(module, name) for module in modules for name in dir(module)):
         for result in getattr(dispatcher, "overloads", {}).values():
             library = result.library
             for symbol in set(re.findall(r'define [^@]*@"?([^"( ]+)"?\(', library.get_llvm_str())):
                 address = library.get_pointer_to_function(symbol)
                 if address:
-                    match = re.search(r"select_uncached(\d+)(\w+)", symbol)
-                    short = match.group(2)[: int(match.group(1))] if match else symbol[:60]
+                    short = _function_name(symbol)
                     entries.add((address, short))
     ordered = sorted(entries)
     with open(f"/tmp/perf-{os.getpid()}.map", "w") as handle:
@@ -73,12 +88,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
 
-    module = uncached_select()
+    modules = uncached_select()
+    module = modules[0]
     phi, base = make_effects(args.leaves, args.domains, 0)
     weights = np.ones(args.domains)
     none = np.zeros(0, dtype=np.int64)
     module.greedy_order(phi, base, weights, args.envelope, none, none)  # type: ignore[attr-defined]
-    print(f"{write_perf_map(module)} compiled functions mapped", file=sys.stderr)
+    print(f"{write_perf_map(modules)} compiled functions mapped", file=sys.stderr)
     for _ in range(args.repeats):
         module.greedy_order(phi, base, weights, args.envelope, none, none)  # type: ignore[attr-defined]
 
