@@ -27,6 +27,19 @@ __all__ = [
 
 
 def integer_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a 1-D int64 array (an empty input gives an empty array).
+
+    Parameters
+    ----------
+    value : array-like of int
+    name : str
+        The argument's name, for the message.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not 1-D or does not hold integers.
+    """
     array = np.asarray(value)
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -38,12 +51,26 @@ def integer_array(value: Any, name: str) -> np.ndarray:
 
 
 def ids_in_range(array: np.ndarray, name: str, upper: int, what: str) -> None:
+    """Refuse an id outside ``0..upper-1``; the message counts ``upper`` ``what`` (for example "4 leaves")."""
     if array.size and (array.min() < 0 or array.max() >= upper):
         bad = int(array[(array < 0) | (array >= upper)][0])
         raise ValueError(f"{name} holds {bad}, outside 0..{upper - 1} ({upper} {what})")
 
 
 def every_id_used(array: np.ndarray, name: str, upper: int, what: str) -> None:
+    """Refuse ids ``0..upper-1`` that leave one unused: ids are contiguous and no group is empty.
+
+    Parameters
+    ----------
+    array : ndarray of shape (n,), int
+        Ids already checked to lie in ``0..upper-1`` (:func:`ids_in_range`).
+    name : str
+        The argument's name, for the message.
+    upper : int
+        The number of groups.
+    what : str
+        What one group is called in the message ("parent", "leaf").
+    """
     counts = np.bincount(array, minlength=upper)
     if (counts == 0).any():
         raise ValueError(
@@ -52,6 +79,7 @@ def every_id_used(array: np.ndarray, name: str, upper: int, what: str) -> None:
 
 
 def float_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a finite float64 array of exactly ``shape``; a ValueError naming ``name`` otherwise."""
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -63,6 +91,8 @@ def float_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def boolean_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` (booleans, or integers 0 and 1) as a bool array broadcast to ``shape`` (a read-only view when
+    broadcast); a ValueError naming ``name`` otherwise."""
     array = np.asarray(value)
     if array.dtype != np.bool_:
         if array.size and not (np.issubdtype(array.dtype, np.integer) and np.isin(array, (0, 1)).all()):
@@ -75,6 +105,21 @@ def boolean_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def string_array(value: Any, name: str, length: int) -> pa.Array:
+    """``value`` (strings or None) as a pyarrow string array of ``length`` entries.
+
+    Parameters
+    ----------
+    value : sequence of str or None, pyarrow Array or ChunkedArray
+    name : str
+        The argument's name, for the message.
+    length : int
+        The number of entries expected.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` holds something other than strings or None, or has another length.
+    """
     try:
         if isinstance(value, pa.ChunkedArray):
             array = value.combine_chunks()
@@ -95,6 +140,13 @@ def string_array(value: Any, name: str, length: int) -> pa.Array:
 
 
 def table_column(table_like: Any, column: str, name: str, *, required: bool) -> Any:
+    """Column ``column`` of a pyarrow Table, pandas DataFrame or mapping; None when absent and not ``required``.
+
+    Raises
+    ------
+    ValueError
+        When a ``required`` column is absent.
+    """
     try:
         return table_like[column]
     except (KeyError, IndexError, TypeError):
@@ -104,6 +156,7 @@ def table_column(table_like: Any, column: str, name: str, *, required: bool) -> 
 
 
 def json_list(values: Any, name: str, kind: type) -> str:
+    """``values`` flattened and converted by ``kind`` (``int`` or ``float``), as a JSON list (None gives ``[]``)."""
     if values is None:
         return "[]"
     try:
@@ -113,6 +166,7 @@ def json_list(values: Any, name: str, kind: type) -> str:
 
 
 def nonempty_string(value: Any, name: str) -> str:
+    """``value`` itself when it is a non-empty string; a ValueError naming ``name`` otherwise."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return value

@@ -19,6 +19,7 @@ __all__ = ["connect", "harp_version", "schema_version", "tables_present"]
 
 
 def harp_version() -> str:
+    """The version of harp-explorer that writes, as recorded in ``meta.harp_version``."""
     import harp
 
     return str(getattr(harp, "__version__", "unknown"))
@@ -67,6 +68,7 @@ def connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.DuckD
 
 
 def tables_present(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The names of the tables in an open database's main schema."""
     rows = con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchall()

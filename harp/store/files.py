@@ -61,7 +61,22 @@ def check_store_file(path: Path) -> None:
 
 
 def publish(temporary: Path, target: Path, *, overwrite: bool) -> None:
-    """Move a finished store file into place: never over an existing file unless ``overwrite``."""
+    """Move a finished store file into place: never over an existing file unless ``overwrite``.
+
+    Parameters
+    ----------
+    temporary : Path
+        The finished file, beside ``target`` (:func:`temporary_beside`), closed.
+    target : Path
+        Where it goes. With ``overwrite``, an existing file there (and a ``.wal`` a killed writer left for it) is
+        replaced in one rename; without it, a hard link refuses an existing file atomically.
+    overwrite : bool
+
+    Raises
+    ------
+    StoreError
+        ``target`` exists and ``overwrite`` is False.
+    """
     if overwrite:
         # A write-ahead log left by a killed writer belongs to the old file; it must not be replayed on the new one.
         with contextlib.suppress(FileNotFoundError):
@@ -241,13 +256,22 @@ def discard_staged(temporary: Path) -> None:
 
 
 def remove_quietly(path: Path) -> None:
+    """Remove ``path`` and DuckDB's ``.wal`` beside it; either may be missing."""
     for candidate in (path, Path(f"{path}.wal")):
         with contextlib.suppress(FileNotFoundError):
             os.remove(candidate)
 
 
 def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse a target that may not be written; first remove what killed earlier writes to it left."""
+    """Refuse a target that may not be written; first remove what killed earlier writes to it left.
+
+    Creates ``target``'s folder when it is missing.
+
+    Raises
+    ------
+    StoreError
+        ``target`` is a folder, or exists and ``overwrite`` is False.
+    """
     remove_leftover_temporaries(target)
     if target.is_dir():
         raise StoreError(f"{target} is a folder; give the path of a store file")

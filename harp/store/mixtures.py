@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from harp._validation import check_integer
 from harp.store.base import StoreBase
 from harp.store.checks import float_array, ids_in_range, integer_array
 from harp.store.queries import arrow_table, count_rows, first_row, insert, read_sorted
@@ -75,8 +76,7 @@ class Mixtures(StoreBase):
             raise ValueError(f"run_id must be a non-empty string or None, got {run_id!r}")
         if not isinstance(config_key, str):
             raise ValueError(f"config_key must be a string, got {config_key!r}")
-        if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
-            raise ValueError(f"n_points must be an integer >= 1, got {n_points!r}")
+        check_integer(n_points, "n_points", minimum=1)
         leaf_ids = np.sort(integer_array(leaves, "leaves"))
         if leaf_ids.size == 0:
             raise ValueError("leaves must not be empty: a mixture holds at least one leaf")
@@ -206,8 +206,7 @@ class Mixtures(StoreBase):
         if level not in _DESIGN_LEVELS:
             raise ValueError(f"level must be 'large' or 'parent', got {level!r}")
         for name, value, least in (("budget", budget, 1), ("seed", seed, 0), ("n_points", n_points, 1)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+            check_integer(value, name, minimum=least)
         region_ids = np.sort(integer_array(regions, "regions"))
         if region_ids.size == 0:
             raise ValueError("regions must not be empty: a designed mixture keeps at least one region")

@@ -39,6 +39,7 @@ BATCH_ROWS = 1 << 20  # rows per batch when a big table is read column-wise
 
 
 def arrow_table(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+    """The result of ``query`` (with ``params`` bound) as a pyarrow Table."""
     relation = con.sql(query, params=list(params)) if params else con.sql(query)
     to_table = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
     return to_table()
@@ -71,6 +72,7 @@ def whitelisted(table: str) -> str:
 
 
 def count_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The number of rows of one of the store's tables (``table`` is checked against the whitelist)."""
     row = first_row(con, f"SELECT count(*) FROM {whitelisted(table)}")
     return int(row[0]) if row else 0
 
@@ -136,5 +138,6 @@ def numpy_column(batch: pa.RecordBatch, index: int, dtype: type) -> np.ndarray:
 
 
 def read_sorted(con: duckdb.DuckDBPyConnection, table: str) -> pa.Table:
+    """A whole table as a pyarrow Table, rows in primary-key order (:data:`harp.store.migrations.TABLE_KEYS`)."""
     keys = ", ".join(migrations.TABLE_KEYS[whitelisted(table)])
     return arrow_table(con, f"SELECT * FROM {table} ORDER BY {keys}")

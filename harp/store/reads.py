@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from harp._validation import check_integer
 from harp.members import LeafMembers
 from harp.store import hashing, migrations
 from harp.store.base import StoreBase
@@ -195,8 +196,7 @@ class Reads(StoreBase):
             Add each point's ``response`` (None where the store has none).
         """
         for name, value in (("leaf_id", leaf_id), ("limit", limit), ("offset", offset)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            check_integer(value, name, minimum=0)
         with self.read() as con:
             n_leaves = count_rows(con, "leaves")
             if leaf_id >= n_leaves:
@@ -219,8 +219,7 @@ class Reads(StoreBase):
             Columns ``leaf_id``, ``rank_in_leaf``, ``point_id``, ``text``, ``source``, ``response``, sorted by leaf
             and rank.
         """
-        if isinstance(per_leaf, bool) or not isinstance(per_leaf, int | np.integer) or per_leaf < 0:
-            raise ValueError(f"per_leaf must be an integer >= 0, got {per_leaf!r}")
+        check_integer(per_leaf, "per_leaf", minimum=0)
         with self.read() as con:
             return arrow_table(
                 con,

@@ -60,6 +60,7 @@ class Runs(StoreBase):
 
 
 def decode_run(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``runs`` row as a dict, its ``config`` and ``timings`` decoded from JSON (in place; also returned)."""
     for field in ("config", "timings"):
         record[field] = json.loads(record[field]) if record[field] else None
     return record

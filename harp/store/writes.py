@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from harp._validation import check_integer, is_integer
 from harp.store import hashing
 from harp.store.base import StoreBase
 from harp.store.checks import (
@@ -113,8 +114,10 @@ class StageWrites(StoreBase):
         """
         leaf_parent = integer_array(leaves, "leaves")
         parent_large = integer_array(parents, "parents")
-        if isinstance(large_nodes, int | np.integer) and not isinstance(large_nodes, bool):
-            n_large = int(large_nodes)
+        if is_integer(large_nodes):
+            n_large = check_integer(
+                large_nodes, "large_nodes"
+            )  # an int for the type checker; cannot fail here
         else:
             large_ids = integer_array(large_nodes, "large_nodes")
             if not np.array_equal(large_ids, np.arange(large_ids.size)):
