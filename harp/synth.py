@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harp._validation import check_integer
-from harp.store import Store, _check_target, _publish, _remove_quietly, _temporary_beside
+from harp.store import Store
+from harp.store.files import check_target, publish, remove_quietly, temporary_beside
 
 __all__ = ["SPECIAL_TEXTS", "SynthPool", "generate", "synth_store"]
 
@@ -474,9 +475,9 @@ def synth_store(
     check_integer(domains, "domains", minimum=1)
     if not np.isfinite(mean_leaf_size) or mean_leaf_size < 1:
         raise ValueError(f"mean_leaf_size must be >= 1, got {mean_leaf_size!r}")
-    _check_target(target, overwrite)  # before the work: a taken target fails at once
+    check_target(target, overwrite)  # before the work: a taken target fails at once
     pool = generate(leaves, domains, seed, mean_leaf_size=mean_leaf_size)
-    temporary = _temporary_beside(target, "synth")
+    temporary = temporary_beside(target, "synth")
     try:
         store = Store.create(temporary)
         config = {
@@ -493,7 +494,7 @@ def synth_store(
         store.write_effects(pool.mean, pool.sd, pool.measured)
         store.write_layout(pool.x, pool.y, f"{GENERATOR_VERSION}:leaves={pool.n_leaves}:seed={pool.seed}")
         store.finish_run(run_id, status="done")
-        _publish(temporary, target, overwrite=overwrite)
+        publish(temporary, target, overwrite=overwrite)
     finally:
-        _remove_quietly(temporary)
+        remove_quietly(temporary)
     return Store(target)

@@ -93,21 +93,21 @@ def a_dead_pid() -> int:
 
 
 SYNTH_STEPS = [
-    "Store.create",
-    "Store.write_tree",
-    "Store.write_domains",
-    "Store.add_measurements",
-    "Store.write_effects",
-    "Store.write_layout",
-    "Store.finish_run",
-    "_publish",
+    ("harp.store", "Store.create"),
+    ("harp.store", "Store.write_tree"),
+    ("harp.store", "Store.write_domains"),
+    ("harp.store", "Store.add_measurements"),
+    ("harp.store", "Store.write_effects"),
+    ("harp.store", "Store.write_layout"),
+    ("harp.store", "Store.finish_run"),
+    ("harp.store.files", "publish"),
 ]
 
 
-@pytest.mark.parametrize("step", SYNTH_STEPS)
-def test_a_killed_synth_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path, step):
+@pytest.mark.parametrize(("module", "step"), SYNTH_STEPS, ids=[step for _, step in SYNTH_STEPS])
+def test_a_killed_synth_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path, module, step):
     target = tmp_path / "s.duckdb"
-    kill_while_paused("harp.store", step, "synth", "--leaves", 300, "--domains", 4, "--out", target)
+    kill_while_paused(module, step, "synth", "--leaves", 300, "--domains", 4, "--out", target)
     assert not target.exists()
     left = leftovers(tmp_path)
     if step == "Store.create":  # killed before the temporary existed: nothing to clean
@@ -135,16 +135,23 @@ def test_a_killed_synth_over_a_store_leaves_the_old_store(tmp_path, tmp_store):
     assert "removed" in done.stderr and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("step", ["_insert", "_schema_version", "_publish"])
+IMPORT_STEPS = [
+    ("harp.store.queries", "insert"),
+    ("harp.store.connection", "schema_version"),
+    ("harp.store.files", "publish"),
+]
+
+
+@pytest.mark.parametrize(("module", "step"), IMPORT_STEPS, ids=[step for _, step in IMPORT_STEPS])
 def test_a_killed_import_leaves_the_old_store_and_the_next_run_removes_its_temporaries(
-    tmp_path, tmp_store, step
+    tmp_path, tmp_store, module, step
 ):
     folder = tmp_path / "parquet"
     assert harp("-q", "export", tmp_store, folder).returncode == 0
     target = tmp_path / "copy.duckdb"
     Store.create(target)
     before = target.read_bytes()
-    kill_while_paused("harp.store", step, "import", folder, target, "--force")
+    kill_while_paused(module, step, "import", folder, target, "--force")
     assert target.read_bytes() == before
     left = leftovers(tmp_path)
     assert left and all(name.startswith(".copy.duckdb.import-") for name in left), left
@@ -187,8 +194,8 @@ def test_a_select_killed_while_saving_leaves_the_store_and_the_old_files(tmp_pat
     before = {p.name: p.read_bytes() for p in (out, tmp_path / "chosen.manifest.json")}
     hash_before = Store.open(tmp_store, read_only=True).content_hash()
     kill_while_paused(
-        "harp.store",
-        "_insert",
+        "harp.store.queries",
+        "insert",
         "select",
         "--store",
         tmp_store,
@@ -249,7 +256,7 @@ def test_an_infer_killed_while_writing_effects_leaves_the_old_ones_and_a_rerun_g
     hash_before = Store.open(tmp_store, read_only=True).content_hash()
 
     kill_while_paused(
-        "harp.store", "_insert", "infer", "--store", tmp_store
+        "harp.store.queries", "insert", "infer", "--store", tmp_store
     )  # inside the effects transaction
     assert Store.open(tmp_store).content_hash() == hash_before
 
@@ -328,7 +335,7 @@ MEASURE_ORDER = [3, 1, 0, 2]  # the leaves, in the order the in-process worker m
 MEASURE_KILL_POINTS = sorted(
     random.Random(12).sample(
         [("harp.measure", f"train_adapter@{k}") for k in range(1, 5)]
-        + [("harp.store", f"_insert@{k}") for k in range(1, 6)]
+        + [("harp.store.queries", f"insert@{k}") for k in range(1, 6)]
         + [("harp.store", f"Store.add_measurements@{k}") for k in range(1, 5)],
         4,
     )

@@ -21,9 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 import harp
-from harp import migrations
 from harp.cli import main as cli_main
-from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
+from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
 
 REPO = Path(harp.__file__).resolve().parents[1]
 ALL_TABLES = list(migrations.TABLE_KEYS)
@@ -531,7 +530,7 @@ def test_selection_inputs_needs_a_tree(tmp_path: Path) -> None:
 
 
 def test_columns_are_read_from_their_arrow_buffers_at_any_offset() -> None:
-    from harp.store import _numpy
+    from harp.store.queries import numpy_column
 
     batch = pa.record_batch(
         {
@@ -543,13 +542,13 @@ def test_columns_are_read_from_their_arrow_buffers_at_any_offset() -> None:
     )
     for start, length in ((0, 11), (3, 5), (9, 2), (5, 0)):  # offsets that straddle the bitmap's bytes
         part = batch.slice(start, length)
-        leaf = _numpy(part, 0, np.int64)
+        leaf = numpy_column(part, 0, np.int64)
         assert leaf.dtype == np.int64 and leaf.tolist() == list(range(start, start + length))
-        assert _numpy(part, 1, np.bool_).tolist() == batch.column(1).to_pylist()[start : start + length]
+        assert numpy_column(part, 1, np.bool_).tolist() == batch.column(1).to_pylist()[start : start + length]
         np.testing.assert_array_equal(
-            _numpy(part, 2, np.float64), np.linspace(-1.0, 1.0, 11)[start : start + length]
+            numpy_column(part, 2, np.float64), np.linspace(-1.0, 1.0, 11)[start : start + length]
         )
-    with_null = _numpy(batch.slice(1, 3), 3, np.float64)  # a column with nulls takes pyarrow's own path
+    with_null = numpy_column(batch.slice(1, 3), 3, np.float64)  # a column with nulls takes pyarrow's own path
     assert np.isnan(with_null[0]) and with_null[1:].tolist() == [0.25, 1.0]
 
 

@@ -15,9 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import harp
-from harp import migrations
 from harp.cli import main as cli_main
-from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
+from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
 
 COLUMNS = [
     "design_id",
@@ -330,10 +329,10 @@ def test_a_refused_design_mixture_writes_nothing_and_uses_no_id(tiny_store: Path
 def test_a_write_that_fails_midway_leaves_no_domain_behind(
     tiny_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harp.store as store_module
+    import harp.store.mixtures as store_module
 
     store = Store.open(tiny_store)
-    real_insert = store_module._insert
+    real_insert = store_module.insert
 
     def rows(con: duckdb.DuckDBPyConnection) -> int:
         return int(con.execute("SELECT count(*) FROM design_mixtures").fetchall()[0][0])
@@ -345,7 +344,7 @@ def test_a_write_that_fails_midway_leaves_no_domain_behind(
         assert rows(con) == 1, "the first domain's row is in the transaction"
         raise RuntimeError("killed between two domains")
 
-    monkeypatch.setattr(store_module, "_insert", insert_one_row_then_fail)
+    monkeypatch.setattr(store_module, "insert", insert_one_row_then_fail)
     with pytest.raises(RuntimeError, match="killed between two domains"):
         store.add_design_mixture(**DESIGN)
     monkeypatch.undo()

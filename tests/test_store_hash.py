@@ -9,9 +9,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from harp import content_hash, migrations
 from harp.select import select
-from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
+from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
+from harp.store import hashing as content_hash
 
 
 def raw(path: Path, *queries: str, params: list[Any] | None = None) -> list[list[tuple[Any, ...]]]:

@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import harp
-from harp import migrations
-from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
+from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
 
 REPO = Path(harp.__file__).resolve().parents[1]
 COLUMNS = [

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_store_hash import save_small_selection
 
-from harp import content_hash, migrations
-from harp.store import Store, StoreError, export_parquet, import_parquet, points_from_members
+from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
+from harp.store import hashing as content_hash
 
 HOSTILE = '<script>alert(1)</script> [click](javascript:alert(2)) =HYPERLINK("http://x")'
 

@@ -249,19 +249,13 @@ def load_arrays(
     from harp.bayes import active_domains
     from harp.hierarchy import group_means, kmeans_labels
     from harp.layout import compute_layout
-    from harp.store import (
-        Store,
-        _check_target,
-        _publish,
-        _remove_quietly,
-        _temporary_beside,
-        points_from_members,
-    )
+    from harp.store import Store, points_from_members
+    from harp.store.files import check_target, publish, remove_quietly, temporary_beside
 
     say = progress or (lambda message: None)
     started = time.perf_counter()
     target = Path(store_path)
-    _check_target(target, overwrite)  # first removes what killed earlier writes to target left beside it
+    check_target(target, overwrite)  # first removes what killed earlier writes to target left beside it
     data = _check_inputs(
         phi,
         leaf_of_point,
@@ -322,7 +316,7 @@ def load_arrays(
         layout = compute_layout(profile, method=layout_method, metric="euclidean", seed=seed)  # type: ignore[arg-type]
     say(f"layout: {layout.method} of the {'leaf centroids' if leaf_means is not None else 'rows of phi'}")
 
-    temporary = _temporary_beside(target, "load")
+    temporary = temporary_beside(target, "load")
     try:
         store = Store.create(temporary)
         store.write_tree(
@@ -365,8 +359,8 @@ def load_arrays(
             },
         )
         store.finish_run(run_id, timings={"total": time.perf_counter() - started})
-        _publish(temporary, target, overwrite=overwrite)
+        publish(temporary, target, overwrite=overwrite)
     finally:
-        _remove_quietly(temporary)
+        remove_quietly(temporary)
     say(f"wrote {target} in {time.perf_counter() - started:.1f} s")
     return Store.open(target)

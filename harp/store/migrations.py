@@ -27,6 +27,7 @@ __all__ = [
     "MigrationError",
     "apply_migrations",
     "latest_version",
+    "utc_now",
 ]
 
 #: Every table a store may hold, mapped to the columns that order its rows canonically.
@@ -126,23 +127,23 @@ def m002_mixtures(con: duckdb.DuckDBPyConnection) -> None:
 @_migration
 def m003_content_hash(con: duckdb.DuckDBPyConnection) -> None:
     """The content hash kept in ``meta`` (schema version 3): ``table_hash:<table>`` per hashed table and
-    ``content_hash``, from then on updated by every write in its own transaction (see :mod:`harp.content_hash`);
+    ``content_hash``, from then on updated by every write in its own transaction (see :mod:`harp.store.hashing`);
     likewise ``effects_measured_leaves``, the number of leaves with a measured effect.
 
     Saved selections whose ``store_hash`` is the old (version 1-2) hash of the store as it is now get the new
     hash of the same contents, so they do not look stale; others keep theirs (they describe other contents).
     """
-    from harp import content_hash
+    from harp.store import hashing
 
-    new = content_hash.record_digests(
-        con, {table: content_hash.table_digest(con, table) for table in content_hash.HASHED_TABLES}
+    new = hashing.record_digests(
+        con, {table: hashing.table_digest(con, table) for table in hashing.HASHED_TABLES}
     )
     # The count of leaves with a measured effect, which summaries read (kept by every write of the effects).
     measured = con.execute("SELECT count(DISTINCT leaf_id) FROM effects WHERE measured").fetchall()[0][0]
     con.execute("DELETE FROM meta WHERE key = 'effects_measured_leaves'")
     con.execute("INSERT INTO meta (key, value) VALUES ('effects_measured_leaves', ?)", [str(measured)])
     if con.execute("SELECT count(*) FROM selections").fetchall()[0][0]:
-        old = content_hash.content_hash_v1(con)
+        old = hashing.content_hash_v1(con)
         con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, old])
 
 
@@ -156,11 +157,11 @@ def m004_point_responses(con: duckdb.DuckDBPyConnection) -> None:
     selections whose ``store_hash`` is the hash of the store as it was get the new hash of the same contents
     (as ``m003_content_hash`` did), others keep theirs.
     """
-    from harp import content_hash
+    from harp.store import hashing
 
     before = con.execute("SELECT value FROM meta WHERE key = 'content_hash'").fetchall()
     con.execute("ALTER TABLE points ADD COLUMN response VARCHAR")
-    new = content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
+    new = hashing.record_digests(con, {"points": hashing.table_digest(con, "points")})
     if before:
         con.execute("UPDATE selections SET store_hash = ? WHERE store_hash = ?", [new, before[0][0]])
 
@@ -191,7 +192,8 @@ def latest_version() -> int:
     return len(MIGRATIONS)
 
 
-def _utc_now() -> _dt.datetime:
+def utc_now() -> _dt.datetime:
+    """The time as the store's TIMESTAMP columns hold it: UTC, without a time zone."""
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
@@ -238,7 +240,7 @@ def apply_migrations(
             _bootstrap(con)
             migration.apply(con)
             if record:
-                now = _utc_now()
+                now = utc_now()
                 con.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", [migration.name, now])
                 values = {"schema_version": str(version), "harp_version": harp_version}
                 existing = {row[0] for row in con.execute("SELECT key FROM meta").fetchall()}
