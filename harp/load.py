@@ -167,7 +167,7 @@ def infer_effects(
     import pyarrow.compute as pc
 
     from harp.bayes import active_domains, fit_effects, table_matrix
-    from harp.noise import training_noise as estimate_noise
+    from harp.measure.noise import training_noise as estimate_noise
 
     say = progress or (lambda message: None)
     started = time.perf_counter()
