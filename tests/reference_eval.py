@@ -1,4 +1,4 @@
-"""The straightforward evaluation path, kept as the reference of the fast one (:mod:`harp.loglik`).
+"""The straightforward evaluation path, kept as the reference of the fast one (:mod:`harp.measure.loglik`).
 
 ``reference_loglik_table`` is :func:`harp.measure.evaluation.loglik_table` as it was before the LM head ran
 only at the scored positions and before options shared their question's context: every (context, continuation)

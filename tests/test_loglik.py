@@ -1,6 +1,6 @@
-"""The fast evaluation path (:mod:`harp.loglik`: the LM head only at scored positions, options sharing their
-question's context) gives the scores of the straightforward path (``tests/reference_eval.py``), for one adapter
-and for several batched adapters, with truncated, shared and unshared contexts."""
+"""The fast evaluation path (:mod:`harp.measure.loglik`: the LM head only at scored positions, options sharing
+their question's context) gives the scores of the straightforward path (``tests/reference_eval.py``), for one
+adapter and for several batched adapters, with truncated, shared and unshared contexts."""
 
 from __future__ import annotations
 

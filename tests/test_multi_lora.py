@@ -1,5 +1,5 @@
-"""Batched measurement (:mod:`harp.multi_lora`): K adapters trained side by side must measure what the
-one-adapter-at-a-time path measures (the reference), leaf by leaf, on a tiny random Llama built locally."""
+"""Batched measurement (:mod:`harp.measure.multi_lora`): K adapters trained side by side must measure what
+the one-adapter-at-a-time path measures (the reference), leaf by leaf, on a tiny random Llama built locally."""
 
 from __future__ import annotations
 
