@@ -69,13 +69,13 @@ from harp.data import EvalSet, TrainingPool  # noqa: E402
 from harp.measure import (  # noqa: E402
     LeafTask,
     MeasureConfig,
-    _context,
-    _encode,
     build_data,
     make_executor,
-    save_random_model,
     training_plan,
 )
+from harp.measure.evaluation import question_context  # noqa: E402
+from harp.measure.tokens import encode  # noqa: E402
+from harp.testing import save_random_model  # noqa: E402
 
 PER_LEAF = 32
 
@@ -125,10 +125,10 @@ def eval_tokens(tokenizer: Any, eval_set: EvalSet, config: MeasureConfig) -> int
     question once (options cut the same way share it), plus every option's tokens; as harp.loglik runs them."""
     total = 0
     for i, prompt in enumerate(eval_set.prompts):
-        context = _encode(tokenizer, _context(prompt), special=True)
+        context = encode(tokenizer, question_context(prompt), special=True)
         kept: dict[int, int] = {}
         for option in eval_set.choices[i]:
-            continuation = _encode(tokenizer, " " + option, special=False)[: config.max_length - 1]
+            continuation = encode(tokenizer, " " + option, special=False)[: config.max_length - 1]
             start = max(0, len(context) + len(continuation) - config.max_length)
             kept[start] = kept.get(start, 0) + 1
             total += len(continuation)
@@ -205,7 +205,7 @@ def eval_compare(
     from harp.measure import build_model, evaluate
 
     if k > 1:
-        from harp.multi_lora import build_multi_model, evaluate_adapters
+        from harp.measure.multi_lora import build_multi_model, evaluate_adapters
 
         multi = build_multi_model(str(model), config, k, device)
 
@@ -252,18 +252,22 @@ _FAST: dict[str, Any] = {}
 def _patch_eval(path: str) -> None:
     """Score options by ``path``: "fast" (harp.loglik as it is), "unshared" (the LM head at the scored
     positions, every pair whole) or "straightforward" (whole float32 logits; tests/reference_eval.py)."""
-    import harp.loglik
-    import harp.measure
+    import harp.measure.evaluation
+    import harp.measure.loglik
 
     if not _FAST:
-        _FAST.update(table=harp.measure._loglik_table, logliks=harp.loglik.continuation_logliks)
+        _FAST.update(
+            table=harp.measure.evaluation.loglik_table, logliks=harp.measure.loglik.continuation_logliks
+        )
     fast_logliks = _FAST["logliks"]
 
     def unshared(*args: Any, **kwargs: Any) -> np.ndarray:
         return fast_logliks(*args, **kwargs, share=False)
 
-    harp.measure._loglik_table = reference_loglik_table if path == "straightforward" else _FAST["table"]
-    harp.loglik.continuation_logliks = unshared if path == "unshared" else fast_logliks
+    harp.measure.evaluation.loglik_table = (
+        reference_loglik_table if path == "straightforward" else _FAST["table"]
+    )
+    harp.measure.loglik.continuation_logliks = unshared if path == "unshared" else fast_logliks
 
 
 def _sync(device: str) -> None:

@@ -276,7 +276,12 @@ def run_finetunes(
     import torch
 
     from harp.data import load_eval_set, load_training_pool
-    from harp.multi_lora import base_scores_multi, build_multi_model, evaluate_adapters, train_adapters
+    from harp.measure.multi_lora import (
+        base_scores_multi,
+        build_multi_model,
+        evaluate_adapters,
+        train_adapters,
+    )
 
     pool = load_training_pool(RUN / "pool.jsonl")
     sets = {"eval": load_eval_set(EVAL_PATH), "test": load_eval_set(TEST_PATH)}

@@ -22,8 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_measure as bm  # noqa: E402
 
-from harp.measure import MeasureConfig, save_random_model  # noqa: E402
-from harp.multi_lora import build_multi_model, evaluate_adapters, train_adapters  # noqa: E402
+from harp.measure import MeasureConfig  # noqa: E402
+from harp.measure.multi_lora import build_multi_model, evaluate_adapters, train_adapters  # noqa: E402
+from harp.testing import save_random_model  # noqa: E402
 
 
 def main() -> None:

@@ -216,6 +216,11 @@ def leaf_centroids(X_feat: Any, point_ids: Any, leaf_ids: Any, n_leaves: int) ->
     Returns
     -------
     ndarray of shape (n_leaves, n_features), float32
+
+    See Also
+    --------
+    harp.measure.leaf_centroids : the float64 leaf and parent centroids that representatives are chosen from
+        (a different rounding: this one must reproduce the tree's own float32 centroids, byte for byte).
     """
     from harp.hierarchy import group_means
 

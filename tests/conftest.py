@@ -115,7 +115,7 @@ def tiny_values() -> dict[str, Any]:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama (2 layers, small vocabulary) saved once for the session: the CPU stand-in for a real model."""
     pytest.importorskip("peft")
-    from harp.measure import save_random_model
+    from harp.testing import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("model") / "tiny-llama")
 

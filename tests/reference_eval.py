@@ -1,9 +1,9 @@
-"""The straightforward evaluation path, kept as the reference of the fast one (:mod:`harp.loglik`).
+"""The straightforward evaluation path, kept as the reference of the fast one (:mod:`harp.measure.loglik`).
 
-``reference_loglik_table`` is :func:`harp.measure._loglik_table` as it was before the LM head ran only at the
-scored positions and before options shared their question's context: every (context, continuation) pair one
-sequence, the float32 logits over the whole vocabulary at every position. ``reference_token_scores`` is
-:func:`harp.token_eval.token_scores` as it was, with the same whole logits.
+``reference_loglik_table`` is :func:`harp.measure.evaluation.loglik_table` as it was before the LM head ran
+only at the scored positions and before options shared their question's context: every (context, continuation)
+pair one sequence, the float32 logits over the whole vocabulary at every position. ``reference_token_scores`` is
+:func:`harp.measure.token_eval.token_scores` as it was, with the same whole logits.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from harp.data import IGNORE_INDEX, EvalSet
-from harp.measure import MeasureConfig, _encode, _pad
+from harp.measure import MeasureConfig
+from harp.measure.tokens import encode
+from harp.measure.tokens import pad as pad_rows
 
 
 def reference_loglik_table(
@@ -26,8 +28,8 @@ def reference_loglik_table(
     sequences: list[list[int]] = []
     starts_list: list[int] = []
     for context_text, continuation_text in pairs:
-        context = _encode(tokenizer, context_text, special=True)
-        continuation = _encode(tokenizer, continuation_text, special=False)[: config.max_length - 1]
+        context = encode(tokenizer, context_text, special=True)
+        continuation = encode(tokenizer, continuation_text, special=False)[: config.max_length - 1]
         kept = context[max(0, len(context) + len(continuation) - config.max_length) :]
         sequences.append(kept + continuation)
         starts_list.append(len(kept))
@@ -39,7 +41,7 @@ def reference_loglik_table(
     with torch.no_grad():
         for start in range(0, len(sequences), config.eval_batch_size):
             batch = by_length[start : start + config.eval_batch_size]
-            ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(model.device)
+            ids = torch.from_numpy(pad_rows([sequences[k] for k in batch], pad)).to(model.device)
             positions = np.arange(ids.shape[1])
             starts = option_start[batch][:, None]
             ends = lengths[batch][:, None]
@@ -72,8 +74,8 @@ def reference_token_scores(
     with torch.no_grad():
         for start in range(0, len(pairs), config.eval_batch_size):
             batch = by_length[start : start + config.eval_batch_size]
-            ids = torch.from_numpy(_pad([pairs[k][0] for k in batch], pad)).to(model.device)
-            labels = torch.from_numpy(_pad([pairs[k][1] for k in batch], IGNORE_INDEX)).to(model.device)
+            ids = torch.from_numpy(pad_rows([pairs[k][0] for k in batch], pad)).to(model.device)
+            labels = torch.from_numpy(pad_rows([pairs[k][1] for k in batch], IGNORE_INDEX)).to(model.device)
             attention = torch.from_numpy(
                 (np.arange(ids.shape[1]) < lengths[batch][:, None]).astype(np.int64)
             ).to(model.device)

@@ -334,7 +334,7 @@ MEASURE_ORDER = [3, 1, 0, 2]  # the leaves, in the order the in-process worker m
 # suite is reproducible.
 MEASURE_KILL_POINTS = sorted(
     random.Random(12).sample(
-        [("harp.measure", f"train_adapter@{k}") for k in range(1, 5)]
+        [("harp.measure.worker", f"train_adapter@{k}") for k in range(1, 5)]
         + [("harp.store.queries", f"insert@{k}") for k in range(1, 6)]
         + [("harp.store", f"Store.add_measurements@{k}") for k in range(1, 5)],
         4,

@@ -1,6 +1,6 @@
-"""The fast evaluation path (:mod:`harp.loglik`: the LM head only at scored positions, options sharing their
-question's context) gives the scores of the straightforward path (``tests/reference_eval.py``), for one adapter
-and for several batched adapters, with truncated, shared and unshared contexts."""
+"""The fast evaluation path (:mod:`harp.measure.loglik`: the LM head only at scored positions, options sharing
+their question's context) gives the scores of the straightforward path (``tests/reference_eval.py``), for one
+adapter and for several batched adapters, with truncated, shared and unshared contexts."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def trained_single(tiny_model: Path) -> Any:
 
 
 def trained_multi(tiny_model: Path) -> Any:
-    from harp.multi_lora import build_multi_model, train_adapters
+    from harp.measure.multi_lora import build_multi_model, train_adapters
 
     model = build_multi_model(tiny_model, CONFIG, 3)
     train_adapters(model, LEAVES, CONFIG, seeds=[0, 1, 2])
@@ -59,24 +59,24 @@ def trained_multi(tiny_model: Path) -> Any:
 def test_option_logliks_equal_the_straightforward_path(
     tiny_model: Path, copies: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harp.loglik
-    from harp.measure import _loglik_table, _option_pairs
+    import harp.measure.loglik
+    from harp.measure.evaluation import loglik_table, option_pairs
 
     model = trained_single(tiny_model) if copies == 1 else trained_multi(tiny_model)
     eval_set = random_eval_set()
     choice = np.flatnonzero(np.array(eval_set.kinds) == "choice")
-    pairs, _, _ = _option_pairs(eval_set, choice)
+    pairs, _, _ = option_pairs(eval_set, choice)
     shared_rows: list[int] = []
-    real_shared = harp.loglik._shared
+    real_shared = harp.measure.loglik._shared
 
     def spy(model: Any, groups: Any, *args: Any) -> None:
         shared_rows.extend(k for _, members in groups for k in members)
         real_shared(model, groups, *args)
 
-    monkeypatch.setattr(harp.loglik, "_shared", spy)
+    monkeypatch.setattr(harp.measure.loglik, "_shared", spy)
     with model.use(range(copies)) if copies > 1 else _nothing():
         expected, expected_tokens = reference_loglik_table(model, pairs, CONFIG, copies)
-        got, tokens = _loglik_table(model, pairs, CONFIG, copies)
+        got, tokens = loglik_table(model, pairs, CONFIG, copies)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     np.testing.assert_array_equal(tokens, expected_tokens)
     # Not vacuous: some pairs ran on a shared context, others whole; the adapters differ from each other.
@@ -90,22 +90,22 @@ def test_scores_equal_the_straightforward_path(
     tiny_model: Path, score: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whole evaluations, fast against the straightforward path, for one adapter and three batched."""
-    import harp.measure
+    import harp.measure.evaluation
     from harp.measure import evaluate
-    from harp.multi_lora import evaluate_adapters
+    from harp.measure.multi_lora import evaluate_adapters
 
     config = dataclasses.replace(CONFIG, score=score)  # type: ignore[arg-type]
     eval_set = random_eval_set(1)
     single, multi = trained_single(tiny_model), trained_multi(tiny_model)
     fast = evaluate(single, eval_set, config), evaluate_adapters(multi, eval_set, config, 3)
-    monkeypatch.setattr(harp.measure, "_loglik_table", reference_loglik_table)
+    monkeypatch.setattr(harp.measure.evaluation, "loglik_table", reference_loglik_table)
     slow = evaluate(single, eval_set, config), evaluate_adapters(multi, eval_set, config, 3)
     np.testing.assert_allclose(fast[0], slow[0], atol=1e-5, rtol=0)
     np.testing.assert_allclose(fast[1], slow[1], atol=1e-5, rtol=0)
 
 
 def test_unshared_path_equals_the_shared(tiny_model: Path) -> None:
-    from harp.loglik import continuation_logliks
+    from harp.measure.loglik import continuation_logliks
 
     model = trained_single(tiny_model)
     contexts = [[1, 5, 6, 7], [1, 5, 6, 7], [1, 5, 6, 7], [1, 9], [1, 9], [4]]
@@ -118,7 +118,7 @@ def test_unshared_path_equals_the_shared(tiny_model: Path) -> None:
 
 @pytest.mark.parametrize("score", ["accuracy", "probability"])
 def test_token_scores_equal_the_straightforward_path(tiny_model: Path, score: str) -> None:
-    from harp.token_eval import token_scores
+    from harp.measure.token_eval import token_scores
 
     config = dataclasses.replace(CONFIG, score=score, eval_batch_size=2)  # type: ignore[arg-type]
     model = trained_multi(tiny_model)
@@ -149,14 +149,14 @@ def test_models_without_logits_to_keep_get_the_same_scores(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A forward that takes no ``logits_to_keep``: whole logits, sliced, and no shared contexts."""
-    import harp.loglik
-    from harp.loglik import continuation_logliks
+    import harp.measure.loglik
+    from harp.measure.loglik import continuation_logliks
 
     model = trained_single(tiny_model)
     contexts = [[1, 5, 6, 7], [1, 5, 6, 7], [1, 9], [4, 4, 4]]
     continuations = [[8, 9], [10], [11, 12, 13], [5, 5]]
     fast = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
-    monkeypatch.setattr(harp.loglik, "_forward_parameters", lambda model: set())
+    monkeypatch.setattr(harp.measure.loglik, "_forward_parameters", lambda model: set())
     plain = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
     np.testing.assert_allclose(plain, fast, atol=1e-5, rtol=0)
 
@@ -164,14 +164,14 @@ def test_models_without_logits_to_keep_get_the_same_scores(
 def test_a_model_returning_no_usable_cache_runs_pairs_whole(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harp.loglik
-    from harp.loglik import continuation_logliks
+    import harp.measure.loglik
+    from harp.measure.loglik import continuation_logliks
 
     model = trained_single(tiny_model)
     contexts = [[1, 5, 6, 7], [1, 5, 6, 7], [1, 9], [1, 9]]
     continuations = [[8, 9], [10], [11, 12, 13], [5]]
     fast = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4, copies=1)
-    monkeypatch.setattr(harp.loglik, "_cache_names", lambda model: ("cache", "no_such_output"))
+    monkeypatch.setattr(harp.measure.loglik, "_cache_names", lambda model: ("cache", "no_such_output"))
     plain = continuation_logliks(model.model, contexts, continuations, pad=0, batch_size=4)
     np.testing.assert_allclose(plain, fast, atol=1e-5, rtol=0)
 
@@ -180,16 +180,17 @@ def test_training_loss_equals_the_models_own(tiny_model: Path) -> None:
     """label_token_losses (the LM head over the label span only) gives the model's labels= loss and gradients."""
     import torch
 
-    from harp.loglik import label_token_losses
-    from harp.measure import _pad, build_data
+    from harp.measure import build_data
+    from harp.measure.loglik import label_token_losses
+    from harp.measure.tokens import pad
 
     model = trained_single(tiny_model)
     model.model.train()
     data = build_data(model.tokenizer, [("a long prompt here", "x"), ("hi", "a longer one"), ("qq", "r")],
                       dataclasses.replace(CONFIG, max_length=24))  # fmt: skip
-    ids = torch.from_numpy(_pad(data.input_ids, 0))
-    labels = torch.from_numpy(_pad(data.labels, -100))
-    mask = torch.from_numpy(_pad([[1] * len(row) for row in data.input_ids], 0))
+    ids = torch.from_numpy(pad(data.input_ids, 0))
+    labels = torch.from_numpy(pad(data.labels, -100))
+    mask = torch.from_numpy(pad([[1] * len(row) for row in data.input_ids], 0))
     trainable = [p for p in model.model.parameters() if p.requires_grad]
 
     def gradients(loss: Any) -> list[Any]:

@@ -301,11 +301,12 @@ def test_resume_under_a_key_that_held_eval_batch_size(
     tiny_model: Path, eval_set: EvalSet, tmp_path: Path
 ) -> None:
     """A store measured when config_key still hashed a non-default eval_batch_size resumes under that key."""
-    from harp.measure import _model_id, run_measurements
+    from harp.measure import run_measurements
+    from harp.measure.config import model_id
 
     config = dataclasses.replace(CONFIG, steps=1)  # eval_batch_size 8, not the default 32
-    old = config.legacy_config_key(_model_id(str(tiny_model)), eval_set.fingerprint())
-    assert old != config.config_key(_model_id(str(tiny_model)), eval_set.fingerprint())
+    old = config.legacy_config_key(model_id(str(tiny_model)), eval_set.fingerprint())
+    assert old != config.config_key(model_id(str(tiny_model)), eval_set.fingerprint())
     store = make_store(tmp_path / "store.duckdb")
     store.write_domains(eval_set.domain_names, [0.5, 0.5], [2, 3])
     store.add_measurements({"leaf_id": [1], "domain_id": [0], "phi": [0.1], "variance": [0.01], "n_eval": [2],

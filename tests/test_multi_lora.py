@@ -1,5 +1,5 @@
-"""Batched measurement (:mod:`harp.multi_lora`): K adapters trained side by side must measure what the
-one-adapter-at-a-time path measures (the reference), leaf by leaf, on a tiny random Llama built locally."""
+"""Batched measurement (:mod:`harp.measure.multi_lora`): K adapters trained side by side must measure what
+the one-adapter-at-a-time path measures (the reference), leaf by leaf, on a tiny random Llama built locally."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def one_at_a_time(tiny_model: Path, eval_set: EvalSet, config: MeasureConfig) ->
 
 @pytest.mark.parametrize("score", ["accuracy", "probability"])
 def test_batched_adapters_match_one_at_a_time(tiny_model: Path, eval_set: EvalSet, score: str) -> None:
-    from harp.multi_lora import base_scores_multi, build_multi_model, measure_leaves
+    from harp.measure.multi_lora import base_scores_multi, build_multi_model, measure_leaves
 
     config = dataclasses.replace(CONFIG, score=score)  # type: ignore[arg-type]
     base, reference = one_at_a_time(tiny_model, eval_set, config)
@@ -62,7 +62,7 @@ def test_batched_adapters_match_one_at_a_time(tiny_model: Path, eval_set: EvalSe
 
 
 def test_one_adapter_equals_the_single_path_and_reset(tiny_model: Path, eval_set: EvalSet) -> None:
-    from harp.multi_lora import build_multi_model, evaluate_adapters, measure_leaves
+    from harp.measure.multi_lora import build_multi_model, evaluate_adapters, measure_leaves
 
     config = dataclasses.replace(CONFIG, score="probability")
     base, reference = one_at_a_time(tiny_model, eval_set, config)
@@ -79,7 +79,7 @@ def test_one_adapter_equals_the_single_path_and_reset(tiny_model: Path, eval_set
 def test_groups_in_turn_and_adapter_selection(tiny_model: Path, eval_set: EvalSet) -> None:
     """A model reused for a second group of leaves starts from fresh adapters; use([k]) selects adapter k."""
     from harp.measure import evaluate
-    from harp.multi_lora import build_multi_model, evaluate_adapters, measure_leaves, train_adapters
+    from harp.measure.multi_lora import build_multi_model, evaluate_adapters, measure_leaves, train_adapters
 
     config = dataclasses.replace(CONFIG, score="probability")
     base = np.zeros(len(eval_set))
@@ -98,7 +98,7 @@ def test_groups_in_turn_and_adapter_selection(tiny_model: Path, eval_set: EvalSe
 
 
 def test_bad_arguments(tiny_model: Path, eval_set: EvalSet) -> None:
-    from harp.multi_lora import build_multi_model, train_adapters
+    from harp.measure.multi_lora import build_multi_model, train_adapters
 
     with pytest.raises(ValueError, match=r"n_adapters must be an integer >= 1, got 0"):
         build_multi_model(tiny_model, CONFIG, 0)
@@ -210,7 +210,7 @@ def test_adapter_scaling_gives_peft_order_bits(scaling: float, early: bool) -> N
     import torch
     from torch import nn
 
-    from harp.multi_lora import MultiLoraLinear
+    from harp.measure.multi_lora import MultiLoraLinear
 
     torch.manual_seed(0)
     layer = MultiLoraLinear(nn.Linear(24, 40), torch.randn(4, 24), 3, scaling, 0.0)

@@ -233,7 +233,7 @@ def write_scores(path: Path, lines: list[dict[str, Any]]) -> Path:
 @pytest.mark.train
 def test_the_original_readme_call(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The original README's call, argument for argument: tokenised examples, the base-score JSONL, info keys."""
-    from harp import measure
+    from harp.measure import tokens
 
     tokenizer, train_examples, eval_examples = tokenised_inputs(tiny_model)
     representatives = write_scores(
@@ -246,7 +246,7 @@ def test_the_original_readme_call(tiny_model: Path, tmp_path: Path, monkeypatch:
     def no_tokenising(*arguments: Any, **keywords: Any) -> None:
         raise AssertionError("tokenised examples must not be tokenised again")
 
-    monkeypatch.setattr(measure, "_encode", no_tokenising)
+    monkeypatch.setattr(tokens, "encode", no_tokenising)
     result = harp(
         X_feat=features(),
         base_model_name=str(tiny_model),

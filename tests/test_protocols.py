@@ -146,7 +146,7 @@ def test_batched_in_mixture_equals_one_at_a_time(tiny_model: Path, eval_set: Eva
     batch sizes (in-mixture-rows), so the batched path pads and freezes finished adapters; each must still end
     where the one-adapter path ends."""
     from harp.measure import build_model, evaluate, train_adapter
-    from harp.multi_lora import build_multi_model, evaluate_adapters, train_adapters
+    from harp.measure.multi_lora import build_multi_model, evaluate_adapters, train_adapters
 
     config = dataclasses.replace(MIXTURE, protocol=protocol)
     pool = make_pool(30)
@@ -214,7 +214,7 @@ def test_run_measurements_in_mixture_pairs_with_the_reference(
 def test_training_noise_enters_the_fit(tiny_model: Path, eval_set: EvalSet, tmp_path: Path) -> None:
     from harp.load import infer_effects
     from harp.measure import run_measurements
-    from harp.noise import seed_family, training_noise
+    from harp.measure.noise import seed_family, training_noise
 
     store = make_store(tmp_path / "store.duckdb")
     pool = make_pool()

@@ -65,7 +65,7 @@ def write_inputs(folder: Path, model: str = "model") -> Path:
 @pytest.mark.train
 def test_run_end_to_end_and_resume(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     pytest.importorskip("peft")
-    from harp.measure import save_random_model
+    from harp.testing import save_random_model
 
     model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
     config = write_inputs(tmp_path, str(model))
@@ -96,7 +96,7 @@ def test_run_embeds_the_pool_when_no_features_are_given(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     pytest.importorskip("peft")
-    from harp.measure import save_random_model
+    from harp.testing import save_random_model
 
     model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
     save_tiny_encoder(tmp_path)
@@ -172,8 +172,8 @@ def test_the_manifests_name_the_contents_the_selections_came_from(
     # effects the selection was computed from, not the store's hash at the time they are written.
     pytest.importorskip("peft")
     import harp.pipeline
-    from harp.measure import save_random_model
     from harp.store import Store
+    from harp.testing import save_random_model
 
     model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
     config = write_inputs(tmp_path, str(model))

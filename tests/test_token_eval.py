@@ -55,7 +55,7 @@ def test_scores_are_teacher_forced_greedy_accuracy(model: Any) -> None:
     import torch
 
     from harp.measure import MeasureConfig
-    from harp.token_eval import token_scores
+    from harp.measure.token_eval import token_scores
 
     model.reset_adapter()  # the adapter at its initial weights, for the greedy tokens and the scores alike
     prompt = model.tokenizer("3+3?\nAnswer:")["input_ids"]
@@ -90,7 +90,7 @@ def test_scores_are_teacher_forced_greedy_accuracy(model: Any) -> None:
 def test_evaluate_scores_tokenised_questions_next_to_the_others(model: Any) -> None:
     """measure.evaluate routes tokenised questions to token_scores, multiple choice as before."""
     from harp.measure import MeasureConfig, evaluate
-    from harp.token_eval import token_scores
+    from harp.measure.token_eval import token_scores
 
     ids = model.tokenizer("1+1?\nAnswer: 2")["input_ids"]
     records = [

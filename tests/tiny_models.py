@@ -13,7 +13,7 @@ def save_tiny_encoder(folder: Path) -> Path:
     from sentence_transformers import SentenceTransformer, models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from harp.measure import save_random_model
+    from harp.testing import save_random_model
 
     llama = save_random_model(folder / "llama")
     bert_dir = folder / "bert"

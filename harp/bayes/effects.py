@@ -49,7 +49,7 @@ class Effects:
         The degenerate cases met, as warned.
     training_variance : ndarray of shape (n_domains,) or None
         The training noise added to every measurement's sampling variance before the fit
-        (:func:`harp.load.infer_effects`, :mod:`harp.noise`); None when none was added.
+        (:func:`harp.load.infer_effects`, :mod:`harp.measure.noise`); None when none was added.
     """
 
     mean: np.ndarray

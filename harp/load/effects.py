@@ -122,7 +122,7 @@ def infer_effects(
     progress : callable, optional
         Called with one-line progress messages.
     training_noise : bool, default True
-        Add the training noise (:mod:`harp.noise`) to every measurement's sampling variance, where the store
+        Add the training noise (:mod:`harp.measure.noise`) to every measurement's sampling variance, where the store
         holds leaves measured under several seeds of this configuration. ``effects.training_variance`` says
         what was added (None when nothing could be estimated).
     active_rule : {"any-leaf", "family-wise"}
@@ -136,7 +136,7 @@ def infer_effects(
     import pyarrow.compute as pc
 
     from harp.bayes import active_domains, fit_effects, table_matrix
-    from harp.noise import training_noise as estimate_noise
+    from harp.measure.noise import training_noise as estimate_noise
 
     say = progress or (lambda message: None)
     started = time.perf_counter()

@@ -34,7 +34,7 @@ STORE_NAME = "harp.duckdb"
 
 
 # The eval kinds each metric fits (None: any). "accuracy" on tokenised examples is the original release's:
-# every label token the greedy prediction under teacher forcing (harp.token_eval).
+# every label token the greedy prediction under teacher forcing (harp.measure.token_eval).
 _METRICS: dict[str, tuple[str, ...] | None] = {
     "auto": None,
     "accuracy": ("choice", "tokens"),

@@ -15,9 +15,9 @@ kept as the reference in ``tests/reference_eval.py``). Two things keep the devic
   context and runs whole, as do contexts of one token.
 
 Batches hold up to ``batch_size`` pairs; with ``copies`` > 1 every batch runs ``copies`` times side by side (one
-forward pass of ``copies * rows`` rows, copy-major), which a :class:`harp.multi_lora.MultiLoraModel` routes to
-adapters 0..copies-1. Models whose forward takes no ``logits_to_keep`` (or returns no cache) get the whole
-logits and run every pair whole; the scores are the same.
+forward pass of ``copies * rows`` rows, copy-major), which a :class:`harp.measure.multi_lora.MultiLoraModel`
+routes to adapters 0..copies-1. Models whose forward takes no ``logits_to_keep`` (or returns no cache) get the
+whole logits and run every pair whole; the scores are the same.
 """
 
 from __future__ import annotations
@@ -28,15 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from harp.measure.tokens import pad as pad_rows
+
 __all__ = ["continuation_logliks", "label_token_losses", "scored_span"]
-
-
-def _pad(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
-    width = max(len(row) for row in rows)
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for k, row in enumerate(rows):
-        out[k, : len(row)] = row
-    return out
 
 
 def _forward_parameters(model: Any) -> set[str]:
@@ -153,7 +147,7 @@ def _whole(
         starts, ends = option_start[batch], lengths[batch]
         if (ends <= starts).all():  # only empty continuations: every score is 0
             continue
-        ids = torch.from_numpy(_pad([sequences[k] for k in batch], pad)).to(device)
+        ids = torch.from_numpy(pad_rows([sequences[k] for k in batch], pad)).to(device)
         positions = np.arange(ids.shape[1])
         attention = torch.from_numpy((positions < ends[:, None]).astype(np.int64)).to(device)
         # Token t is predicted by the logits at t - 1: positions first..stop-1 predict every scored token.
@@ -199,7 +193,7 @@ def _shared(
     for batch in batches:
         prompts = [list(groups[g][0][:-1]) for g in batch]
         prompt_lengths = np.array([len(p) for p in prompts], dtype=np.int64)
-        prompt_ids = torch.from_numpy(_pad(prompts, pad)).to(device)
+        prompt_ids = torch.from_numpy(pad_rows(prompts, pad)).to(device)
         prompt_mask = torch.from_numpy(
             (np.arange(prompt_ids.shape[1]) < prompt_lengths[:, None]).astype(np.int64)
         ).to(device)
@@ -207,7 +201,7 @@ def _shared(
         pair_prompt = np.array([row for row, g in enumerate(batch) for _ in groups[g][1]], dtype=np.int64)
         rows = [[groups[g][0][-1], *continuations[k]] for g in batch for k in groups[g][1]]
         row_lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        ids = torch.from_numpy(_pad(rows, pad)).to(device)
+        ids = torch.from_numpy(pad_rows(rows, pad)).to(device)
         width = ids.shape[1]
         if width < 2:  # only empty continuations: every score is 0
             continue

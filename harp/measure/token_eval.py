@@ -6,13 +6,13 @@ teacher forcing the model predicts token t from tokens 0..t-1; the question scor
 - 1 when every label token (t >= 1, ``labels[t] != -100``) is the model's argmax prediction, else 0
   (``MeasureConfig.score == "accuracy"``, the default), or
 - the per-token geometric-mean probability of the label tokens (``score == "probability"``), graded like the
-  short-answer probability score of :mod:`harp.measure`.
+  short-answer probability score of :mod:`harp.measure.evaluation`.
 
 Nothing is generated and nothing re-tokenised. Sequences keep their given length (``max_length`` does not cut
 them). Questions of similar length share a forward pass; with ``copies`` > 1 every batch runs side by side through
-a :class:`harp.multi_lora.MultiLoraModel`, group k of the rows routed to adapter k, as in
-:func:`harp.measure._loglik_table`. The LM head runs only over the positions that predict a label token
-(:func:`harp.loglik.scored_span`), not over the whole sequence.
+a :class:`harp.measure.multi_lora.MultiLoraModel`, group k of the rows routed to adapter k, as in
+:func:`harp.measure.evaluation.loglik_table`. The LM head runs only over the positions that predict a label token
+(:func:`harp.measure.loglik.scored_span`), not over the whole sequence.
 """
 
 from __future__ import annotations
@@ -22,19 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harp.data import IGNORE_INDEX, EvalSet
+from harp.measure.loglik import scored_span
+from harp.measure.tokens import pad as pad_rows
 
 if TYPE_CHECKING:
-    from harp.measure import MeasureConfig
+    from harp.measure.config import MeasureConfig
 
 __all__ = ["token_scores"]
-
-
-def _pad(rows: list[list[int]], value: int) -> np.ndarray:
-    width = max(len(row) for row in rows)
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for k, row in enumerate(rows):
-        out[k, : len(row)] = row
-    return out
 
 
 def token_scores(
@@ -42,12 +36,10 @@ def token_scores(
 ) -> np.ndarray:
     """Scores of the tokenised ``questions`` for ``copies`` adapters, shape (copies, len(questions)).
 
-    ``model`` is a :class:`harp.measure.AdapterModel` (or a multi-adapter model with the same attributes), in
+    ``model`` is a :class:`harp.measure.model.AdapterModel` (or a multi-adapter model with the same attributes), in
     eval mode with the adapters it should score switched on.
     """
     import torch
-
-    from harp.loglik import scored_span
 
     pairs = [eval_set.token_pair(int(i)) for i in questions]
     lengths = np.array([len(ids) for ids, _ in pairs], dtype=np.int64)
@@ -57,8 +49,8 @@ def token_scores(
     with torch.no_grad():
         for start in range(0, len(pairs), config.eval_batch_size):
             batch = by_length[start : start + config.eval_batch_size]
-            ids = torch.from_numpy(_pad([pairs[k][0] for k in batch], pad)).to(model.device)
-            labels = torch.from_numpy(_pad([pairs[k][1] for k in batch], IGNORE_INDEX)).to(model.device)
+            ids = torch.from_numpy(pad_rows([pairs[k][0] for k in batch], pad)).to(model.device)
+            labels = torch.from_numpy(pad_rows([pairs[k][1] for k in batch], IGNORE_INDEX)).to(model.device)
             attention = torch.from_numpy(
                 (np.arange(ids.shape[1]) < lengths[batch][:, None]).astype(np.int64)
             ).to(model.device)

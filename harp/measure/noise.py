@@ -1,8 +1,8 @@
 """Training noise of measured effects: how much a leaf's measured phi moves when only the training seed changes.
 
-A measurement's sampling variance (:func:`harp.measure.paired_effects`) is that of a mean of paired differences
-over the eval questions: it holds the questions' noise but not the training run's. Under a background protocol
-the run itself is noisy (the data order, the leaf's positions in the background, dropout), so two measurements
+A measurement's sampling variance (:func:`harp.measure.effects.paired_effects`) is that of a mean of paired
+differences over the eval questions: it holds the questions' noise but not the training run's. Under a background
+protocol the run itself is noisy (the data order, the leaf's positions in the background, dropout), so two measurements
 of one leaf with different ``seed`` differ by more than the question noise says. Leaf g measured under seeds
 s = 1..m_g (configs equal but for ``seed``) gives, per domain d, the sample variance across seeds; pooled over
 the repeated leaves::

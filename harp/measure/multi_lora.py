@@ -13,22 +13,23 @@ read as ``n`` equal groups of N / n consecutive rows; group j goes through adapt
 ``MultiLoraModel.use(adapters)`` picks the adapters of the groups: ``range(n)`` (the default, all K), one
 adapter ``[k]`` for the whole batch, or ``[]`` for the base model alone.
 
-Equivalence with the one-adapter path (:func:`harp.measure.measure_leaf`). Adapter initialisation is peft's: the
-model is first wrapped by peft exactly as :func:`harp.measure.build_model` does (same seed), so every adapter
-starts from the very ``A`` (kaiming-uniform, ``a = sqrt(5)``) the one-adapter path uses, with ``B = 0``; the
-scale is ``alpha / r``; dropout acts on the LoRA input only. Training: adapter k draws its batches exactly as
-``_batch_order(n_k, config, (config.seed, leaf_id_k))`` (leaves of different sizes cycle on their own); the loss
-is the sum over groups of each group's mean token loss, so adapter k's gradient is that of its own loss; the
-gradient norm is clipped per adapter (each adapter's own norm over all its layers, as ``clip_grad_norm_`` does
-for one adapter); AdamW is elementwise and the optimizer is fresh for every group of leaves, so every adapter is
-optimised as if alone; the learning rate follows :func:`harp.measure.learning_rate_at`. With dropout 0 the
-losses, log-likelihoods and scores equal the one-adapter path's up to float reordering (the matmuls differ in
-shape); with dropout > 0 the masks are drawn from one stream for the whole batch, so they differ from the
-one-adapter path's masks (same distribution, not the same draws).
+Equivalence with the one-adapter path (:func:`harp.measure.effects.measure_leaf`). Adapter initialisation is
+peft's: the model is first wrapped by peft exactly as :func:`harp.measure.model.build_model` does (same seed), so
+every adapter starts from the very ``A`` (kaiming-uniform, ``a = sqrt(5)``) the one-adapter path uses, with
+``B = 0``; the scale is ``alpha / r``; dropout acts on the LoRA input only. Training: adapter k draws its batches
+exactly as ``_batch_order(n_k, config, (config.seed, leaf_id_k))`` in :mod:`harp.measure.training` (leaves of
+different sizes cycle on their own); the loss is the sum over groups of each group's mean token loss, so adapter
+k's gradient is that of its own loss; the gradient norm is clipped per adapter (each adapter's own norm over all
+its layers, as ``clip_grad_norm_`` does for one adapter); AdamW is elementwise and the optimizer is fresh for
+every group of leaves, so every adapter is optimised as if alone; the learning rate follows
+:func:`harp.measure.training.learning_rate_at`. With dropout 0 the losses, log-likelihoods and scores equal the
+one-adapter path's up to float reordering (the matmuls differ in shape); with dropout > 0 the masks are drawn from
+one stream for the whole batch, so they differ from the one-adapter path's masks (same distribution, not the same
+draws).
 
 Evaluation. Option log-likelihoods (multiple choice, and the graded answer probability of ``score="probability"``)
 are batched: each batch of ``eval_batch_size`` pairs is repeated for the n adapters and scored in one forward pass
-of ``n * eval_batch_size`` rows (:mod:`harp.loglik`: the LM head only at the scored positions; a question's
+of ``n * eval_batch_size`` rows (:mod:`harp.measure.loglik`: the LM head only at the scored positions; a question's
 context runs once for all its options, once per adapter, since the adapters change its keys and values).
 Short-answer generation (``score="accuracy"`` on generation questions) loops over the adapters, selecting one
 at a time with ``use([k])`` and calling the same batched ``generate`` as the one-adapter path: batching
@@ -54,24 +55,15 @@ except ImportError as error:  # pragma: no cover - the [train] extra is missing
         f"batched adapters need torch, transformers and peft ({error}): pip install 'harp-explorer[train]'"
     ) from None
 
+from harp._validation import check_integer
 from harp.data import EvalSet, TrainExamples
-from harp.loglik import label_token_losses
-from harp.measure import (
-    AdapterModel,
-    Device,
-    LeafMeasurement,
-    MeasureConfig,
-    _generation_scores,
-    _pad,
-    _score_table,
-    _torch_seed,
-    _training_data,
-    as_train_data,
-    build_model,
-    learning_rate_at,
-    paired_effects,
-    training_plan,
-)
+from harp.measure.config import Device, MeasureConfig
+from harp.measure.effects import LeafMeasurement, paired_effects
+from harp.measure.evaluation import generation_scores, score_table
+from harp.measure.loglik import label_token_losses
+from harp.measure.model import AdapterModel, build_model
+from harp.measure.tokens import as_train_data, pad, training_data
+from harp.measure.training import learning_rate_at, torch_seed, training_plan
 
 __all__ = [
     "MultiLoraLinear",
@@ -148,8 +140,9 @@ class MultiLoraLinear(nn.Module):
 class MultiLoraModel:
     """A causal LM whose target layers carry K adapters (:class:`MultiLoraLinear`), with its tokenizer.
 
-    ``model``, ``tokenizer`` and ``device`` read like :class:`harp.measure.AdapterModel`'s, so the evaluation
-    helpers of :mod:`harp.measure` take it as it is once :meth:`use` has chosen the adapters of the groups.
+    ``model``, ``tokenizer`` and ``device`` read like :class:`harp.measure.model.AdapterModel`'s, so the
+    evaluation helpers of :mod:`harp.measure.evaluation` take it as it is once :meth:`use` has chosen the
+    adapters of the groups.
     """
 
     model: Any
@@ -187,7 +180,7 @@ class MultiLoraModel:
 def build_multi_model(
     model_name_or_path: Any, config: MeasureConfig, n_adapters: int, device: Device = "cpu"
 ) -> MultiLoraModel:
-    """Load the model as :func:`harp.measure.build_model` does, then give every target layer ``n_adapters``
+    """Load the model as :func:`harp.measure.model.build_model` does, then give every target layer ``n_adapters``
     adapters initialised like that one adapter (so the two paths start from the same weights).
 
     Parameters
@@ -198,8 +191,7 @@ def build_multi_model(
         K, the adapters trained side by side (>= 1).
     device : str or int
     """
-    if isinstance(n_adapters, bool) or not isinstance(n_adapters, int) or n_adapters < 1:
-        raise ValueError(f"n_adapters must be an integer >= 1, got {n_adapters!r}")
+    n_adapters = check_integer(n_adapters, "n_adapters", minimum=1)
     from peft.tuners.lora import LoraLayer
 
     single: AdapterModel = build_model(model_name_or_path, config, device)
@@ -258,11 +250,11 @@ def train_adapters(
         background-only reference run).
     config : MeasureConfig
     seeds : sequence of n ints
-        Each leaf's seed (its leaf id), as ``seed`` in :func:`harp.measure.train_adapter`.
+        Each leaf's seed (its leaf id), as ``seed`` in :func:`harp.measure.training.train_adapter`.
     background : sequence of (prompt, response) or TrainData, optional
         The protocol's background, shared by every adapter (empty for base-anchored).
     steps : sequence of n (int or None), optional
-        Per-adapter ``steps`` of a base-anchored run, as in :func:`harp.measure.train_adapter`.
+        Per-adapter ``steps`` of a base-anchored run, as in :func:`harp.measure.training.train_adapter`.
 
     Returns
     -------
@@ -283,17 +275,17 @@ def train_adapters(
     if len(steps_of) != n:
         raise ValueError(f"steps has {len(steps_of)} entries but there are {n} leaves")
     shared = as_train_data(model.tokenizer, background, config)  # tokenised once for the K adapters
-    data = [_training_data(model.tokenizer, examples, shared, config) for examples in leaves]
+    data = [training_data(model.tokenizer, examples, shared, config) for examples in leaves]
     plans = [
         training_plan(config, len(examples), int(seed), n_background=len(shared.input_ids), steps=count)
         for examples, seed, count in zip(leaves, seeds, steps_of, strict=True)
     ]
     model.reset_adapters()
-    torch.manual_seed(_torch_seed(config, seeds))
+    torch.manual_seed(torch_seed(config, seeds))
     trainable = model.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    pad = int(model.tokenizer.pad_token_id)
-    filler = ([pad], [-100])  # a row with one attended token and no loss
+    pad_id = int(model.tokenizer.pad_token_id)
+    filler = ([pad_id], [-100])  # a row with one attended token and no loss
     length = [len(plan) for plan in plans]
     losses: list[list[float]] = [[] for _ in range(n)]
     finished: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -312,12 +304,12 @@ def train_adapters(
                 chosen: np.ndarray | list[int] = plan[step] if step < len(plan) else []
                 rows.extend((d.input_ids[i], d.labels[i]) for i in chosen)
                 rows.extend([filler] * (width - len(chosen)))
-            ids = torch.from_numpy(_pad([row[0] for row in rows], pad)).to(model.device)
-            labels = torch.from_numpy(_pad([row[1] for row in rows], -100)).to(model.device)
-            mask = torch.from_numpy(_pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
+            ids = torch.from_numpy(pad([row[0] for row in rows], pad_id)).to(model.device)
+            labels = torch.from_numpy(pad([row[1] for row in rows], -100)).to(model.device)
+            mask = torch.from_numpy(pad([[1] * len(row[0]) for row in rows], 0)).to(model.device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, config)
-            # The LM head only over the positions that predict a label token (harp.loglik).
+            # The LM head only over the positions that predict a label token (harp.measure.loglik).
             token_loss, scored = label_token_losses(model.model, ids, mask, labels)
             token_loss = token_loss.reshape(n, -1)
             counted = scored.reshape(n, -1).sum(-1).clamp(min=1)
@@ -363,7 +355,7 @@ def _generation(
         table = np.empty((len(routes), questions.size))
         for k, route in enumerate(routes):
             with model.use(route):
-                table[k] = _generation_scores(view, eval_set, questions, config)
+                table[k] = generation_scores(view, eval_set, questions, config)
         return table
 
     return score
@@ -378,7 +370,7 @@ def evaluate_adapters(model: MultiLoraModel, eval_set: EvalSet, config: MeasureC
     if not 1 <= n <= model.n_adapters:
         raise ValueError(f"n must lie in 1..{model.n_adapters}, got {n}")
     with model.use(range(n)):
-        return _score_table(
+        return score_table(
             model, eval_set, config, n, _generation(model, eval_set, config, [[k] for k in range(n)])
         )
 
@@ -386,7 +378,7 @@ def evaluate_adapters(model: MultiLoraModel, eval_set: EvalSet, config: MeasureC
 def base_scores_multi(model: MultiLoraModel, eval_set: EvalSet, config: MeasureConfig) -> np.ndarray:
     """Per-question scores of the base model (every adapter off), shape (n_questions,)."""
     with model.use([]):
-        return _score_table(model, eval_set, config, 1, _generation(model, eval_set, config, [[]]))[0]
+        return score_table(model, eval_set, config, 1, _generation(model, eval_set, config, [[]]))[0]
 
 
 def train_and_score(
@@ -428,7 +420,7 @@ def measure_leaves(
     seeds: Sequence[int],
     background: TrainExamples = (),
 ) -> list[LeafMeasurement]:
-    """:func:`harp.measure.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``
+    """:func:`harp.measure.effects.measure_leaf` for up to K leaves at once: train, evaluate, pair with ``base``
     (the reference run's scores under a background protocol).
 
     Timings as in :func:`train_and_score`.
