@@ -38,6 +38,7 @@ __all__ = [
     "PointTexts",
     "infer_effects",
     "load_arrays",
+    "load_vector",
     "read_names",
     "read_point_texts",
     "read_texts",
@@ -274,8 +275,27 @@ def _load_npy(value: Any, name: str, *, mmap: bool = False) -> np.ndarray:
         raise ValueError(f"{name}: cannot read {path} as a .npy array: {error}") from None
 
 
-def _load_vector(value: Any, name: str) -> np.ndarray:
-    """A 1-D array from an array, a .npy file, a JSON list or a text file of one number a line."""
+def load_vector(value: Any, name: str) -> np.ndarray:
+    """A 1-D array from an array, a .npy file, a JSON list or a text file of one number a line.
+
+    Parameters
+    ----------
+    value : array-like or path
+        The array itself, or a ``.npy``, ``.json`` (a list) or ``.txt`` (numbers separated by white space) file.
+    name : str
+        What the caller calls the input; every message starts with it.
+
+    Returns
+    -------
+    ndarray
+        The values as read (``.npy`` keeps its dtype and shape; ``.json`` and ``.txt`` give what
+        :func:`numpy.asarray` makes of the list).
+
+    Raises
+    ------
+    ValueError
+        The file is missing or unreadable, or does not hold a list of numbers.
+    """
     if isinstance(value, str | os.PathLike) and Path(value).suffix.lower() in (".json", ".txt"):
         path = Path(value)
         try:
@@ -473,7 +493,7 @@ def _check_inputs(
             n_parents,
             f"parents (used by {_label(parent_of_leaf, 'parent_of_leaf')})",
         )
-    base_array = _finite(_load_vector(base, "base").astype(np.float64, copy=False), _label(base, "base"))
+    base_array = _finite(load_vector(base, "base").astype(np.float64, copy=False), _label(base, "base"))
     base_label = _label(base, "base")
     if base_array.ndim != 1 or base_array.size != n_domains:
         raise ValueError(
@@ -543,7 +563,7 @@ def _measured(value: Any, n_leaves: int, n_domains: int) -> np.ndarray:
     if value is None:
         return np.zeros((n_leaves, n_domains), dtype=bool)
     label = _label(value, "measured")
-    array = _load_vector(value, "measured") if isinstance(value, str | os.PathLike) else np.asarray(value)
+    array = load_vector(value, "measured") if isinstance(value, str | os.PathLike) else np.asarray(value)
     if array.dtype == bool:
         if array.shape == (n_leaves,):
             return np.repeat(array[:, None], n_domains, axis=1)
