@@ -178,7 +178,18 @@ def _loaded_after(code: str) -> set[str]:
     return {name.split(".")[0] for name in result.stderr.split()}
 
 
-HEAVY = {"numba", "duckdb", "torch", "transformers", "peft", "streamlit", "plotly", "sklearn", "faiss", "umap"}
+HEAVY = {
+    "numba",
+    "duckdb",
+    "torch",
+    "transformers",
+    "peft",
+    "streamlit",
+    "plotly",
+    "sklearn",
+    "faiss",
+    "umap",
+}
 
 
 @pytest.mark.parametrize(

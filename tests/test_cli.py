@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 import harp
 from harp import Store, select
-from harp.cli import default_weights, main
+from harp.cli import main
+from harp.objective import default_weights
 
 
 def run(*args: str, expect: int = 0):
@@ -43,6 +44,30 @@ def test_every_command_has_help_with_an_example(command):
     result = run(*command, "--help")
     assert "Example" in result.output
     assert main.get_command(click.Context(main), command[0]).help
+
+
+@pytest.mark.parametrize("command", all_commands(main), ids=" ".join)
+def test_every_command_and_subcommand_has_its_own_help_text_with_an_example(command):
+    found = main
+    for name in command:
+        found = found.get_command(click.Context(found), name)
+    assert found.help and "Example" in found.help
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--help"], ["--version"], ["measure", "--help"], ["design", "measure", "--help"]],
+    ids=" ".join,
+)
+def test_help_and_version_load_no_heavy_library(arguments):
+    script = (
+        "import sys; from harp.cli import main; "
+        f"main({arguments!r}, prog_name='harp', standalone_mode=False); "
+        "print('heavy:', sorted(name for name in ('numba', 'torch', 'streamlit') if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "heavy: []"
 
 
 def test_version_is_the_installed_package_version():
@@ -270,16 +295,14 @@ def test_app_binds_to_localhost_by_default():
 
 @pytest.mark.parametrize("given", [False, True], ids=["default-folder", "--stores"])
 def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path, monkeypatch, given):
-    import harp.cli
-
     served = {}
 
     def serve(command, environment, *, quiet):
         served.update(command=command, environment=environment)
         return 0
 
-    monkeypatch.setattr(harp.cli, "_serve", serve)
-    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    monkeypatch.setattr("harp.cli.app._serve", serve)
+    monkeypatch.setattr("harp.cli.app._check_port_free", lambda host, port: None)
     other = tmp_path / "other-stores"
     other.mkdir()
     args = ["app", "--store", str(tmp_store)] + (["--stores", str(other)] if given else [])
@@ -292,13 +315,11 @@ def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path
 
 
 def test_app_on_a_folder_of_stores_alone(tmp_path, monkeypatch):
-    import harp.cli
-
     served = {}
     monkeypatch.setattr(
-        harp.cli, "_serve", lambda command, environment, *, quiet: served.update(environment) or 0
+        "harp.cli.app._serve", lambda command, environment, *, quiet: served.update(environment) or 0
     )
-    monkeypatch.setattr(harp.cli, "_check_port_free", lambda host, port: None)
+    monkeypatch.setattr("harp.cli.app._check_port_free", lambda host, port: None)
     monkeypatch.setenv("HARP_STORE", "/somewhere/inherited.duckdb")
     result = CliRunner().invoke(main, ["app", "--stores", str(tmp_path)])
     assert result.exit_code == 0, result.output

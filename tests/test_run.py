@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tiny_models import save_tiny_encoder
 
 from harp.cli import main
-from harp.cli_run import read_run_config
+from harp.run_config import read_run_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::harp.bayes.BayesWarning")
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from harp.load.arrays import load_arrays
 from harp.load.effects import infer_effects, write_hierarchy
-from harp.load.files import PointTexts, read_names, read_point_texts, read_texts
+from harp.load.files import PointTexts, load_vector, read_names, read_point_texts, read_texts
 
 __all__ = [
     "PointTexts",
     "infer_effects",
     "load_arrays",
+    "load_vector",
     "read_names",
     "read_point_texts",
     "read_texts",

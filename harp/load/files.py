@@ -44,7 +44,26 @@ def load_npy(value: Any, name: str, *, mmap: bool = False) -> np.ndarray:
 
 
 def load_vector(value: Any, name: str) -> np.ndarray:
-    """A 1-D array from an array, a .npy file, a JSON list or a text file of one number a line."""
+    """A 1-D array from an array, a .npy file, a JSON list or a text file of one number a line.
+
+    Parameters
+    ----------
+    value : array-like or path
+        The array itself, or a ``.npy``, ``.json`` (a list) or ``.txt`` (numbers separated by white space) file.
+    name : str
+        What the caller calls the input; every message starts with it.
+
+    Returns
+    -------
+    ndarray
+        The values as read (``.npy`` keeps its dtype and shape; ``.json`` and ``.txt`` give what
+        :func:`numpy.asarray` makes of the list).
+
+    Raises
+    ------
+    ValueError
+        The file is missing or unreadable, or does not hold a list of numbers.
+    """
     if isinstance(value, str | os.PathLike) and Path(value).suffix.lower() in (".json", ".txt"):
         path = Path(value)
         try:

@@ -1,7 +1,6 @@
 """``harp design``: measure region effects by designed mixtures, fit them, and select by pruning regions.
 
-A thin shell over :mod:`harp.design`, registered on the main group by :func:`register` (``harp.cli`` calls it).
-Torch and the model load inside ``harp design measure`` only.
+A thin shell over :mod:`harp.design`. Torch and the model load inside ``harp design measure`` only.
 """
 
 from __future__ import annotations
@@ -14,18 +13,16 @@ from typing import Any
 import click
 import numpy as np
 
-from harp.cli_measure import positive_ints, set_executor_options
-from harp.store import StoreError
+from harp.cli.common import LIBRARY_ERRORS, LIBRARY_OR_IMPORT_ERRORS, errors, progress_logger
+from harp.cli.options import (
+    RUN_LOCK_TIMEOUT_S,
+    measure_config_from,
+    parse_devices,
+    positive_ints,
+    set_executor_options,
+)
 
-__all__ = ["register"]
-
-RUN_LOCK_TIMEOUT_S = 120.0  # as `harp measure`: a run writes once a mixture and must outlast a `harp infer`
-
-
-def _log(message: str) -> None:
-    obj = click.get_current_context().find_root().obj
-    if not getattr(obj, "quiet", False):
-        click.echo(message, err=True)
+__all__ = ["design_group"]
 
 
 _store_option = click.option(
@@ -111,7 +108,6 @@ def measure_command(
       harp design measure --store pool.duckdb --model ./SmolLM2-135M-Instruct --pool pool.jsonl \\
           --eval eval.jsonl --config finetune.json --budgets 500,1000,2000 --adapters-per-batch 16
     """
-    from harp.cli_measure import measure_config_from, parse_devices
     from harp.data import load_eval_set, load_training_pool
     from harp.design import run_design
     from harp.store import Store
@@ -121,7 +117,7 @@ def measure_command(
         raise click.BadParameter(
             f"{per_budget} is odd: mixtures come in foldover pairs", param_hint="--per-budget"
         )
-    try:
+    with errors(LIBRARY_OR_IMPORT_ERRORS, record_warnings=False, words=False):
         config = measure_config_from(config_path, {"lora_dropout": lora_dropout})
         store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
@@ -130,10 +126,8 @@ def measure_command(
             store, model, pool, eval_set, config, level=level, budgets=budget_list, per_budget=per_budget,
             seed=seed, executor=executor, devices=parse_devices(devices),  # type: ignore[arg-type]
             workers_per_device=workers_per_device, address=address, adapters_per_batch=adapters_per_batch,
-            log=_log,
+            log=progress_logger(),
         )  # fmt: skip
-    except (ValueError, ImportError, OSError, StoreError) as error:
-        raise click.ClickException(str(error)) from None
     click.echo(json.dumps({"run_id": report.run_id, "config_key": report.config_key, "measured": report.measured,
                            "skipped": report.skipped}))  # fmt: skip
 
@@ -168,11 +162,9 @@ def fit_command(
     """
     from harp.design import kept_regions, region_sources
 
-    try:
+    with errors(LIBRARY_ERRORS, record_warnings=False, words=False):
         store, fit = _fit(store_path, level, config_key, bootstrap_seed)
         sources = region_sources(store, level)
-    except (ValueError, OSError, StoreError) as error:
-        raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(fit.to_dict()))
         return
@@ -224,7 +216,7 @@ def select_command(
     from harp.measure import leaf_members
 
     rule = rule.upper()
-    try:
+    with errors(LIBRARY_ERRORS, record_warnings=False, words=False):
         store, fit = _fit(store_path, level, config_key, bootstrap_seed)
         region_of_leaf = region_of_leaves(store, level)
         members = leaf_members(store, store.count("points"))
@@ -251,11 +243,4 @@ def select_command(
             },  # fmt: skip
         }
         csv_path, manifest_path = write_selection(out, selection, manifest, inputs={"--store": store_path})
-    except (ValueError, OSError, StoreError) as error:
-        raise click.ClickException(str(error)) from None
     click.echo(json.dumps({"csv": str(csv_path), "manifest": str(manifest_path), **manifest["counts"]}))
-
-
-def register(group: click.Group) -> None:
-    """Add ``design`` to the ``harp`` command group."""
-    group.add_command(design_group)

@@ -1,26 +1,23 @@
 """Pipeline commands of the ``harp`` CLI: ``hierarchy``, ``layout``, ``infer`` and ``load``.
 
-A thin shell over :mod:`harp.hierarchy`, :mod:`harp.layout`, :mod:`harp.bayes` and :mod:`harp.load`: parse,
+A thin shell over :mod:`harp.hierarchy`, :mod:`harp.layout`, :mod:`harp.runs` and :mod:`harp.load`: parse,
 call, present. A JSON summary goes to stdout, progress and warnings to stderr (``harp -q`` silences them), a
-library error becomes one line ``Error: ...`` with exit status 1. ``harp.cli`` calls :func:`register`.
+library error (a missing optional extra included) becomes one line ``Error: ...`` with exit status 1.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
 
-__all__ = ["register"]
+from harp.cli.common import LIBRARY_OR_IMPORT_ERRORS, echo_json, errors, progress_logger
+from harp.id_lists import leaf_id_list
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["hierarchy_command", "infer_command", "layout_command", "load_command"]
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _STORE = click.Path(dir_okay=False, path_type=Path)
@@ -32,31 +29,6 @@ _TEXTS = click.option(
     help="Texts, one per point (.jsonl, .parquet or .txt); a training pool's prompt, response and source are "
     "kept apart.",
 )
-
-
-def _logger(obj: Any) -> Callable[[str], None]:
-    """Progress to stderr unless ``harp -q``; works without the main group's context object too."""
-    if getattr(obj, "quiet", False):
-        return lambda message: None
-    return lambda message: click.echo(message, err=True)
-
-
-@contextmanager
-def _errors(log: Callable[[str], None]) -> Iterator[None]:
-    """Library errors become ``Error: ...`` (exit 1); warnings are shown as one line each on stderr."""
-    from harp.cli import cli_words
-    from harp.store import StoreError
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        except (StoreError, ValueError, OSError, ImportError) as error:
-            raise click.ClickException(cli_words(str(error))) from None
-        finally:
-            for warning in caught:
-                if issubclass(warning.category, UserWarning):
-                    log(f"warning: {warning.message}")
 
 
 def _open_store(path: Path, *, create: bool) -> Any:
@@ -74,31 +46,6 @@ def _load_features(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"--features: cannot read {path} as a .npy array: {error}") from None
-
-
-def _leaf_list(value: str, name: str) -> np.ndarray:
-    """Leaf ids from ``"3,8,12"`` or from a .json/.txt/.npy file of ids; a ValueError names ``name``."""
-    from harp.load.files import load_vector as _load_vector
-
-    if Path(value).suffix.lower() in (".json", ".txt", ".npy"):
-        ids = _load_vector(value, name)
-    else:
-        try:
-            ids = np.asarray([int(part) for part in value.split(",") if part.strip()], dtype=np.int64)
-        except ValueError:
-            raise ValueError(
-                f"{name}: expected comma-separated leaf ids or a file of ids, got {value!r}"
-            ) from None
-    if ids.size and not np.array_equal(ids, np.round(ids)):
-        raise ValueError(f"{name}: leaf ids must be integers")
-    return ids.astype(np.int64)
-
-
-def _echo_json(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, default=str))
-
-
-# ----------------------------------------------------------------------------------------------------------------
 
 
 @click.command("hierarchy")
@@ -129,9 +76,7 @@ def _echo_json(data: dict[str, Any]) -> None:
 @click.option(
     "--discard-measurements", is_flag=True, help="Replace a tree that has measurements (they are deleted)."
 )
-@click.pass_obj
 def hierarchy_command(
-    obj: Any,
     features: Path,
     store: Path,
     texts: Path | None,
@@ -158,9 +103,9 @@ def hierarchy_command(
     from harp.layout import ensure_layout
     from harp.load import read_point_texts, write_hierarchy
 
-    log = _logger(obj)
+    log = progress_logger()
     started = time.perf_counter()
-    with _errors(log):
+    with errors(LIBRARY_OR_IMPORT_ERRORS):
         X = _load_features(features)
         text_list = read_point_texts(texts) if texts is not None else None
         if text_list is not None and len(text_list) != X.shape[0]:
@@ -202,7 +147,7 @@ def hierarchy_command(
                 log(f"layout: {method} of {tree.n_leaves} leaf centroids")
         opened.finish_run(run_id, timings=timings)
         sizes = tree.leaf_size
-        _echo_json(
+        echo_json(
             {
                 "store": str(store),
                 "points": tree.n_points,
@@ -231,9 +176,7 @@ def hierarchy_command(
 @click.option("--metric", default="cosine", show_default=True, help="UMAP input metric.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Recompute even when the cached layout's key matches.")
-@click.pass_obj
 def layout_command(
-    obj: Any,
     store: Path,
     features: Path,
     method: str,
@@ -254,8 +197,8 @@ def layout_command(
     """
     from harp.layout import ensure_layout, leaf_centroids
 
-    log = _logger(obj)
-    with _errors(log):
+    log = progress_logger()
+    with errors(LIBRARY_OR_IMPORT_ERRORS):
         opened = _open_store(store, create=False)
         points = opened.read_table("points")
         n_leaves = opened.read_table("leaves").num_rows
@@ -283,7 +226,7 @@ def layout_command(
                 else "unchanged (cached key matches)"
             )
         )
-        _echo_json({"store": str(store), "method": result.method, "computed": computed, "key": result.key})
+        echo_json({"store": str(store), "method": result.method, "computed": computed, "key": result.key})
 
 
 @click.command("infer")
@@ -303,9 +246,7 @@ def layout_command(
 @click.option("--training-noise/--no-training-noise", default=True, show_default=True,
               help="Add the spread of leaves measured under several seeds of this config to every "
               "measurement's variance.")  # fmt: skip
-@click.pass_obj
 def infer_command(
-    obj: Any,
     store: Path,
     config_key: str | None,
     threshold: float,
@@ -327,9 +268,9 @@ def infer_command(
     """
     from harp.runs import rerun_infer
 
-    log = _logger(obj)
-    with _errors(log):
-        held = None if hold_out is None else _leaf_list(hold_out, "--hold-out")
+    log = progress_logger()
+    with errors(LIBRARY_OR_IMPORT_ERRORS):
+        held = None if hold_out is None else leaf_id_list(hold_out, "--hold-out")
         opened = _open_store(store, create=False)
         effects, active = rerun_infer(
             opened,
@@ -346,7 +287,7 @@ def infer_command(
         summary["store"] = str(store)
         summary["active_domains"] = [name for name, flag in zip(names, active, strict=True) if flag]
         summary["measured_leaves"] = int(effects.measured.any(axis=1).sum())
-        _echo_json(summary)
+        echo_json(summary)
 
 
 @click.command("load")
@@ -373,9 +314,7 @@ def infer_command(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing store.")
-@click.pass_obj
 def load_command(
-    obj: Any,
     store: Path,
     phi: Path,
     leaf_of_point: Path,
@@ -404,8 +343,8 @@ def load_command(
     """
     from harp.load import load_arrays
 
-    log = _logger(obj)
-    with _errors(log):
+    log = progress_logger()
+    with errors(LIBRARY_OR_IMPORT_ERRORS):
         opened = load_arrays(
             store,
             phi=phi,
@@ -425,10 +364,4 @@ def load_command(
             progress=log,
         )
         summary = opened.summary(with_hash=True)
-        _echo_json({key: summary[key] for key in ("path", "content_hash", "counts", "n_active_domains")})
-
-
-def register(group: click.Group) -> None:
-    """Add the pipeline commands to the ``harp`` group."""
-    for command in (hierarchy_command, layout_command, infer_command, load_command):
-        group.add_command(command)
+        echo_json({key: summary[key] for key in ("path", "content_hash", "counts", "n_active_domains")})

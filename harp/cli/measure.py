@@ -1,7 +1,9 @@
-"""``harp embed`` and ``harp measure``: thin shells over :mod:`harp.embed` and :mod:`harp.measure`.
+"""``harp embed``, ``harp measure`` and ``harp validate``: thin shells over :mod:`harp.embed`, :mod:`harp.measure`
+and :mod:`harp.validate`.
 
-Registered on the main group by :func:`register` (``harp.cli`` calls it). Heavy imports (torch, transformers,
-sentence-transformers, ray) happen inside the commands, so ``harp --help`` stays fast and works without them.
+Heavy imports (torch, transformers, sentence-transformers, ray) happen inside the commands, so ``harp --help``
+stays fast and works without them. These runs last minutes to hours: a library warning is shown by Python when
+it happens, not collected until the end.
 """
 
 from __future__ import annotations
@@ -13,35 +15,25 @@ from typing import Any
 import click
 import numpy as np
 
-from harp.store import StoreError
+from harp.cli.common import LIBRARY_OR_IMPORT_ERRORS, errors, is_quiet, log, progress_logger
+from harp.cli.options import (
+    RUN_LOCK_TIMEOUT_S,
+    measure_config_from,
+    parse_devices,
+    positive_ints,
+    set_executor_options,
+)
+from harp.id_lists import leaf_id_list
 
-# A measure or validate run writes once a leaf (or mixture), minutes apart, and must outlast another process's whole
-# write of the effects: `harp infer`, from the command line or the app's Runs page, holds the file about 5 s at
-# 10,000 leaves x 64 domains on a loaded 2-core machine (mostly DuckDB's checkpoint at commit). Waiting 2 minutes
-# costs a long run nothing; the 10 s default would stop it.
-RUN_LOCK_TIMEOUT_S = 120.0
-
-__all__ = ["measure_config_from", "parse_devices", "positive_ints", "register", "set_executor_options"]
-
-
-def _log(message: str) -> None:
-    obj = click.get_current_context().find_root().obj
-    if not getattr(obj, "quiet", False):
-        click.echo(message, err=True)
-
-
-def _fail(error: Exception) -> click.ClickException:
-    return click.ClickException(str(error))
+__all__ = ["embed_command", "measure_command", "validate_command"]
 
 
 def _leaf_ids(text: str | None, name: str) -> list[int] | None:
     """Leaf ids from ``"3,8,12"`` or a .json/.txt/.npy file of ids, as ``harp infer --hold-out`` takes them."""
-    from harp.cli_pipeline import _leaf_list
-
     if text is None:
         return None
     try:
-        ids = [int(g) for g in _leaf_list(text, name)]
+        ids = [int(g) for g in leaf_id_list(text, name)]
     except ValueError as error:
         raise click.BadParameter(str(error).removeprefix(f"{name}: "), param_hint=name) from None
     if not ids:
@@ -88,18 +80,15 @@ def embed_command(
     from harp.data import load_training_pool
     from harp.embed import embed_texts
 
-    try:
+    timings: dict[str, Any] = {}
+    with errors((ValueError, ImportError, OSError), record_warnings=False, words=False):
         pool = load_training_pool(pool_path)
-        _log(f"embedding {len(pool)} examples")
-        quiet = getattr(click.get_current_context().find_root().obj, "quiet", False)
-        timings: dict[str, Any] = {}
+        log(f"embedding {len(pool)} examples")
         features = embed_texts(
-            pool.texts(), model, batch_size=batch_size, device=device, dtype=dtype, show_progress=not quiet,
+            pool.texts(), model, batch_size=batch_size, device=device, dtype=dtype, show_progress=not is_quiet(),
             timings=timings,
         )  # fmt: skip
-    except (ValueError, ImportError, OSError) as error:
-        raise _fail(error) from None
-    _log(
+    log(
         f"embedded {features.shape[0]} examples in {timings['seconds']:.1f} s "
         f"({timings['texts_per_second']:.0f} examples/s on {timings['device']}, {timings['dtype']})"
     )
@@ -109,25 +98,10 @@ def embed_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         publish_staged(stage_file(out, lambda stream: np.save(stream, features), "embed"), out)
     except OSError as error:
-        raise _fail(ValueError(f"cannot write --out {out}: {error}")) from None
+        raise click.ClickException(f"cannot write --out {out}: {error}") from None
     click.echo(json.dumps({"out": str(out), "rows": int(features.shape[0]), "dim": int(features.shape[1]),
                            "device": timings["device"], "dtype": timings["dtype"],
                            "examples_per_second": round(timings["texts_per_second"], 1)}))  # fmt: skip
-
-
-def measure_config_from(config_path: Path | None, overrides: dict[str, Any]) -> Any:
-    from harp.measure import MeasureConfig
-
-    data: dict[str, Any] = {}
-    if config_path is not None:
-        try:
-            data = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{config_path}: cannot read the measure config as JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{config_path}: the measure config must be a JSON object")
-    data.update({name: value for name, value in overrides.items() if value is not None})
-    return MeasureConfig.from_dict(data)
 
 
 def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray:
@@ -322,7 +296,7 @@ def measure_command(
         raise click.UsageError("--budget needs --features X_feat.npy to choose representatives")
     leaf_ids = _leaf_ids(leaves, "--leaves")
     device_list = parse_devices(devices)
-    try:
+    with errors(LIBRARY_OR_IMPORT_ERRORS, record_warnings=False, words=False):
         overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "lora_r": lora_r,
                      "max_length": max_length, "dtype": dtype, "seed": seed, "score": score,
                      "protocol": protocol, "background_size": background_size,
@@ -335,17 +309,15 @@ def measure_command(
             from harp.active import next_leaves
 
             leaf_ids = [int(g) for g in next_leaves(store, next_k).leaves]
-            _log(f"--next {next_k}: measuring leaves {leaf_ids}; run `harp infer` afterwards")
+            log(f"--next {next_k}: measuring leaves {leaf_ids}; run `harp infer` afterwards")
         elif leaf_ids is None:
             assert features is not None and budget is not None
             leaf_ids = [int(g) for g in _representatives(store, features, budget)]
         report = run_measurements(
             store, model, pool, eval_set, leaf_ids, config, executor=executor,  # type: ignore[arg-type]
             devices=device_list, workers_per_device=workers_per_device, address=address,
-            max_examples_per_leaf=max_examples_per_leaf, adapters_per_batch=adapters_per_batch, log=_log,
+            max_examples_per_leaf=max_examples_per_leaf, adapters_per_batch=adapters_per_batch, log=progress_logger(),
         )  # fmt: skip
-    except (ValueError, ImportError, OSError, StoreError) as error:
-        raise _fail(error) from None
     summary = {
         "run_id": report.run_id,
         "config_key": report.config_key,
@@ -356,44 +328,8 @@ def measure_command(
     click.echo(json.dumps(summary))
 
 
-def parse_devices(devices: str | None) -> list[str | int] | None:
-    if not devices:
-        return None
-    return [int(part) if part.strip().isdigit() else part.strip() for part in devices.split(",")]
-
-
-def positive_ints(text: str, option: str, what: str, example: str) -> list[int]:
-    """A comma-separated list of integers >= 1 given to ``option``, or a usage error naming it."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of integers", param_hint=option
-        ) from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{text!r}: give {what} >= 1, e.g. {example}", param_hint=option)
-    return values
-
-
 def _sizes(text: str | None) -> list[int] | None:
     return None if text is None else positive_ints(text, "--sizes", "leaf counts", "2,5,10,20,40")
-
-
-def set_executor_options(command: Any) -> Any:
-    """The options of a command that finetunes sets of examples (unions, regions, designed mixtures): where and
-    how many side by side. Shared by `harp validate` and `harp design measure`."""
-    options = [
-        click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
-                     show_default=True, help="As for `harp measure`."),
-        click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu."),
-        click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True),
-        click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Sets trained side by side in one forward/backward pass."),
-        click.option("--address", default=None, help="Ray cluster address (--executor ray)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @click.command("validate")
@@ -486,7 +422,7 @@ def validate_command(
     from harp.validate import validate_mixtures
 
     size_list = _sizes(sizes)
-    try:
+    with errors(LIBRARY_OR_IMPORT_ERRORS, record_warnings=False, words=False):
         config = measure_config_from(config_path, {"protocol": protocol})
         store = Store.open(store_path, lock_timeout=RUN_LOCK_TIMEOUT_S)
         pool = load_training_pool(pool_path)
@@ -496,10 +432,8 @@ def validate_command(
             seed=seed, regions=regions, config_key=config_key, executor=executor,  # type: ignore[arg-type]
             devices=parse_devices(devices),
             workers_per_device=workers_per_device, address=address, adapters_per_batch=adapters_per_batch,
-            log=_log,
+            log=progress_logger(),
         )  # fmt: skip
-    except (ValueError, ImportError, OSError, StoreError) as error:
-        raise _fail(error) from None
     click.echo(
         json.dumps(
             {
@@ -511,10 +445,3 @@ def validate_command(
             }
         )
     )
-
-
-def register(group: click.Group) -> None:
-    """Add ``embed``, ``measure`` and ``validate`` to the ``harp`` command group."""
-    group.add_command(embed_command)
-    group.add_command(measure_command)
-    group.add_command(validate_command)
