@@ -15,11 +15,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.app-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.app-installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e '.[app]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e '.[app,train,dev,cluster]' $(TORCH)
 	touch $@
 
@@ -36,7 +36,7 @@ $(STORE): $(VENV)/.app-installed $(wildcard $(DEMO)/*.parquet)
 app: $(VENV)/.app-installed $(STORE)
 	$(BIN)/harp app --store $(STORE) --host $(HOST) --port $(PORT)
 
-SOURCES := $(wildcard harp app tests benchmarks)
+SOURCES := $(wildcard harp app tests benchmarks setup.py)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check $(SOURCES)
@@ -45,6 +45,8 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
+# Includes tests/test_wheel.py: it builds the wheel and installs it with [app] into a fresh venv of its own (from
+# the package registry, or pip's cache), so a packaging mistake fails here and not for the first user.
 pytest: $(VENV)/.test-installed chromium
 	$(BIN)/python -m pytest
 

@@ -9,6 +9,7 @@ those set ``view_dirty``). At the end of the controls the view is read back from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from app.state import (
     ENVELOPES,
     OBJECTIVE,
     QUERY_KEYS,
+    Envelope,
     ViewState,
     default_view,
     format_leaf_ids,
@@ -297,7 +299,7 @@ def render(bundle: StoreBundle, weights: tuple[float, ...], active: tuple[bool, 
         help="HARP-C counts only the best helpful leaf per domain and every harmful one (conservative); "
         "HARP-E adds all effects up (expansive); both shows them side by side.",
     )
-    envelope = ss["ctl_envelope"] or "C"
+    envelope: Envelope = ss["ctl_envelope"] or "C"
     envelopes = ("C", "E") if envelope == "both" else (envelope,)
     effective = np.asarray(weights, dtype=np.float64) * np.asarray(active, dtype=np.float64)
     end = slider_end(bundle, envelopes, effective, pinned, excluded)
@@ -402,3 +404,29 @@ def show_view_warnings() -> None:
             icon=":material/link_off:",
         )
         ss["view_warnings"] = []
+
+
+def pin_leaves(leaves: Sequence[int]) -> None:
+    """Pin ``leaves`` (a button's callback): they are released from the exclusions."""
+    view: ViewState = ss["view"]
+    pinned = list(view.pinned) + [g for g in leaves if g not in view.pinned]
+    excluded = [g for g in view.excluded if g not in leaves]
+    set_view(view.with_pins(pinned, excluded))
+
+
+def exclude_leaves(leaves: Sequence[int]) -> None:
+    """Exclude ``leaves`` (a button's callback): they are released from the pins."""
+    view: ViewState = ss["view"]
+    excluded = list(view.excluded) + [g for g in leaves if g not in view.excluded]
+    pinned = [g for g in view.pinned if g not in leaves]
+    set_view(view.with_pins(pinned, excluded))
+
+
+def release_leaves(leaves: Sequence[int]) -> None:
+    """Neither pin nor exclude ``leaves`` (a button's callback)."""
+    view: ViewState = ss["view"]
+    set_view(
+        view.with_pins(
+            [g for g in view.pinned if g not in leaves], [g for g in view.excluded if g not in leaves]
+        )
+    )

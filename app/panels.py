@@ -16,7 +16,8 @@ import streamlit as st
 
 from app import controls, data, figures, search_panel, text
 from app.data import StoreBundle, StoreProblem
-from app.state import OBJECTIVE, ViewState, format_leaf_ids, parse_leaf_ids
+from app.leaf_view import colored_effect, leaf_effect_line, show_example
+from app.state import ViewState, format_leaf_ids, parse_leaf_ids
 from harp.export import selection_csv, selection_manifest
 
 ss = st.session_state
@@ -25,16 +26,6 @@ MAX_EFFECT_LEAVES = 8
 MAX_OPEN_TABLE = 500
 # A leaf's examples download is capped: a leaf holds tens to hundreds of points.
 MAX_EXAMPLES_DOWNLOAD = 100_000
-
-
-def colored_effect(bundle: StoreBundle, view: ViewState) -> tuple[np.ndarray, np.ndarray, str]:
-    """The quantity the map is colored by: (effect, sd, label)."""
-    if view.color != OBJECTIVE and view.color in bundle.domain_names:
-        d = bundle.domain_names.index(view.color)
-        return bundle.phi[:, d], bundle.sd[:, d], f"phi[{view.color}]"
-    weights = tuple(float(w) for w in view.effective_weights())
-    mean, spread = data.objective_effect(bundle.path, bundle.token, weights)
-    return mean, spread, "phi (weighted objective)"
 
 
 def budget_cap(bundle: StoreBundle, view: ViewState) -> int | None:
@@ -109,29 +100,6 @@ def _on_open_change(where: str) -> None:
         ss["open_leaves"] = list(leaves)
 
 
-def _pin(leaves: Sequence[int]) -> None:
-    view: ViewState = ss["view"]
-    pinned = list(view.pinned) + [g for g in leaves if g not in view.pinned]
-    excluded = [g for g in view.excluded if g not in leaves]
-    controls.set_view(view.with_pins(pinned, excluded))
-
-
-def _exclude(leaves: Sequence[int]) -> None:
-    view: ViewState = ss["view"]
-    excluded = list(view.excluded) + [g for g in leaves if g not in view.excluded]
-    pinned = [g for g in view.pinned if g not in leaves]
-    controls.set_view(view.with_pins(pinned, excluded))
-
-
-def _release(leaves: Sequence[int]) -> None:
-    view: ViewState = ss["view"]
-    controls.set_view(
-        view.with_pins(
-            [g for g in view.pinned if g not in leaves], [g for g in view.excluded if g not in leaves]
-        )
-    )
-
-
 def _status(leaf: int, view: ViewState, chosen: Mapping[str, set[int]]) -> str:
     parts = []
     if leaf in view.pinned:
@@ -192,9 +160,13 @@ def leaf_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, An
     if len(opened) > MAX_OPEN_TABLE:
         st.caption(f"Showing the first {MAX_OPEN_TABLE} of {len(opened)} open leaves.")
     buttons = st.columns(3)
-    buttons[0].button("Pin open leaves", key=f"{where}_pin", on_click=_pin, args=(opened,))
-    buttons[1].button("Exclude open leaves", key=f"{where}_exclude", on_click=_exclude, args=(opened,))
-    buttons[2].button("Release pins and excludes", key=f"{where}_release", on_click=_release, args=(opened,))
+    buttons[0].button("Pin open leaves", key=f"{where}_pin", on_click=controls.pin_leaves, args=(opened,))
+    buttons[1].button(
+        "Exclude open leaves", key=f"{where}_exclude", on_click=controls.exclude_leaves, args=(opened,)
+    )
+    buttons[2].button(
+        "Release pins and excludes", key=f"{where}_release", on_click=controls.release_leaves, args=(opened,)
+    )
 
     shown = opened[:MAX_EFFECT_LEAVES]
     st.markdown("**Effects across domains** (phi ± 1 sd)")
@@ -212,41 +184,6 @@ def leaf_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, An
     leaf = st.selectbox("Examples of leaf", opened, key=f"{where}_example_leaf")
     _examples(bundle, int(leaf), where, view)
     _parent_leaves(bundle, int(leaf), view, selections, where)
-
-
-def leaf_effect_line(bundle: StoreBundle, view: ViewState, leaf: int) -> str:
-    """One Markdown line: the leaf's effect on the colored quantity with its sd, and whether it was measured."""
-    effect, spread, label = colored_effect(bundle, view)
-    by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
-    measured = (
-        bool(bundle.measured[leaf, bundle.domain_names.index(view.color)])
-        if by_domain
-        else bool(bundle.measured[leaf].any())
-    )
-    verdict = "helps" if effect[leaf] > 0 else "hurts" if effect[leaf] < 0 else "neutral"
-    return (
-        f"**Leaf {leaf}**: {text.markdown_text(label)} = {effect[leaf]:+.4f} ± {spread[leaf]:.4f} ({verdict}, "
-        f"{'measured' if measured else 'inferred'}), {int(bundle.leaf_size[leaf]):,} examples, parent "
-        f"{int(bundle.leaf_parent[leaf])}, large node {int(bundle.leaf_large[leaf])}"
-    )
-
-
-def show_example(point_id: int, example: object, source: object, response: object = None) -> None:
-    """One example in full: its prompt's chat turns (or its text), then its response, verbatim in code blocks,
-    which show untrusted text as plain characters (no Markdown, no HTML, no links), and its source."""
-    turns = text.chat_turns(example)
-    st.caption(
-        f"Point {int(point_id)} · source: " + (text.code_span(source, 200) if source else "not recorded")
-    )
-    if response is not None:
-        st.caption("**prompt**")
-    for role, content in turns:
-        if role:
-            st.caption(f"**{text.markdown_text(role)}**")
-        st.code(content or "(empty)", language=None, wrap_lines=True)
-    if response is not None:
-        st.caption("**response**")
-        st.code(str(response) or "(empty)", language=None, wrap_lines=True)
 
 
 def _examples(bundle: StoreBundle, leaf: int, where: str, view: ViewState | None = None) -> None:

@@ -10,13 +10,13 @@ act on all its leaves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, figures, panels, text
+from app import controls, figures, leaf_view, text
 from app.data import StoreBundle
 from app.state import OBJECTIVE, REGION_LEVELS, ViewState, split_region
 from harp.regions import RegionEffects, leaves_of, rank_regions, region_effects
@@ -33,12 +33,14 @@ def region_of_leaf(bundle: StoreBundle, level: str) -> np.ndarray:
 
 def summarise(bundle: StoreBundle, view: ViewState, level: str) -> tuple[RegionEffects, str]:
     """The regions of one level with their effect on the view's colored quantity, and that quantity's label."""
-    effect, spread, label = panels.colored_effect(bundle, view)
+    effect, spread, label = leaf_view.colored_effect(bundle, view)
     by_domain = view.color != OBJECTIVE and view.color in bundle.domain_names
-    measured = (
+    # numpy's stubs type ``any(axis=1)`` as possibly a scalar; with an axis it is always an array.
+    measured = cast(
+        np.ndarray,
         bundle.measured[:, bundle.domain_names.index(view.color)]
         if by_domain
-        else bundle.measured.any(axis=1)
+        else bundle.measured.any(axis=1),
     )
     return region_effects(effect, spread, region_of_leaf(bundle, level), bundle.leaf_size, measured), label
 
@@ -187,12 +189,12 @@ def regions_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str,
                 f"{100 * share:.0f}% of its points measured"
             )
             buttons = st.columns(3)
-            buttons[0].button("Pin region", key="regions_pin", on_click=panels._pin, args=(leaves,))
+            buttons[0].button("Pin region", key="regions_pin", on_click=controls.pin_leaves, args=(leaves,))
             buttons[1].button(
-                "Exclude region", key="regions_exclude", on_click=panels._exclude, args=(leaves,)
+                "Exclude region", key="regions_exclude", on_click=controls.exclude_leaves, args=(leaves,)
             )
             buttons[2].button(
-                "Release region", key="regions_release", on_click=panels._release, args=(leaves,)
+                "Release region", key="regions_release", on_click=controls.release_leaves, args=(leaves,)
             )
 
     st.markdown(f"**All {LEVEL_NAMES[level]}** (sort by a column header)")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, panels, text
+from app import controls, data, leaf_view, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 from harp.search import MAX_QUERY_CHARS, SEARCH_MODES, SearchHits
@@ -82,7 +82,7 @@ def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
     hits = run_search(bundle, query, mode)
     if hits is None:
         return
-    effect, spread, label = panels.colored_effect(bundle, view)
+    effect, spread, label = leaf_view.colored_effect(bundle, view)
     hit_leaves = hits.leaf_id
     shown = f"the first {len(hits):,}" if hits.total > len(hits) else "all"
     st.caption(
@@ -135,8 +135,9 @@ def pool_search(bundle: StoreBundle, view: ViewState, where: str) -> None:
     if chosen_in == table_key and chosen is not None and chosen < len(hits):
         leaf = int(hit_leaves[chosen])
         st.markdown(
-            panels.leaf_effect_line(bundle, view, leaf) + " · open in the leaf panel and crossed on the map"
+            leaf_view.leaf_effect_line(bundle, view, leaf)
+            + " · open in the leaf panel and crossed on the map"
         )
-        panels.show_example(
+        leaf_view.show_example(
             int(hits.point_id[chosen]), hits.text[chosen], hits.source[chosen], hits.response[chosen]
         )

@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from harp.objective import default_weights
+
 Envelope = Literal["C", "E", "both"]
 ENVELOPES: tuple[Envelope, ...] = ("C", "E", "both")
 ENVELOPE_LABELS: dict[str, str] = {"C": "HARP-C", "E": "HARP-E", "both": "both"}
@@ -64,10 +66,9 @@ class StoreShape:
 
     def reset_active(self) -> tuple[bool, ...]:
         """The store's active domains, or every domain when the store marks none active (all weights zero would
-        select nothing)."""
-        if any(self.default_active):
-            return tuple(self.default_active)
-        return (True,) * self.n_domains
+        select nothing): the domains :func:`harp.objective.default_weights` gives weight."""
+        weights = default_weights(np.asarray(self.default_active, dtype=bool).reshape(-1))
+        return tuple(bool(w) for w in weights)
 
 
 @dataclass(frozen=True)

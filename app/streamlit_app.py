@@ -7,13 +7,39 @@ at another file.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
-# Streamlit puts this file's folder on sys.path; the pages import the helpers as the package ``app``.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+
+def _import_as_app(folder: Path) -> None:
+    """Make ``folder`` (this file's) the package ``app`` that the pages and helpers import (``from app.data ...``).
+
+    In a checkout the folder is ``app/`` itself: its parent goes on sys.path, as Streamlit puts only this file's
+    folder there. An installed wheel holds the folder as the package ``harp_app`` (no top-level ``app`` in
+    site-packages to clash with another project's), so it is registered under the name ``app`` as well, once:
+    every helper module is then loaded once, as ``app.<name>``.
+    """
+    if folder.name == "app":
+        root = str(folder.parent)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        return
+    loaded = sys.modules.get("app")
+    if loaded is not None and [str(Path(p).resolve()) for p in getattr(loaded, "__path__", [])] == [
+        str(folder)
+    ]:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "app", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = package
+    spec.loader.exec_module(package)
+
+
+_import_as_app(Path(__file__).resolve().parent)
 
 import streamlit as st  # noqa: E402
 

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.browser import CHROMIUM, MAP_FRAME, app_server, chromium, metric_value, wait_idle  # noqa: E402
+from tests.browser import CHROMIUM, MAP_FRAME, app_server, chromium, metric_value, wait_idle  # noqa: E402
 
 SETTLE_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
 

@@ -14,7 +14,7 @@ a second run measures only the reads; sizes given as LEAVES:LEAF_SIZE use that m
 points make the 10^7-point pool). With --old, the same commands run from the older checkout (PYTHONPATH) on
 stores it made itself, so that "today's" figures come from the same machine in the same hour.
 
-With --app, `harp app --store STORE` is started as a user would, Debian's Chromium (app/browser.py) opens the
+With --app, `harp app --store STORE` is started as a user would, Debian's Chromium (tests/browser.py) opens the
 page, and the script reports the seconds until the first metric shows and until the leaf map is drawn, and the
 peak resident memory of the server (`VmHWM` of the Streamlit process) after that first load.
 
@@ -122,7 +122,7 @@ def app_load(store: Path, timeout_s: float = 590.0) -> None:
     sys.path.insert(0, str(REPO))
     from playwright.sync_api import sync_playwright
 
-    from app.browser import chromium, free_port, map_frame, wait_idle
+    from tests.browser import chromium, free_port, map_frame, wait_idle
 
     port = free_port()
     command, env = harp_command(REPO)

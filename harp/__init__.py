@@ -4,6 +4,7 @@ The public surface: :func:`select` (greedy selection under HARP-C / HARP-E), :cl
 every stage's results) and the CSV export helpers. Everything else lives in submodules.
 """
 
+# The one source of the version: pyproject.toml reads it (dynamic), `harp --version` and the manifests print it.
 __version__ = "0.1.0"
 
 import sys

@@ -1,13 +1,15 @@
-"""The selection objective's shared rules: which domains count, and by how much, when the user says nothing.
+"""The selection objective's shared rules: which domains count, and by how much, when the user says nothing, and
+what a leaf is worth to the weighted objective.
 
-Notation as in :mod:`harp.select`: domain d, weights ``w_d >= 0``, active flags from :func:`harp.bayes.active_domains`.
+Notation as in :mod:`harp.select`: leaf g, domain d, effects ``phi[g, d]``, weights ``w_d >= 0``, active flags from
+:func:`harp.bayes.active_domains`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["default_weights"]
+__all__ = ["default_weights", "weighted_effect"]
 
 
 def default_weights(active: np.ndarray) -> np.ndarray:
@@ -23,3 +25,19 @@ def default_weights(active: np.ndarray) -> np.ndarray:
     """
     weights = np.asarray(active, dtype=np.float64)
     return weights if weights.any() else np.ones_like(weights)
+
+
+def weighted_effect(phi: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each leaf's effect on the weighted objective: ``u_g = sum_d w_d phi[g, d] / sum_d w_d``.
+
+    Parameters
+    ----------
+    phi : ndarray of shape (n_leaves, n_domains)
+    weights : ndarray of shape (n_domains,)
+        Non-negative and not all zero (the caller checks: the sum divides).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_leaves,)
+    """
+    return phi @ weights / weights.sum()

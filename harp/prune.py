@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from harp._validation import check_selection, is_integer
+from harp.objective import weighted_effect
 from harp.select import Selection
 
 __all__ = ["prune_select", "utility_effects"]
@@ -35,7 +36,7 @@ __all__ = ["prune_select", "utility_effects"]
 
 def utility_effects(phi: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``u_g = sum_d w_d phi[g, d] / sum_d w_d`` for every leaf: shape (n_leaves,)."""
-    return phi @ weights / weights.sum()
+    return weighted_effect(phi, weights)
 
 
 def prune_select(

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.browser import (  # noqa: E402
+from browser import (  # noqa: E402
     CHROMIUM,
     app_server,
     chromium,
@@ -193,7 +193,8 @@ def test_the_map_opens_on_the_bulk_and_marks_the_leaves_beyond_it(tmp_path: Path
     the map; a double-click shows every leaf, another goes back to the bulk. (Placed before the tests on the
     shared server: one sync Playwright at a time.)"""
     playwright_api = pytest.importorskip("playwright.sync_api")
-    from app.browser import MAP_FRAME
+    from browser import MAP_FRAME
+
     from harp.store import Store
     from harp.synth import synth_store
 
@@ -528,7 +529,7 @@ def test_exclude_the_most_harmful_region_in_two_clicks(shared) -> None:
 
 
 def test_wheel_scrolls_the_page_until_the_map_is_clicked(shared) -> None:
-    from app.browser import MAP_FRAME
+    from browser import MAP_FRAME
 
     page = shared["context"].new_page()
     _load(page, shared["url"])

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.browser import CHROMIUM, app_server, chromium, metric_value, wait_idle  # noqa: E402
+from browser import CHROMIUM, app_server, chromium, metric_value, wait_idle  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,

@@ -9,6 +9,8 @@ regions, draw the budget uniformly from the rest) can be downloaded as the CSV `
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,9 @@ from app import data, figures, text
 from app.data import StoreProblem
 from harp.design import design_select, kept_regions
 from harp.export import selection_csv
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 LEVEL_NAMES = {"large": "large nodes", "parent": "parents"}
 RULE_HELP = {
@@ -48,7 +53,7 @@ if not configs:
     st.stop()
 
 labels = [f"{key} ({LEVEL_NAMES.get(level, level)})" for key, level in configs]
-columns = st.columns([3, 1])
+columns: Sequence[DeltaGenerator] = st.columns([3, 1])
 chosen = columns[0].selectbox("Design (config and level)", labels, key="design_config")
 config_key, level = configs[labels.index(chosen)]
 seed = int(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, leaf_map, panels, region_panel, search_panel, text
+from app import controls, data, figures, leaf_map, leaf_view, panels, region_panel, search_panel, text
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 
@@ -101,7 +101,7 @@ def _map_colors(
         pinned=(),
         excluded=(),
     )
-    effect, spread, label = panels.colored_effect(bundle, view)
+    effect, spread, label = leaf_view.colored_effect(bundle, view)
     colors = figures.map_colors(effect, spread, _measured(bundle, view), color_label=label)
     payload = figures.to_json(colors)
     return leaf_map.base_file(payload, "colors"), payload

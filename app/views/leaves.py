@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, panels, search_panel
+from app import controls, data, leaf_view, panels, search_panel
 from app.data import StoreProblem
 
 try:
@@ -19,7 +19,7 @@ view = controls.ensure_view(bundle)
 st.markdown("### Leaves")
 if stale:
     st.warning(stale, icon=":material/lock:")
-effect, spread, label = panels.colored_effect(bundle, view)
+effect, spread, label = leaf_view.colored_effect(bundle, view)
 selections = panels.compute_selections(bundle, view, view.envelopes())
 st.caption(
     f"Colored quantity: {label}. Selection as on the Explore page. Sort by a column header; tick rows to open "

@@ -21,9 +21,7 @@ import click
 
 from harp.cli.common import Context, handles_errors
 
-__all__ = ["APP_ENTRY", "app"]
-
-APP_ENTRY = Path(__file__).resolve().parent.parent.parent / "app" / "streamlit_app.py"
+__all__ = ["app"]
 
 
 @click.command("app")
@@ -72,9 +70,12 @@ def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: 
         raise click.UsageError("give --store STORE, --stores DIR, or both")
     if not folder.is_dir():
         raise ValueError(f"--stores: {folder} is not a folder")
-    if not APP_ENTRY.is_file():
+    from harp.app_files import app_entry
+
+    entry = app_entry()
+    if not entry.is_file():
         raise ValueError(
-            f"the app is not installed beside this package (looked for {APP_ENTRY}); "
+            f"the app is not installed beside this package (looked for {entry}); "
             "run it from a source checkout: pip install -e '.[app]'"
         )
     try:
@@ -87,7 +88,7 @@ def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: 
         "-m",
         "streamlit",
         "run",
-        str(APP_ENTRY),
+        str(entry),
         "--server.address",
         host,
         "--server.port",

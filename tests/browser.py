@@ -2,7 +2,7 @@
 
 Uses Debian's ``/usr/bin/chromium`` through Playwright's ``executable_path`` (Playwright's own browser download
 does not work offline; never run ``playwright install``), a fresh profile per launch, and no network features.
-Not imported by the app itself.
+Lives with the tests (the benchmarks import it as ``tests.browser``); the app never imports it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-APP = Path(__file__).resolve().parent / "streamlit_app.py"
+# The checkout's app (the one these tests are about), not an installed one.
+APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
