@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import os
 import signal
 import socket
@@ -78,10 +79,9 @@ def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: 
             f"the app is not installed beside this package (looked for {entry}); "
             "run it from a source checkout: pip install -e '.[app]'"
         )
-    try:
-        import streamlit  # noqa: F401
-    except ImportError:
-        raise ValueError("the app needs Streamlit: pip install 'harp-explorer[app]'") from None
+    # Found, not imported: the server runs in its own process.
+    if importlib.util.find_spec("streamlit") is None:
+        raise ValueError("the app needs Streamlit: pip install 'harp-explorer[app]'")
     _check_port_free(host, port)
     command = [
         sys.executable,
