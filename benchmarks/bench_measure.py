@@ -6,7 +6,7 @@ multiple-choice eval set, then measures leaves in the same run, each mode with a
 
 (a) ``one_at_a_time``: in-process, one peft adapter per leaf (the reference; it measures only the first
     ``--baseline-leaves`` leaves, since its rate per leaf is steady and it is the slowest mode);
-(a') ``one_at_a_time_straightforward_eval``: the same with the evaluation as it was before harp/loglik.py (whole
+(a') ``one_at_a_time_straightforward_eval``: the same with the evaluation as it was before harp/measure/loglik.py (whole
     float32 logits at every position, every option on its own sequence), the loop the earlier ratios (4.94x
     with 8 batched adapters) were measured against (``--no-straightforward-baseline`` skips it);
 (b) ``process_xW``: the process executor, ``--workers-per-device`` W adapters at once, one per process (0 skips);
@@ -21,7 +21,7 @@ FLOPs it achieved: a measurement costs ``6 N T_train + 2 N T_eval`` FLOPs, N the
 embedding / LM head counted once; attention scores left out, as in the usual 6N rule), T_train the real
 (non-padding) tokens the leaf trains on, T_eval the tokens the evaluation runs forward (each distinct kept
 question context once, plus every option's tokens: the evaluation shares a question's context across its
-options, see harp/loglik.py). TFLOP/s = leaves per second x
+options, see harp/measure/loglik.py). TFLOP/s = leaves per second x
 FLOPs per leaf; MFU = TFLOP/s / ``--peak-tflops`` (989: the H200's dense bf16 peak). The FLOPs count what a
 measurement needs, not what an implementation spends (padding, filler rows, whole-vocabulary logits): a faster
 path never raises its MFU by doing more work.
