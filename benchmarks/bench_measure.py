@@ -122,7 +122,7 @@ def train_tokens(tokenizer: Any, pool: TrainingPool, leaf: int, config: MeasureC
 
 def eval_tokens(tokenizer: Any, eval_set: EvalSet, config: MeasureConfig) -> int:
     """Tokens the evaluation of the (multiple-choice) eval set runs forward: each distinct kept context of a
-    question once (options cut the same way share it), plus every option's tokens; as harp.loglik runs them."""
+    question once (options cut the same way share it), plus every option's tokens; as harp.measure.loglik runs them."""
     total = 0
     for i, prompt in enumerate(eval_set.prompts):
         context = encode(tokenizer, question_context(prompt), special=True)
@@ -250,7 +250,7 @@ _FAST: dict[str, Any] = {}
 
 
 def _patch_eval(path: str) -> None:
-    """Score options by ``path``: "fast" (harp.loglik as it is), "unshared" (the LM head at the scored
+    """Score options by ``path``: "fast" (harp.measure.loglik as it is), "unshared" (the LM head at the scored
     positions, every pair whole) or "straightforward" (whole float32 logits; tests/reference_eval.py)."""
     import harp.measure.evaluation
     import harp.measure.loglik

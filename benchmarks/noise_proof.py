@@ -12,7 +12,7 @@ Steps:
 - ``repeat``: one subset (random, 1,000 examples, seed 0, the finetune config of rounds 1-3) finetuned 8 times
   with the same seed: twice in each of 4 groups of 8 adapters, at other places and beside other subsets (random
   subsets of other seeds), under the rounds' LoRA dropout 0.05 (its masks come from one stream for the whole
-  batch, :mod:`harp.multi_lora`) and again under dropout 0. The report gives the spread of the 8 test scores,
+  batch, :mod:`harp.measure.multi_lora`) and again under dropout 0. The report gives the spread of the 8 test scores,
   and of the pairs that shared a group: what the neighbours and the place cost, with and without dropout.
 - ``harm``: 5 seeds of a background (1,000 random examples, none from the planted sources) plus 600 examples of
   one kind: the wrong-answer arithmetic, clean arithmetic (the same four operations), the wrong-option MMLU
