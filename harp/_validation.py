@@ -79,11 +79,19 @@ def check_finite(array: np.ndarray, name: str) -> None:
 
 def check_base(value: Any, n_domains: int) -> np.ndarray:
     base = check_vector(value, "base", n_domains)
+    check_base_range(base)
+    return base
+
+
+def check_base_range(
+    base: np.ndarray, *, label: str = "base", domain_names: Sequence[str] | None = None
+) -> None:
+    """Refuse base scores outside [0, 1], naming the first such domain (and its name, where given)."""
     outside = (base < 0) | (base > 1)
     if outside.any():
         d = int(np.argmax(outside))
-        raise ValueError(f"base must lie in [0, 1], got {base[d]} for domain {d}")
-    return base
+        name = "" if domain_names is None else f" ({domain_names[d]!r})"
+        raise ValueError(f"{label} must lie in [0, 1], got {base[d]} for domain {d}{name}")
 
 
 def check_weights(value: Any, n_domains: int) -> np.ndarray:

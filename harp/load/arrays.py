@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harp._validation import check_finite
+from harp._validation import check_base_range, check_finite
 
 if TYPE_CHECKING:
     from harp.store import Store
@@ -88,10 +88,7 @@ def _check_inputs(
         raise ValueError(
             f"{base_label} has shape {base_array.shape} but {phi_label} has {n_domains} domains (columns)"
         )
-    if ((base_array < 0) | (base_array > 1)).any():
-        raise ValueError(
-            f"{base_label} must lie in [0, 1], got {base_array[(base_array < 0) | (base_array > 1)][0]}"
-        )
+    check_base_range(base_array, label=base_label)
     names = read_names(domain_names)
     names_label = file_label(domain_names, "domain_names")
     if len(names) != n_domains:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from harp._validation import check_integer, is_integer
+from harp._validation import check_base_range, check_integer, is_integer
 from harp.store import hashing
 from harp.store.base import StoreBase
 from harp.store.checks import (
@@ -283,12 +283,7 @@ class StageWrites(StoreBase):
             duplicate = next(name for name in name_list if name_list.count(name) > 1)
             raise ValueError(f"names lists domain {duplicate!r} more than once")
         base_array = float_array(base, "base", (n_domains,))
-        outside = (base_array < 0) | (base_array > 1)
-        if outside.any():
-            d = int(np.argmax(outside))
-            raise ValueError(
-                f"base must lie in [0, 1], got {base_array[d]} for domain {d} ({name_list[d]!r})"
-            )
+        check_base_range(base_array, domain_names=name_list)
         if eval_size is None:
             eval_column = pa.nulls(n_domains, pa.int32())
         else:
