@@ -1,7 +1,9 @@
 """Stage 1a's entry point, :func:`build_hierarchy`: large nodes, then parents, then leaves, then the in-leaf order.
 
-The algorithm is described in :mod:`harp.hierarchy`; the k-means engines live in :mod:`harp.hierarchy.kmeans`
-and the size band (merging, splitting, chunking) in :mod:`harp.hierarchy.band`.
+The algorithm is described in :mod:`harp.hierarchy`. The levels come from one k-means a node (the faiss and
+scikit-learn engines of :mod:`harp.hierarchy.kmeans`, with the size band of :mod:`harp.hierarchy.band`) or, for
+the torch backend, from all the nodes of a level at once (:mod:`harp.hierarchy.on_device`); both hand a
+:class:`~harp.hierarchy.tree.Levels` to the same assembly here.
 """
 
 from __future__ import annotations
