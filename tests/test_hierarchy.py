@@ -220,6 +220,175 @@ def test_kmeans_labels_are_contiguous(rng):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The torch backend's batched levels (harp.hierarchy.batched, harp.hierarchy.on_device), on CPU torch here
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 400),
+    dim=st.integers(1, 4),
+    leaf_size=st.integers(2, 24),
+    min_ratio=st.integers(1, 4),
+    levels=st.integers(1, 6),
+    duplicates=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@example(n=1, dim=1, leaf_size=2, min_ratio=1, levels=1, duplicates=False, seed=0)
+@example(n=400, dim=1, leaf_size=24, min_ratio=4, levels=1, duplicates=True, seed=1)
+@example(n=400, dim=2, leaf_size=3, min_ratio=1, levels=6, duplicates=False, seed=2)
+def test_torch_backend_gives_a_valid_nested_tree_on_any_pool(
+    n, dim, leaf_size, min_ratio, levels, duplicates, seed
+):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim)).astype(np.float32)
+    if duplicates:
+        X = np.round(X)  # few distinct values: k-means collapses, the chunk fallback must keep the band
+    min_leaf = max(1, leaf_size // min_ratio)
+    max_leaf = 2 * leaf_size
+    arguments = {
+        "leaf_size": leaf_size,
+        "leaves_per_parent": levels,
+        "parents_per_large": levels,
+        "min_leaf": min_leaf,
+        "max_leaf": max_leaf,
+        "seed": seed,
+        "backend": "torch",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierarchyWarning)
+        tree = build_hierarchy(X, **arguments)
+        again = build_hierarchy(X, **arguments)
+    check_tree(tree, X, min_leaf, max_leaf)
+    for field in ("point_leaf", "leaf_parent", "parent_large", "rank_in_leaf", "leaf_centroids"):
+        np.testing.assert_array_equal(getattr(tree, field), getattr(again, field))
+
+
+def test_torch_backend_splits_oversized_leaves_merges_tiny_ones_and_warns_like_the_others(rng):
+    pytest.importorskip("torch")
+    X = np.concatenate([blobs(rng, 1, 600, spread=0.01), rng.standard_normal((5, 8)).astype(np.float32) * 10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierarchyWarning)
+        tree = build_hierarchy(X, leaf_size=64, min_leaf=20, max_leaf=100, backend="torch")
+    check_tree(tree, X, 20, 100)
+    with pytest.warns(HierarchyWarning, match="could not split 1 group"):
+        tree = build_hierarchy(np.ones((500, 3), dtype=np.float32), backend="torch")
+    assert tree.n_leaves == 8  # round(500 / 64) equal chunks
+    with pytest.warns(HierarchyWarning, match="fewer than min_leaf=16"):
+        tree = build_hierarchy(rng.standard_normal((10, 4)), backend="torch")
+    assert (tree.n_large, tree.n_parents, tree.n_leaves) == (1, 1, 1)
+
+
+def test_torch_backend_separates_blobs_into_pure_parents(rng):
+    pytest.importorskip("torch")
+    X = blobs(rng, n_blobs=4, per_blob=200)
+    truth = np.repeat(np.arange(4), 200)
+    tree = build_hierarchy(X, leaf_size=50, leaves_per_parent=4, backend="torch")
+    assert tree.n_parents == 4
+    point_parent = tree.leaf_parent[tree.point_leaf]
+    for p in range(tree.n_parents):
+        assert np.unique(truth[point_parent == p]).size == 1
+
+
+def test_torch_backend_checks_for_nan_and_inf_on_its_device():
+    pytest.importorskip("torch")
+    X = np.zeros((50, 3), dtype=np.float32)
+    X[31, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X_feat must be finite, found nan at row 31, column 2"):
+        build_hierarchy(X, backend="torch")
+
+
+@pytest.mark.parametrize("backend", ["sklearn", "torch"])
+def test_a_memory_mapped_file_gives_the_tree_of_the_array(tmp_path, rng, backend):
+    pytest.importorskip("torch" if backend == "torch" else "sklearn")
+    X = blobs(rng, 3, 100)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from_file = build_hierarchy(mapped, leaf_size=20, backend=backend)
+    in_memory = build_hierarchy(X, leaf_size=20, backend=backend)
+    np.testing.assert_array_equal(from_file.point_leaf, in_memory.point_leaf)
+    np.testing.assert_array_equal(from_file.rank_in_leaf, in_memory.rank_in_leaf)
+
+
+def test_split_groups_fits_each_group_on_its_own_and_chunks_the_unsplittable(rng):
+    torch = pytest.importorskip("torch")
+    from harp.hierarchy.band import Counters
+    from harp.hierarchy.batched import Groups, split_groups
+
+    # Group 0: two far blobs of 40 points; group 1: 30 identical points; group 2: 12 points, left whole.
+    two_blobs = blobs(rng, 2, 40, dim=3)
+    X = np.concatenate([two_blobs, np.ones((30, 3), dtype=np.float32), rng.standard_normal((12, 3))])
+    X = torch.from_numpy(X.astype(np.float32))
+    groups = Groups(rows=torch.arange(X.shape[0]), sizes=np.array([80, 30, 12]))
+    counters = Counters()
+    generator = torch.Generator().manual_seed(0)
+    pieces, piece_group = split_groups(
+        X,
+        groups,
+        np.array([2, 3, 1]),
+        min_size=5,
+        max_size=None,
+        generator=generator,
+        n_iter=20,
+        max_points_per_centroid=256,
+        counters=counters,
+    )
+    assert piece_group.tolist() == [0, 0, 1, 1, 1, 2]
+    assert pieces.sizes.tolist() == [40, 40, 10, 10, 10, 12]
+    assert (counters.kmeans_calls, counters.chunked_groups) == (2, 1)
+    rows = np.split(pieces.rows.numpy(), np.cumsum(pieces.sizes)[:-1])
+    assert sorted(np.concatenate(rows[:2]).tolist()) == list(range(80))
+    assert {frozenset(rows[0] // 40), frozenset(rows[1] // 40)} == {frozenset([0]), frozenset([1])}
+    assert all((np.diff(part) > 0).all() for part in rows), "ids ascending inside each piece"
+
+
+def test_fit_mask_draws_max_points_per_centroid_rows_a_cluster():
+    torch = pytest.importorskip("torch")
+    from harp.hierarchy.batched import Groups, batches, fit_mask
+
+    groups = Groups(rows=torch.arange(100), sizes=np.array([60, 10, 30]))
+    (batch,) = list(batches(groups, np.arange(3), row_elements=4))
+    assert batch.groups.tolist() == [1, 2, 0] and batch.valid.sum(dim=1).tolist() == [10, 30, 60]
+    fit = fit_mask(batch, torch.tensor([2, 2, 2]), 8, torch.Generator().manual_seed(0))
+    assert fit.sum(dim=1).tolist() == [10, 16, 16]
+    assert not (fit & ~batch.valid).any()
+
+
+def test_weighted_draws_follow_the_weights_and_repeat_for_a_seed():
+    torch = pytest.importorskip("torch")
+    from harp.hierarchy.torch_kmeans import weighted_draws
+
+    weights = torch.tensor([[0.0, 1.0, 3.0], [5.0, 0.0, 0.0]])
+    draws = weighted_draws(weights, 4000, torch.Generator().manual_seed(3))
+    assert draws.shape == (2, 4000)
+    assert (draws[0] != 0).all() and (draws[1] == 0).all(), "a weight of 0 is never drawn"
+    assert abs(float((draws[0] == 2).double().mean()) - 0.75) < 0.03
+    assert torch.equal(draws, weighted_draws(weights, 4000, torch.Generator().manual_seed(3)))
+
+
+def test_target_counts_is_target_count_of_each_size():
+    from harp.hierarchy.band import target_count, target_counts
+
+    sizes = np.arange(1, 3000)
+    for target, min_size, max_size in [(64, 16, 256), (512, 16, None), (3, 1, 6), (24, 6, 48), (7, 3, None)]:
+        expected = [target_count(int(n), target, min_size, max_size) for n in sizes]
+        assert target_counts(sizes, target, min_size, max_size).tolist() == expected
+
+
+def test_merge_clusters_is_merge_small_from_centroids_and_sizes(rng):
+    from harp.hierarchy.band import merge_clusters, merge_small
+
+    X = rng.standard_normal((200, 3))
+    labels = rng.integers(0, 30, 200)
+    labels[labels == 7] = 8  # an empty cluster
+    means, sizes = group_means(X, labels, 30)
+    compact, kept = merge_clusters(means, sizes, 10, 25)
+    merged, expected_kept = merge_small(labels, X, 10, 25)
+    assert kept == expected_kept and compact[7] == -1
+    np.testing.assert_array_equal(compact[labels], merged)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # harp hierarchy
 
 

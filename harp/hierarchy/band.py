@@ -26,7 +26,35 @@ def merge_small(
     """
     n_labels = int(labels.max()) + 1 if labels.size else 0
     centroids, sizes = group_means(X, labels, n_labels)
-    sizes = sizes.astype(np.int64)
+    compact, n_clusters = merge_clusters(centroids, sizes, min_size, max_size)
+    return compact[labels], n_clusters
+
+
+def merge_clusters(
+    centroids: np.ndarray, sizes: np.ndarray, min_size: int, max_size: int | None = None
+) -> tuple[np.ndarray, int]:
+    """The merges of :func:`merge_small`, from the clusters' centroids and sizes alone.
+
+    Parameters
+    ----------
+    centroids : ndarray of shape (n_labels, n_features)
+        Mean of each cluster (any row for an empty one).
+    sizes : ndarray of shape (n_labels,), int
+        Points of each cluster; empty clusters (0) take no part.
+    min_size : int
+    max_size : int, optional
+
+    Returns
+    -------
+    compact : ndarray of shape (n_labels,), int64
+        The compact label (``0..m-1``, in order of the original label ids) each original label ends in; -1 for
+        an empty cluster.
+    m : int
+        Number of clusters left.
+    """
+    centroids = np.array(centroids, dtype=np.float64)
+    sizes = np.array(sizes, dtype=np.int64)
+    n_labels = sizes.size
     root = np.arange(n_labels)
     alive = sizes > 0
     while alive.sum() > 1:
@@ -54,7 +82,7 @@ def merge_small(
     survivors = np.flatnonzero(alive)
     compact = np.full(n_labels, -1, dtype=np.int64)
     compact[survivors] = np.arange(survivors.size)
-    return compact[root[labels]], int(survivors.size)
+    return compact[root], int(survivors.size)
 
 
 def chunks_along_main_direction(X: np.ndarray, n_chunks: int) -> list[np.ndarray]:
@@ -82,6 +110,15 @@ def target_count(n: int, target: int, min_size: int, max_size: int | None) -> in
     if max_size is not None:
         count = max(count, math.ceil(n / max_size))
     return max(1, min(count, n // min_size))
+
+
+def target_counts(sizes: np.ndarray, target: int, min_size: int, max_size: int | None) -> np.ndarray:
+    """:func:`target_count` of every entry of ``sizes`` at once (the same roundings), shape of ``sizes``, int64."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    counts = np.maximum(1, np.round(sizes / target)).astype(np.int64)
+    if max_size is not None:
+        counts = np.maximum(counts, np.ceil(sizes / max_size).astype(np.int64))
+    return np.maximum(1, np.minimum(counts, sizes // min_size))
 
 
 def cluster_group(

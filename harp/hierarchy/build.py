@@ -1,7 +1,9 @@
 """Stage 1a's entry point, :func:`build_hierarchy`: large nodes, then parents, then leaves, then the in-leaf order.
 
-The algorithm is described in :mod:`harp.hierarchy`; the k-means engines live in :mod:`harp.hierarchy.kmeans`
-and the size band (merging, splitting, chunking) in :mod:`harp.hierarchy.band`.
+The algorithm is described in :mod:`harp.hierarchy`. The levels come from one k-means a node (the faiss and
+scikit-learn engines of :mod:`harp.hierarchy.kmeans`, with the size band of :mod:`harp.hierarchy.band`) or, for
+the torch backend, from all the nodes of a level at once (:mod:`harp.hierarchy.on_device`); both hand a
+:class:`~harp.hierarchy.tree.Levels` to the same assembly here.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from harp._validation import check_integer
 from harp.hierarchy.arrays import group_means, node_seed, squared_distances, weighted_means
 from harp.hierarchy.band import Counters, cluster_group, leaves_of_parent, merge_small, target_count
 from harp.hierarchy.checks import check_backend, check_count, check_features
-from harp.hierarchy.kmeans import Backend, make_engine
-from harp.hierarchy.tree import HIERARCHY_VERSION, Hierarchy, HierarchyWarning
+from harp.hierarchy.kmeans import Backend, Engine, TorchEngine, make_engine, resolve_backend
+from harp.hierarchy.on_device import build_on_device
+from harp.hierarchy.torch_kmeans import check_finite_on_device
+from harp.hierarchy.tree import HIERARCHY_VERSION, Hierarchy, HierarchyWarning, Levels
 
 
 def build_hierarchy(
@@ -80,7 +84,9 @@ def build_hierarchy(
         A pool smaller than ``min_leaf`` (one leaf below the band), or groups k-means could not split.
     """
     started = time.perf_counter()
-    X = check_features(X_feat)
+    # The torch backend checks the features for NaN and inf on its device, where they are read once.
+    resolved = resolve_backend(backend) if backend in ("auto", "torch") else backend
+    X = check_features(X_feat, finite=resolved != "torch")
     leaf_size = check_count(leaf_size, "leaf_size")
     leaves_per_parent = check_count(leaves_per_parent, "leaves_per_parent")
     parents_per_large = check_count(parents_per_large, "parents_per_large")
@@ -99,9 +105,110 @@ def build_hierarchy(
     say = progress or (lambda message: None)
 
     n_points = X.shape[0]
-    engine = make_engine(backend, X, n_iter, max_points_per_centroid)
+    engine = make_engine(resolved, X, n_iter, max_points_per_centroid)
     counters = Counters()
-    timings: dict[str, float] = {"setup": time.perf_counter() - started}
+    sizes = {
+        "leaf_size": leaf_size,
+        "leaves_per_parent": leaves_per_parent,
+        "parents_per_large": parents_per_large,
+        "min_leaf": min_leaf,
+        "max_leaf": max_leaf,
+    }
+    if isinstance(engine, TorchEngine):
+        check_finite_on_device(engine.X)
+        timings: dict[str, float] = {"setup": time.perf_counter() - started}
+        levels = build_on_device(
+            engine.X,
+            **sizes,
+            seed=int(seed),
+            n_iter=n_iter,
+            max_points_per_centroid=max_points_per_centroid,
+            counters=counters,
+            timings=timings,
+            say=say,
+            engine_name=engine.name,
+        )
+    else:
+        timings = {"setup": time.perf_counter() - started}
+        levels = _levels_one_at_a_time(
+            engine, X, **sizes, seed=seed, counters=counters, timings=timings, say=say
+        )
+
+    # Parent and large centroids from the leaves' means.
+    tick = time.perf_counter()
+    leaf_parent, parent_large, leaf_sizes = levels.leaf_parent, levels.parent_large, levels.leaf_sizes
+    n_leaves = leaf_sizes.size
+    weights = leaf_sizes[:, None].astype(np.float64)
+    parent_means = weighted_means(levels.leaf_means * weights, leaf_sizes, leaf_parent, parent_large.size)
+    parent_sizes = np.bincount(leaf_parent, weights=leaf_sizes, minlength=parent_large.size)
+    large_means = weighted_means(
+        parent_means * parent_sizes[:, None], parent_sizes, parent_large, levels.n_large
+    )
+    members = np.split(levels.order.astype(np.int64), np.cumsum(leaf_sizes)[:-1])
+    timings["order"] += time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+
+    if counters.small_leaves:
+        warnings.warn(
+            f"the pool has {n_points} points, fewer than min_leaf={min_leaf}: it is one leaf below the size band",
+            HierarchyWarning,
+            stacklevel=2,
+        )
+    if counters.chunked_groups:
+        warnings.warn(
+            f"k-means could not split {counters.chunked_groups} group(s) (identical or nearly identical "
+            "points); they were cut into equal chunks along their main direction",
+            HierarchyWarning,
+            stacklevel=2,
+        )
+    config = {
+        "version": HIERARCHY_VERSION,
+        "leaf_size": leaf_size,
+        "leaves_per_parent": leaves_per_parent,
+        "parents_per_large": parents_per_large,
+        "min_leaf": min_leaf,
+        "max_leaf": max_leaf,
+        "seed": int(seed),
+        "backend": engine.name,
+        "n_iter": n_iter,
+        "max_points_per_centroid": max_points_per_centroid,
+        "n_points": n_points,
+        "n_features": int(X.shape[1]),
+        "kmeans_calls": counters.kmeans_calls,
+    }
+    say(
+        f"tree: {levels.n_large} large, {parent_large.size} parents, {n_leaves} leaves in {timings['total']:.1f} s"
+    )
+    return Hierarchy(
+        point_leaf=levels.point_leaf,
+        leaf_parent=leaf_parent,
+        parent_large=parent_large,
+        members=members,
+        rank_in_leaf=levels.rank_in_leaf,
+        leaf_centroids=levels.leaf_means.astype(np.float32),
+        parent_centroids=parent_means.astype(np.float32),
+        large_centroids=large_means.astype(np.float32),
+        config=config,
+        timings=timings,
+    )
+
+
+def _levels_one_at_a_time(
+    engine: Engine,
+    X: np.ndarray,
+    *,
+    leaf_size: int,
+    leaves_per_parent: int,
+    parents_per_large: int,
+    min_leaf: int,
+    max_leaf: int,
+    seed: int,
+    counters: Counters,
+    timings: dict[str, float],
+    say: Callable[[str], None],
+) -> Levels:
+    """The three levels by one k-means a node (the scikit-learn and faiss engines), then the in-leaf order."""
+    n_points = X.shape[0]
     all_rows = np.arange(n_points, dtype=np.int64)
 
     # 1. Large nodes.
@@ -143,70 +250,26 @@ def build_hierarchy(
         say(f"leaves: {len(leaf_rows)} in {len(parent_rows)} parents")
         timings["leaves"] = time.perf_counter() - tick
 
-    # Centroids and the order of members inside each leaf.
+    # The leaves' means and the order of members inside each leaf.
     tick = time.perf_counter()
     n_leaves = len(leaf_rows)
     point_leaf = np.empty(n_points, dtype=np.int64)
     for g, rows in enumerate(leaf_rows):
         point_leaf[rows] = g
-    leaf_parent = np.asarray(leaf_parent_list, dtype=np.int64)
-    parent_large = np.asarray(parent_large_list, dtype=np.int64)
     leaf_means, leaf_sizes = group_means(X, point_leaf, n_leaves)
-    weights = leaf_sizes[:, None].astype(np.float64)
-    parent_means = weighted_means(leaf_means * weights, leaf_sizes, leaf_parent, parent_large.size)
-    parent_sizes = np.bincount(leaf_parent, weights=leaf_sizes, minlength=parent_large.size)
-    large_means = weighted_means(
-        parent_means * parent_sizes[:, None], parent_sizes, parent_large, len(large_rows)
-    )
     distance = squared_distances(X, leaf_means, point_leaf)
     order = np.lexsort((np.arange(n_points), distance, point_leaf))
     starts = np.cumsum(leaf_sizes) - leaf_sizes
     rank_in_leaf = np.empty(n_points, dtype=np.int64)
     rank_in_leaf[order] = np.arange(n_points) - np.repeat(starts, leaf_sizes)
-    members = np.split(order.astype(np.int64), np.cumsum(leaf_sizes)[:-1])
     timings["order"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-
-    if counters.small_leaves:
-        warnings.warn(
-            f"the pool has {n_points} points, fewer than min_leaf={min_leaf}: it is one leaf below the size band",
-            HierarchyWarning,
-            stacklevel=2,
-        )
-    if counters.chunked_groups:
-        warnings.warn(
-            f"k-means could not split {counters.chunked_groups} group(s) (identical or nearly identical "
-            "points); they were cut into equal chunks along their main direction",
-            HierarchyWarning,
-            stacklevel=2,
-        )
-    config = {
-        "version": HIERARCHY_VERSION,
-        "leaf_size": leaf_size,
-        "leaves_per_parent": leaves_per_parent,
-        "parents_per_large": parents_per_large,
-        "min_leaf": min_leaf,
-        "max_leaf": max_leaf,
-        "seed": int(seed),
-        "backend": engine.name,
-        "n_iter": n_iter,
-        "max_points_per_centroid": max_points_per_centroid,
-        "n_points": n_points,
-        "n_features": int(X.shape[1]),
-        "kmeans_calls": counters.kmeans_calls,
-    }
-    say(
-        f"tree: {len(large_rows)} large, {parent_large.size} parents, {n_leaves} leaves in {timings['total']:.1f} s"
-    )
-    return Hierarchy(
+    return Levels(
         point_leaf=point_leaf,
-        leaf_parent=leaf_parent,
-        parent_large=parent_large,
-        members=members,
+        leaf_parent=np.asarray(leaf_parent_list, dtype=np.int64),
+        parent_large=np.asarray(parent_large_list, dtype=np.int64),
+        n_large=len(large_rows),
+        leaf_sizes=leaf_sizes,
+        leaf_means=leaf_means,
+        order=order,
         rank_in_leaf=rank_in_leaf,
-        leaf_centroids=leaf_means.astype(np.float32),
-        parent_centroids=parent_means.astype(np.float32),
-        large_centroids=large_means.astype(np.float32),
-        config=config,
-        timings=timings,
     )

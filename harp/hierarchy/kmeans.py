@@ -15,8 +15,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from harp.hierarchy.arrays import CHUNK_ROWS, nearest, node_seed
+from harp.hierarchy.arrays import nearest, node_seed
 from harp.hierarchy.checks import check_backend, check_count, check_features
+from harp.hierarchy.torch_kmeans import assign_nearest, lloyd_kmeans, upload_features
 
 Backend = Literal["auto", "faiss", "torch", "sklearn"]
 
@@ -140,27 +141,12 @@ class TorchEngine:
         self._torch = torch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.name = f"torch-{self.device.type}"
-        # Block by block: no second host copy of X, and no warning when X is a read-only memory map.
-        self.X = torch.empty(X.shape, dtype=torch.float32, device=self.device)
-        for start in range(0, X.shape[0], CHUNK_ROWS * 4):
-            block = np.array(X[start : start + CHUNK_ROWS * 4], dtype=np.float32)
-            self.X[start : start + block.shape[0]] = torch.from_numpy(block).to(self.device)
+        self.X = upload_features(X, self.device)
         self.n_iter = n_iter
         self.max_points_per_centroid = max_points_per_centroid
 
     def small_fits(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
-
-    def _assign(self, X: Any, centroids: Any) -> Any:
-        torch = self._torch
-        half_norms = 0.5 * (centroids * centroids).sum(dim=1)
-        labels = torch.empty(X.shape[0], dtype=torch.int64, device=self.device)
-        for start in range(0, X.shape[0], CHUNK_ROWS * 4):
-            block = X[start : start + CHUNK_ROWS * 4]
-            labels[start : start + block.shape[0]] = torch.argmin(
-                half_norms[None, :] - block @ centroids.T, dim=1
-            )
-        return labels
 
     def cluster(self, rows: np.ndarray | None, k: int, seed: int) -> np.ndarray:
         torch = self._torch
@@ -172,42 +158,8 @@ class TorchEngine:
         fit = X if sample is None else X[torch.from_numpy(sample).to(self.device)]
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
-        centroids = self._kmeans_plus_plus(fit, k, generator)
-        labels = self._assign(fit, centroids)
-        for _ in range(self.n_iter):
-            sums = torch.zeros_like(centroids).index_add_(0, labels, fit)
-            counts = torch.bincount(labels, minlength=k).to(fit.dtype)
-            filled = counts > 0
-            centroids = torch.where(filled[:, None], sums / counts.clamp(min=1)[:, None], centroids)
-            new_labels = self._assign(fit, centroids)
-            if torch.equal(new_labels, labels):
-                break
-            labels = new_labels
-        if sample is not None:
-            labels = self._assign(X, centroids)
-        return labels.cpu().numpy().astype(np.int64)
-
-    def _kmeans_plus_plus(self, X: Any, k: int, generator: Any) -> Any:
-        """k-means++ seeding. Distances come from one matrix-vector product a centre (no n x dim temporary), and
-        the centres stay on the device as tensors, so a GPU runs the k draws without waiting on the host."""
-        torch = self._torch
-        n = X.shape[0]
-        squares = (X * X).sum(dim=1)
-
-        def distances(index: Any) -> Any:
-            return (squares - 2.0 * (X @ X[index]) + squares[index]).clamp_(min=0.0)
-
-        chosen = torch.empty(k, dtype=torch.int64, device=self.device)
-        chosen[0] = torch.randint(n, (1,), generator=generator, device=self.device)[0]
-        closest = distances(chosen[0])
-        uniform = torch.ones_like(closest)
-        for i in range(1, k):
-            # Every point is a centre already (fewer distinct points than k): any point will do; k-means then
-            # leaves the repeated centre empty.
-            weights = torch.where(closest.sum() > 0, closest, uniform)
-            chosen[i] = torch.multinomial(weights, 1, generator=generator)[0]
-            closest = torch.minimum(closest, distances(chosen[i]))
-        return X[chosen].clone()
+        centroids = lloyd_kmeans(fit, k, generator, self.n_iter)
+        return assign_nearest(X, centroids).cpu().numpy().astype(np.int64)
 
 
 def importable(module: str) -> bool:
@@ -219,21 +171,26 @@ def importable(module: str) -> bool:
     return True
 
 
+def resolve_backend(backend: str) -> str:
+    """``backend`` itself, or for ``"auto"`` the one it picks: faiss, then torch on a GPU, then scikit-learn."""
+    if backend != "auto":
+        return backend
+    if importable("faiss"):
+        return "faiss"
+    if importable("torch") and importlib.import_module("torch").cuda.is_available():
+        return "torch"
+    return "sklearn"
+
+
 def make_engine(backend: str, X: np.ndarray, n_iter: int, max_points_per_centroid: int) -> Engine:
-    """The engine for ``backend`` over the features X; ``"auto"`` picks faiss, then torch on a GPU, then sklearn.
+    """The engine for ``backend`` over the features X (``"auto"`` as :func:`resolve_backend` picks).
 
     Raises
     ------
     ImportError
         The backend asked for is not installed.
     """
-    if backend == "auto":
-        if importable("faiss"):
-            backend = "faiss"
-        elif importable("torch") and importlib.import_module("torch").cuda.is_available():
-            backend = "torch"
-        else:
-            backend = "sklearn"
+    backend = resolve_backend(backend)
     if backend == "faiss":
         if not importable("faiss"):
             raise ImportError("backend 'faiss' needs faiss: pip install faiss-cpu (or faiss-gpu)")

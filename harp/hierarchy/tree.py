@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-#: Bumped whenever the same inputs would give a different tree.
-HIERARCHY_VERSION = "harp-hierarchy-v1"
+#: Bumped whenever the same inputs would give a different tree (v2: the torch backend fits a level's nodes together).
+HIERARCHY_VERSION = "harp-hierarchy-v2"
 
 
 class HierarchyWarning(UserWarning):
@@ -72,3 +72,30 @@ class Hierarchy:
     def leaf_size(self) -> np.ndarray:
         """Number of points of each leaf, shape (n_leaves,)."""
         return np.bincount(self.point_leaf, minlength=self.n_leaves)
+
+
+@dataclass
+class Levels:
+    """The levels and the in-leaf order, as either way of building them hands them to the final assembly.
+
+    Attributes
+    ----------
+    point_leaf : ndarray of shape (n_points,), int64
+    leaf_parent : ndarray of shape (n_leaves,), int64
+    parent_large : ndarray of shape (n_parents,), int64
+    n_large : int
+    leaf_sizes : ndarray of shape (n_leaves,), int64
+    leaf_means : ndarray of shape (n_leaves, n_features), float64
+    order : ndarray of shape (n_points,), int64
+        Point ids leaf after leaf, each leaf's most central first (ties by point id).
+    rank_in_leaf : ndarray of shape (n_points,), int64
+    """
+
+    point_leaf: np.ndarray
+    leaf_parent: np.ndarray
+    parent_large: np.ndarray
+    n_large: int
+    leaf_sizes: np.ndarray
+    leaf_means: np.ndarray
+    order: np.ndarray
+    rank_in_leaf: np.ndarray
