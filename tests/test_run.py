@@ -171,14 +171,14 @@ def test_the_manifests_name_the_contents_the_selections_came_from(
     # Another `harp infer` lands between the selection and the manifests: they must still name the hash of the
     # effects the selection was computed from, not the store's hash at the time they are written.
     pytest.importorskip("peft")
-    import harp.pipeline
+    import harp.pipeline.entry
     from harp.store import Store
     from harp.testing import save_random_model
 
     model = save_random_model(tmp_path_factory.mktemp("model") / "tiny")
     config = write_inputs(tmp_path, str(model))
     store_path = tmp_path / "run.duckdb"
-    real_select = harp.pipeline.select
+    real_select = harp.pipeline.entry.select
     hashes: list[str] = []
 
     def select_then_infer_lands(*args: object, **kwargs: object) -> object:
@@ -191,7 +191,7 @@ def test_the_manifests_name_the_contents_the_selections_came_from(
             hashes.append(store.content_hash())
         return chosen
 
-    monkeypatch.setattr(harp.pipeline, "select", select_then_infer_lands)
+    monkeypatch.setattr(harp.pipeline.entry, "select", select_then_infer_lands)
     result = CliRunner().invoke(main, ["-q", "run", str(config)])
     assert result.exit_code == 0, result.output
     computed_from, later = hashes
