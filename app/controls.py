@@ -34,6 +34,10 @@ from app.state import (
 )
 
 LABEL_OPTIONS = {"none": "no labels", "large": "large nodes", "parent": "parents"}
+# The widget keys of the Explore page's search box and kind (app.search_panel.search_inputs, where="explore_pool").
+SEARCH_KEY, SEARCH_KIND_KEY = "explore_pool_search", "explore_pool_search_mode"
+# The Explore page's tabs (app.views.explore) and the one that holds the search.
+TABS_KEY, SEARCH_TAB = "explore_tab", "Search examples"
 ss = st.session_state
 
 
@@ -51,11 +55,18 @@ def ensure_view(bundle: StoreBundle) -> ViewState:
         ss["view_dirty"] = True
         ss["open_leaves"] = list(view.opened)
         ss["region"] = view.region
+        if view.search.strip():  # a link with a search opens on its hits
+            ss[TABS_KEY] = SEARCH_TAB
     ss.setdefault("open_leaves", [])
     ss.setdefault("region", "")
     _push_to_widgets(ss["view"], force=bool(ss.get("view_dirty")), bundle=bundle)
     ss["view_dirty"] = False
     return ss["view"]
+
+
+def search_box_drawn() -> bool:
+    """Whether this run draws the Explore page's search box (its tab is the open one)."""
+    return ss.get(TABS_KEY) == SEARCH_TAB
 
 
 def set_view(view: ViewState) -> None:
@@ -106,6 +117,12 @@ def _push_to_widgets(view: ViewState, *, force: bool, bundle: StoreBundle) -> No
     }
     for key, value in values.items():
         if force or key not in ss:
+            ss[key] = value
+    # The Explore page's search of the examples (app.search_panel) is drawn in its tab only, and a widget that is
+    # not drawn forgets its value: the view's search goes back into the box whenever its tab opens again.
+    reopened = search_box_drawn() and not ss.get("search_box_was_drawn")
+    for key, value in ((SEARCH_KEY, view.search), (SEARCH_KIND_KEY, view.search_kind)):
+        if force or reopened or key not in ss:
             ss[key] = value
     if force or "ctl_labels" not in ss:
         ss["ctl_labels"] = view.labels if view.labels in LABEL_OPTIONS else "none"
@@ -374,7 +391,11 @@ def render(bundle: StoreBundle, weights: tuple[float, ...], active: tuple[bool, 
         opened=tuple(int(g) for g in ss.get("open_leaves", []) if 0 <= int(g) < bundle.n_leaves),
         labels=str(ss.get("ctl_labels") or "none"),
         region=str(ss.get("region") or ""),
+        # The search box is drawn only while its tab is open: otherwise the view keeps the last search.
+        search=str(ss.get(SEARCH_KEY) or "") if search_box_drawn() else previous.search,
+        search_kind=str(ss.get(SEARCH_KIND_KEY) or "words") if search_box_drawn() else previous.search_kind,
     )
+    ss["search_box_was_drawn"] = search_box_drawn()
     ss["view"] = view
     sync_query_params(view, bundle)
     return view

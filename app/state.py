@@ -2,7 +2,8 @@
 
 A view is everything that decides what the Explore page shows and selects: the envelope, the point budget, the
 domain weights and active toggles, the domain that colors the map, the pinned and excluded leaves, and what the analyst is looking at: the leaves open in
-the leaf panel, the map's labels and the chosen region (a large node or a parent). It lives in
+the leaf panel, the map's labels, the chosen region (a large node or a parent) and the search of the examples (its
+query and kind). It lives in
 ``st.session_state`` while the user works and in the query string so that a link reproduces it. The store path is
 never part of it: the app reads the store named by ``HARP_STORE`` only.
 
@@ -21,6 +22,8 @@ from typing import Literal
 import numpy as np
 
 from harp.objective import default_weights
+from harp.search import MAX_QUERY_CHARS as MAX_SEARCH_CHARS
+from harp.search import SEARCH_MODES
 
 Envelope = Literal["C", "E", "both"]
 ENVELOPES: tuple[Envelope, ...] = ("C", "E", "both")
@@ -39,6 +42,8 @@ QUERY_KEYS = (
     "open",
     "labels",
     "region",
+    "search",
+    "search_kind",
 )
 # The map's label options: none, the large nodes' ids, or the parents' ids.
 LABELS = ("none", "large", "parent")
@@ -85,6 +90,9 @@ class ViewState:
     opened: tuple[int, ...] = ()
     labels: str = "none"
     region: str = ""  # "" or "large:3" / "parent:17" (see :func:`parse_region`)
+    # The search of the examples as typed (checked when it runs, as a typed one) and its kind (SEARCH_MODES).
+    search: str = ""
+    search_kind: str = "words"
 
     def effective_weights(self) -> np.ndarray:
         """The weights handed to ``harp.select``: a domain that is not active weighs 0."""
@@ -280,6 +288,23 @@ def parse_query(params: Mapping[str, str | Sequence[str]], shape: StoreShape) ->
             warnings.append(problem)
         view = replace(view, region=region)
 
+    if "search" in values:
+        query = values["search"]
+        if len(query) > MAX_SEARCH_CHARS:  # more than the search box holds
+            warnings.append(
+                f"search: the query is {len(query):,} characters long; at most {MAX_SEARCH_CHARS:,} are searched"
+            )
+        else:
+            view = replace(view, search=query)
+    if "search_kind" in values:
+        kind = values["search_kind"].strip().lower()
+        if kind in SEARCH_MODES:
+            view = replace(view, search_kind=kind)
+        else:
+            warnings.append(
+                f"search_kind: {values['search_kind'][:20]!r} is not one of {', '.join(SEARCH_MODES)}"
+            )
+
     if not view.effective_weights().any():
         warnings.append("weights: every active domain has weight 0; using the default weights")
         default = default_view(shape)
@@ -317,6 +342,10 @@ def to_query(view: ViewState, shape: StoreShape) -> dict[str, str]:
         query["labels"] = view.labels
     if view.region:
         query["region"] = view.region
+    if view.search.strip():
+        query["search"] = view.search
+        if view.search_kind != default.search_kind:
+            query["search_kind"] = view.search_kind
     return query
 
 

@@ -2,7 +2,8 @@
 
 Reports the first-load time (navigation until the selection counts and the leaf map are drawn and the script is
 idle), the interactions DESIGN.md wants under 1 s at 50,000 leaves (opening a lasso's worth of leaves, coloring
-the map by another domain, editing a domain's weight), and the median redraw time after a budget change (typing a new exact budget until the new point count is
+the map by another domain, editing a domain's weight, searching every example for a few words until the hits are
+shown), each median printed next to its target, and the median redraw time after a budget change (typing a new exact budget until the new point count is
 shown, the app is idle again and the map shows the new selection rings). Half of the budget changes take a large
 step, which changes the selected leaves (rings appear or go); the other half move the budget by one point inside
 the last selected leaf, which leaves them as they were. ``harp.select`` on the same store says which is which, and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -235,6 +237,58 @@ def weight_steps(
             page, frames, lambda: page.keyboard.press("Enter"), (totals, server, drawing)
         )  # sent here
     return totals, server, drawing
+
+
+def search_steps(page, queries: list[str], frames: Frames) -> tuple[list[float], list[float]]:
+    """Per query: seconds from pressing Enter in Explore's "Search every example" (words) until its hits'
+    caption is shown and the app is idle; and the server's part (until its last frame)."""
+    page.get_by_role("tab", name="Search examples").click()
+    box = page.get_by_label("Search every example", exact=True)
+    box.wait_for(timeout=60_000)
+    wait_idle(page)
+    totals, server = [], []
+    for query in queries:
+        box.fill(query)
+        start = time.perf_counter()
+        box.press("Enter")
+        page.get_by_text(re.compile(r"examples? match")).first.wait_for(timeout=120_000)
+        wait_idle(page)
+        end = time.perf_counter()
+        totals.append(end - start)
+        server.append(frames.server_span(start, end))
+        box.fill("")  # the next query's caption must be a new one
+        box.press("Enter")
+        page.get_by_text(re.compile(r"examples? match")).first.wait_for(state="detached", timeout=120_000)
+        wait_idle(page)
+    return totals, server
+
+
+def search_queries(store: Path, count: int) -> list[str]:
+    """``count`` two-word queries taken from the store's prompts (each finds some examples, most find many)."""
+    from harp.store import Store
+
+    with Store.open(store, read_only=True).read() as con:
+        rows = con.execute(
+            "SELECT text FROM points WHERE point_id % 997 = 5 AND text IS NOT NULL LIMIT ?", [count]
+        ).fetchall()
+    queries = []
+    for (prompt,) in rows:
+        words = [w for w in str(prompt).split() if w.isalpha() and len(w) > 3]
+        queries.append(" ".join(words[-2:]) if words else "the")
+    return queries or ["the"]
+
+
+def report(label: str, times: list[float], target: float, **parts: list[float]) -> None:
+    """One line: the interaction's median next to its target (and the max), then the medians of its parts."""
+    median = statistics.median(times)
+    verdict = "ok" if median < target else "OVER"
+    extra = "; ".join(
+        f"{name.replace('_', ' ')}: median {statistics.median(v):.3f} s" for name, v in parts.items()
+    )
+    print(
+        f"{label}: median {median:.3f} s   target < {target:g} s [{verdict}]   "
+        f"(max {max(times):.3f} s over {len(times)}{'; ' + extra if extra else ''})"
+    )
 
 
 def lasso_sets(store: Path, size: int, repeats: int) -> list[list[int]]:
@@ -518,10 +572,14 @@ def main() -> None:
                 f"first load (new session): {warm:.2f} s   target < 5 s   "
                 f"(server done after {warm_server:.2f} s; the rest is the browser)"
             )
-            print(
-                f"redraw after budget change: median {statistics.median(times):.3f} s, "
-                f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)}   target < 0.5 s   "
-                f"(server part: median {statistics.median(server):.3f} s)"
+            # DESIGN.md's budget target is for 10,000 leaves; at other sizes it is printed for comparison.
+            report(
+                f"redraw after budget change ({args.leaves:,} leaves; the target is for 10,000)"
+                if args.store is None and args.leaves != 10_000
+                else "redraw after budget change",
+                times,
+                0.5,
+                server_part=server,
             )
             for label, kind in (("selected leaves changed", True), ("same selected leaves", False)):
                 some = [t for t, c in zip(times, changed, strict=True) if c == kind]
@@ -534,30 +592,36 @@ def main() -> None:
             target = 1.0
             lasso = lasso_sets(store, min(281, max(1, args.leaves // 4)) if args.store is None else 20, 3)
             times, server = open_leaves_steps(page, lasso, frames)
-            print(
-                f"open {len(lasso[0])} leaves (a lasso): median {statistics.median(times):.3f} s, "
-                f"max {max(times):.3f} s over {len(times)}   target < {target:g} s   "
-                f"(server part: median {statistics.median(server):.3f} s)"
-            )
+            report(f"open {len(lasso[0])} leaves (a lasso)", times, target, server_part=server)
             from harp.store import Store
 
             inputs = Store.open(store, read_only=True).selection_inputs()
             names = list(inputs.domain_names)[:2] + ["weighted"]
             times, server, drawing = color_steps(page, names, frames)
-            print(
-                f"color the map by another domain: median {statistics.median(times):.3f} s, "
-                f"max {max(times):.3f} s over {len(times)}   target < {target:g} s   "
-                f"(server part: median {statistics.median(server):.3f} s; "
-                f"the map's redraw: median {statistics.median(drawing):.3f} s)"
+            report(
+                "color the map by another domain",
+                times,
+                target,
+                server_part=server,
+                **{"the map's redraw": drawing},
             )
             # Colored by the weighted objective now: a weight edit recolors the map and reruns the selection.
             row = int(inputs.active.argmax()) if inputs.active.any() else 0
             times, server, drawing = weight_steps(page, row, ["3", "5", "2"], frames)
-            print(
-                f"edit a domain's weight (colored by the objective): median {statistics.median(times):.3f} s, "
-                f"max {max(times):.3f} s over {len(times)}   target < {target:g} s   "
-                f"(server part: median {statistics.median(server):.3f} s; "
-                f"the map's redraw: median {statistics.median(drawing):.3f} s)"
+            report(
+                "edit a domain's weight (colored by the objective)",
+                times,
+                target,
+                server_part=server,
+                **{"the map's redraw": drawing},
+            )
+            queries = search_queries(store, 3)
+            times, server = search_steps(page, queries, frames)
+            report(
+                f"search every example ({inputs.point_ids.size:,} examples; words: {queries[0]!r}, ...)",
+                times,
+                target,
+                server_part=server,
             )
             if args.screenshots:
                 screenshots(

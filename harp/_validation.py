@@ -120,7 +120,8 @@ def check_members(value: Any, n_leaves: int) -> Sequence[np.ndarray]:
     """Point indices of each leaf, as int64 arrays; no point may belong to two leaves.
 
     :class:`harp.members.LeafMembers` (what ``Store.selection_inputs`` gives) is checked in one pass over its
-    array of point ids and returned as it is; any other sequence leaf by leaf.
+    array of point ids, once (its point ids are made read-only then), and returned as it is; any other sequence
+    leaf by leaf.
     """
     from harp.members import LeafMembers
 
@@ -129,7 +130,10 @@ def check_members(value: Any, n_leaves: int) -> Sequence[np.ndarray]:
     if isinstance(value, LeafMembers):
         if len(value) != n_leaves:
             raise ValueError(f"phi has {n_leaves} rows but members has {len(value)} leaves")
-        _check_distinct(value.point_ids, value)
+        if not (value.checked_distinct and not value.point_ids.flags.writeable):
+            _check_distinct(value.point_ids, value)
+            value.point_ids.flags.writeable = False  # what was checked cannot change in place afterwards
+            value.checked_distinct = True
         return value
     if isinstance(value, np.ndarray) and value.ndim != 2:
         raise ValueError("members must be a sequence with one array of point indices per leaf")

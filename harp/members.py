@@ -30,7 +30,7 @@ class LeafMembers(Sequence[np.ndarray]):
         When the offsets do not cut ``point_ids`` into leaves (naming which rule they break).
     """
 
-    __slots__ = ("offsets", "point_ids")
+    __slots__ = ("checked_distinct", "offsets", "point_ids")
 
     def __init__(self, point_ids: np.ndarray, offsets: np.ndarray) -> None:
         point_ids = np.asarray(point_ids)
@@ -48,6 +48,9 @@ class LeafMembers(Sequence[np.ndarray]):
             )
         self.point_ids = point_ids
         self.offsets = offsets
+        # Set by harp._validation.check_members once no point is in two leaves; the point ids are then made
+        # read-only, so a selection rerun on other weights (the app's weight edits) need not check them again.
+        self.checked_distinct = False
 
     def __len__(self) -> int:
         return int(self.offsets.size - 1)

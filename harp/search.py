@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 import duckdb
 import numpy as np
 
+from harp._validation import check_integer
 from harp.store import Store
 
 SearchMode = Literal["words", "phrase", "pattern"]
@@ -144,27 +145,24 @@ def search_examples(
     Raises
     ------
     ValueError
-        A bad query (see :func:`check_query`), a negative ``limit`` or a negative ``leaf``.
+        A bad query (see :func:`check_query`), a ``limit`` or ``leaf`` that is not an integer >= 0.
     StoreError
         The store cannot be read.
     """
     condition, parameters = check_query(query, mode)
-    if int(limit) < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    limit = check_integer(limit, "limit", minimum=0)
     values: list[Any] = list(parameters)
     if leaf is not None:
-        if int(leaf) < 0:
-            raise ValueError(f"leaf must be >= 0, got {leaf}")
         condition += " AND leaf_id = ?"
-        values.append(int(leaf))
+        values.append(check_integer(leaf, "leaf", minimum=0))
     # One scan: the window counts every match before LIMIT keeps the first ones.
     sql = (
         "SELECT point_id, leaf_id, rank_in_leaf, text, response, source, count(*) OVER () AS total "
         f"FROM points WHERE {condition} ORDER BY leaf_id, rank_in_leaf LIMIT ?"
     )
     with store.read() as con:
-        rows = con.execute(sql, [*values, int(limit)]).fetchall()
-        if rows or int(limit) > 0:
+        rows = con.execute(sql, [*values, limit]).fetchall()
+        if rows or limit > 0:
             total = int(rows[0][6]) if rows else 0
         else:
             counted = con.execute(f"SELECT count(*) FROM points WHERE {condition}", values).fetchone()

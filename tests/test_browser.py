@@ -624,3 +624,40 @@ def test_search_the_pool_and_open_a_hits_leaf(shared) -> None:
     assert page.evaluate("() => window.__pwned === undefined")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_a_search_travels_in_the_link_and_a_bad_one_says_why(shared) -> None:
+    """A typed search (query and kind) goes into the page's URL; that link in a fresh tab reopens the Search
+    examples tab on the same hits; a bad pattern in a link shows the message typing it shows, no traceback."""
+    from urllib.parse import parse_qs, urlparse
+
+    page = shared["context"].new_page()
+    _load(page, shared["url"])
+    page.get_by_role("tab", name="Search examples").click()
+    box = page.get_by_label("Search every example", exact=True)
+    box.wait_for(timeout=60_000)
+    page.get_by_text("the exact phrase").click()
+    wait_idle(page)
+    box.fill("__PWNED=2")
+    box.press("Enter")
+    page.get_by_text("1 example matches").first.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 60
+    while parse_qs(urlparse(page.url).query).get("search_kind") != ["phrase"]:
+        assert time.monotonic() < deadline, f"the search is not in the link: {page.url}"
+        page.wait_for_timeout(100)
+    assert parse_qs(urlparse(page.url).query)["search"] == ["__PWNED=2"]
+    link = page.url
+    page.close()
+
+    page = shared["context"].new_page()
+    _load(page, link)
+    page.get_by_text("1 example matches").first.wait_for(timeout=60_000)
+    assert page.get_by_label("Search every example", exact=True).input_value() == "__PWNED=2"
+    assert page.get_by_role("radio", name="the exact phrase").is_checked()
+    page.close()
+
+    page = shared["context"].new_page()
+    _load(page, shared["url"] + "/?search=%28unclosed&search_kind=pattern")
+    page.get_by_text("Query is not a valid regular expression").first.wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -60,3 +60,31 @@ def test_select_refuses_offsets_that_repeat_a_point_or_miscount_the_leaves() -> 
         select(phi, [0.5, 0.5], envelope="C", members=negative)
     with pytest.raises(ValueError, match="phi has 3 rows but members has 4 leaves"):
         select(np.zeros((3, 2)), [0.5, 0.5], envelope="C", members=LeafMembers(POINTS, OFFSETS))
+
+
+def test_select_checks_a_leaf_members_once_and_it_cannot_change_after(monkeypatch) -> None:
+    """A weight edit in the app reruns select on the same members: the distinct-points pass runs once, and the
+    checked point ids are read-only, so a repeat cannot slip in unchecked."""
+    from harp import _validation
+
+    calls = []
+    original = _validation._check_distinct
+    monkeypatch.setattr(
+        _validation, "_check_distinct", lambda flat, leaves: calls.append(leaves) or original(flat, leaves)
+    )
+    members = LeafMembers(POINTS.copy(), OFFSETS)
+    phi = np.array([[0.1, 0.0], [0.0, 0.2], [-0.1, 0.3], [0.2, 0.2]])
+    for weights in ([1.0, 2.0], [3.0, 1.0], [1.0, 2.0]):
+        chosen = select(phi, [0.5, 0.5], envelope="C", members=members, weights=weights)
+        assert (
+            chosen.points.tolist()
+            == select(
+                phi, [0.5, 0.5], envelope="C", weights=weights, members=[m.copy() for m in members]
+            ).points.tolist()
+        )
+    assert [c for c in calls if c is members] == [members] and members.checked_distinct
+    with pytest.raises(ValueError, match="read-only"):
+        members.point_ids[4] = 3  # would repeat point 3
+    fresh = LeafMembers(np.array([7, 3, 0, 9, 3, 1], dtype=np.int64), OFFSETS)
+    with pytest.raises(ValueError, match="point 3 is in more than one leaf"):
+        select(phi, [0.5, 0.5], envelope="C", members=fresh)

@@ -123,10 +123,20 @@ def test_bad_queries_raise_a_clear_value_error(store: Store, query: object, mode
 
 
 def test_bad_limit_and_leaf_are_refused(store: Store) -> None:
-    with pytest.raises(ValueError, match="limit must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="limit must be an integer >= 0, got -1"):
         search_examples(store, "x", limit=-1)
-    with pytest.raises(ValueError, match="leaf must be >= 0, got -2"):
+    with pytest.raises(ValueError, match="leaf must be an integer >= 0, got -2"):
         search_examples(store, "x", leaf=-2)
+
+
+@pytest.mark.parametrize("limit", [2.7, "10", True, None])
+def test_a_limit_that_is_not_an_integer_is_refused_not_truncated(store: Store, limit: object) -> None:
+    # int(2.7) would silently search with limit 2, int("10") would accept text: the project's integer check.
+    with pytest.raises(ValueError, match=f"limit must be an integer >= 0, got {limit!r}"):
+        search_examples(store, "x", limit=limit)  # type: ignore[arg-type]
+    if limit is not None:  # leaf=None searches the whole pool
+        with pytest.raises(ValueError, match=f"leaf must be an integer >= 0, got {limit!r}"):
+            search_examples(store, "x", leaf=limit)  # type: ignore[arg-type]
 
 
 def test_the_query_reaches_sql_only_as_parameters() -> None:
