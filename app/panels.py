@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, data, figures, search_panel, text
+from app import controls, data, figures, saving, search_panel, text
 from app.data import StoreBundle, StoreProblem
 from app.leaf_view import colored_effect, leaf_effect_line, show_example
 from app.state import ViewState, format_leaf_ids, parse_leaf_ids
@@ -346,10 +346,46 @@ def gain_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, An
 # HARP-C vs HARP-E
 
 
-def overlap_panel(bundle: StoreBundle, selections: Mapping[str, Any]) -> None:
-    if set(selections) != {"C", "E"}:
+def overlap_panel(
+    bundle: StoreBundle, selections: Mapping[str, Any], design: tuple[Any, str | None] = (None, None)
+) -> None:
+    """HARP-C vs HARP-E, and the design selection (``design``: a ``design_pick.DesignPick`` or None, and why
+    not) against each of them."""
+    if set(selections) == {"C", "E"}:
+        _envelope_overlap(selections)
+    else:
         st.info("Choose **both** envelopes to compare HARP-C with HARP-E.", icon=":material/compare:")
+    chosen, problem = design
+    if problem:
+        st.warning(f"No design selection to compare: {text.markdown_text(problem, 400)}")
+    if chosen is None or not selections:
         return
+    st.markdown(f"**The design selection** ({text.markdown_text(chosen.label)}) **against** "
+                + " and ".join(figures.ENVELOPE_NAMES[e] for e in selections))  # fmt: skip
+    rows = {}
+    for unit, ours in (
+        ("leaves", {int(g) for g in chosen.selection.leaves}),
+        ("points", set(chosen.selection.points.tolist())),
+    ):
+        row: dict[str, Any] = {"design": len(ours)}
+        for envelope, selection in selections.items():
+            name = figures.ENVELOPE_NAMES[envelope]
+            theirs = (
+                {int(g) for g in selection.leaves} if unit == "leaves" else set(selection.points.tolist())
+            )
+            union = len(ours | theirs)
+            row[name] = len(theirs)
+            row[f"design and {name}"] = len(ours & theirs)
+            row[f"Jaccard with {name}"] = round(len(ours & theirs) / union, 4) if union else 1.0
+        rows[unit] = row
+    st.dataframe(pd.DataFrame.from_dict(rows, orient="index"), key="design_overlap_table")
+    st.caption(
+        "The design selection keeps whole regions whose fitted effect beats the pool's average and draws its "
+        "points uniformly from them; HARP-C and HARP-E rank single leaves by their own effects."
+    )
+
+
+def _envelope_overlap(selections: Mapping[str, Any]) -> None:
     leaves_c, leaves_e = (set(int(g) for g in selections[e].leaves) for e in ("C", "E"))
     points_c, points_e = (set(selections[e].points.tolist()) for e in ("C", "E"))
 
@@ -442,7 +478,7 @@ def export_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, 
             horizontal=True,
             key="save_envelope",
         )
-        overwrite = st.checkbox("Replace a saved selection of the same name", key="save_overwrite")
+        overwrite = st.checkbox(saving.REPLACE_LABEL, key="save_overwrite")
         submitted = st.form_submit_button("Save selection", icon=":material/save:")
     if submitted:
         _save(bundle, view, selections, str(name or "").strip(), str(envelope), bool(overwrite))
@@ -456,11 +492,9 @@ def _save(
     envelope: str,
     overwrite: bool,
 ) -> None:
-    if not name:
-        st.error("Give the selection a name.")
-        return
-    try:
-        selection_id = data.save_selection(
+    saving.save_with_messages(
+        name,
+        lambda: data.save_selection(
             bundle.path,
             name,
             envelope=envelope,
@@ -471,22 +505,5 @@ def _save(
             selection=selections[envelope],
             overwrite=overwrite,
             store_hash=bundle.content_hash,
-        )
-    except StoreProblem as problem:
-        st.error(f"Not saved: {text.markdown_text(problem.message, 400)}")
-        return
-    except ValueError as error:
-        if "already exists" in str(error):
-            st.error(
-                f"Not saved: a selection named {text.code_span(name)} already exists in this store. Tick "
-                "**Replace a saved selection of the same name** to replace it, or give this one another name.",
-                icon=":material/error:",
-            )
-        else:
-            st.error(f"Not saved: {text.markdown_text(error, 400)}")
-        return
-    ss["last_saved"] = name
-    st.success(
-        f"Saved as {text.code_span(name)} (selection {selection_id}). Reload it from the **Selections** page.",
-        icon=":material/check:",
+        ),
     )

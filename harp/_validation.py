@@ -229,3 +229,50 @@ def check_selection(
     if both.size:
         raise ValueError(f"pinned and excluded both list leaf {int(both[0])}")
     return SelectionArguments(phi, base, weights, members_list, budget, pinned_ids, excluded_ids)
+
+
+#: The levels of the tree a design can be drawn over (:mod:`harp.design`).
+DESIGN_LEVELS = ("large", "parent")
+#: The design selection's rules: ``"C"`` keeps regions credibly better than an average chunk of the pool,
+#: ``"E"`` every region estimated so.
+DESIGN_RULES = ("C", "E")
+DESIGN_SETTINGS = ("rule", "level", "config_key", "bootstrap_seed", "budget", "seed")
+
+
+def check_design_settings(value: Any, name: str = "settings") -> dict[str, Any]:
+    """A design selection's settings, checked, as a dict with the keys of ``DESIGN_SETTINGS`` in that order.
+
+    ``rule`` one of ``DESIGN_RULES`` (any case), ``level`` one of ``DESIGN_LEVELS``, ``config_key`` the design's
+    config (a non-empty string), ``bootstrap_seed`` and ``seed`` (the draw's) integers >= 0, ``budget`` an
+    integer >= 1 or None (every kept point).
+    """
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a dict with the keys {', '.join(DESIGN_SETTINGS)}, got {value!r}")
+    unknown = sorted(set(value) - set(DESIGN_SETTINGS))
+    missing = [key for key in DESIGN_SETTINGS if key not in value]
+    if unknown or missing:
+        raise ValueError(
+            f"{name} must have exactly the keys {', '.join(DESIGN_SETTINGS)}; "
+            f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}"
+        )
+    rule = value["rule"].upper() if isinstance(value["rule"], str) else value["rule"]
+    if rule not in DESIGN_RULES:
+        raise ValueError(f"{name}.rule must be one of {', '.join(DESIGN_RULES)}, got {value['rule']!r}")
+    if value["level"] not in DESIGN_LEVELS:
+        raise ValueError(f"{name}.level must be one of {', '.join(DESIGN_LEVELS)}, got {value['level']!r}")
+    if not isinstance(value["config_key"], str) or not value["config_key"].strip():
+        raise ValueError(f"{name}.config_key must be a non-empty string, got {value['config_key']!r}")
+    for key in ("bootstrap_seed", "seed"):
+        if not is_integer(value[key]) or value[key] < 0:
+            raise ValueError(f"{name}.{key} must be an integer >= 0, got {value[key]!r}")
+    budget = value["budget"]
+    if budget is not None and (not is_integer(budget) or budget < 1):
+        raise ValueError(f"{name}.budget must be an integer >= 1 or None (every kept point), got {budget!r}")
+    return {
+        "rule": rule,
+        "level": value["level"],
+        "config_key": value["config_key"],
+        "bootstrap_seed": int(value["bootstrap_seed"]),
+        "budget": None if budget is None else int(budget),
+        "seed": int(value["seed"]),
+    }

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harp._validation import is_integer
+from harp._validation import DESIGN_LEVELS, DESIGN_RULES, is_integer
 from harp.select import Selection
 
 if TYPE_CHECKING:
@@ -66,10 +66,8 @@ __all__ = [
     "run_design",
 ]
 
-#: The levels of the tree a design can be drawn over.
-DESIGN_LEVELS = ("large", "parent")
-#: ``"C"``: keep regions credibly better than an average chunk of the pool; ``"E"``: every region estimated so.
-DESIGN_RULES = ("C", "E")
+# DESIGN_LEVELS (the levels of the tree a design can be drawn over) and DESIGN_RULES (``"C"``: keep regions
+# credibly better than an average chunk of the pool; ``"E"``: every region estimated so) live with the input checks.
 #: Design mixture k trains with data-order seed ``DESIGN_SEED + k`` (no leaf id or mixture seed reaches it).
 DESIGN_SEED = 2**42
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)

@@ -74,6 +74,21 @@ def selection_manifest(
     }
 
 
+def manifest_text(manifest: Mapping[str, Any]) -> str:
+    """A manifest as the file holds it: JSON indented by 2, one newline at the end."""
+    return json.dumps(manifest, indent=2) + "\n"
+
+
+def saved_selection_files(record: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The CSV text and manifest text (None when it was saved without one: HARP-C/E) of a saved selection
+    (``Store.load_selection``); for a design selection both are what ``harp design select`` wrote."""
+    from types import SimpleNamespace
+
+    csv = selection_csv(SimpleNamespace(points=record["points"], point_leaves=record["point_leaves"]))  # type: ignore[arg-type]
+    manifest = record.get("manifest")
+    return csv, None if manifest is None else manifest_text(manifest)
+
+
 def manifest_path_for(csv_path: str | os.PathLike[str]) -> Path:
     """``FILE.csv`` -> ``FILE.manifest.json``."""
     path = Path(csv_path)
@@ -197,9 +212,7 @@ def write_selection(
     staged: list[tuple[Path, Path]] = []
     try:
         staged.append((stage_text(csv_path, selection_csv(selection), "export"), csv_path))
-        staged.append(
-            (stage_text(manifest_path, json.dumps(manifest, indent=2) + "\n", "export"), manifest_path)
-        )
+        staged.append((stage_text(manifest_path, manifest_text(manifest), "export"), manifest_path))
         for temporary, target in staged:
             publish_staged(temporary, target)
     finally:

@@ -53,16 +53,18 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "5"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == str(migrations.latest_version())
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
-    assert store.read_table("migrations")["name"].to_pylist() == [
+    names = store.read_table("migrations")["name"].to_pylist()
+    assert names == KNOWN and names[:5] == [
         "m001_initial",
         "m002_mixtures",
         "m003_content_hash",
         "m004_point_responses",
         "m005_design_mixtures",
     ]
+    assert names[-1] == "m007_selection_method"
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 

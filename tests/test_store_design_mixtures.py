@@ -79,11 +79,15 @@ def raw(path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
 
 
 def downgrade_to_v4(path: Path) -> None:
-    """Turn a current store into what schema version 4 wrote: no design_mixtures table, four migrations."""
+    """Turn a current store into what schema version 4 wrote: no design_mixtures table, no selection method
+    (m007), four migrations."""
     raw(
         path,
         "DROP TABLE design_mixtures",
-        "DELETE FROM migrations WHERE name = 'm005_design_mixtures'",
+        "ALTER TABLE selections DROP COLUMN method",
+        "ALTER TABLE selections DROP COLUMN design",
+        "ALTER TABLE selections DROP COLUMN manifest",
+        "DELETE FROM migrations WHERE name > 'm004_point_responses'",
         "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
     )
 
@@ -98,6 +102,7 @@ def bookkeeping(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
     return tables, version, applied
 
 
+LATEST = migrations.latest_version()
 V4_NAMES = [
     (name,) for name in ("m001_initial", "m002_mixtures", "m003_content_hash", "m004_point_responses")
 ]
@@ -107,7 +112,7 @@ V4_NAMES = [
 
 
 def test_schema_version_5_adds_the_design_mixtures_table(tmp_path: Path) -> None:
-    assert migrations.SCHEMA_VERSION == migrations.latest_version() == 5
+    assert migrations.SCHEMA_VERSION == migrations.latest_version()
     assert migrations.MIGRATIONS[4].name == "m005_design_mixtures"
     assert migrations.TABLE_KEYS["design_mixtures"] == ("design_id", "domain_id")
     store = Store.create(tmp_path / "new.duckdb")
@@ -155,13 +160,13 @@ def test_a_v4_store_is_migrated_and_keeps_its_contents(tiny_store: Path) -> None
     downgrade_to_v4(tiny_store)
     assert bookkeeping(tiny_store) == ([], [("4",)], V4_NAMES)
     with pytest.raises(
-        StoreError, match="schema version 4; this harp-explorer uses version 5: run `harp migrate"
+        StoreError, match=f"schema version 4; this harp-explorer uses version {LATEST}: run `harp migrate"
     ):
         Store.open(tiny_store, read_only=True)
     migrated = Store.open(tiny_store)
     names = [(m.name,) for m in migrations.MIGRATIONS]
-    assert bookkeeping(tiny_store) == ([("design_mixtures",)], [("5",)], names)
-    assert migrated.read_table("migrations")["name"].to_pylist()[-1] == "m005_design_mixtures"
+    assert bookkeeping(tiny_store) == ([("design_mixtures",)], [(str(LATEST),)], names)
+    assert "m005_design_mixtures" in migrated.read_table("migrations")["name"].to_pylist()
     assert migrated.meta()["harp_version"] == harp.__version__
     table = migrated.design_mixtures()
     assert table.column_names == COLUMNS and table.num_rows == 0
@@ -196,7 +201,7 @@ def test_a_failing_m005_rolls_back(tiny_store: Path, monkeypatch: pytest.MonkeyP
     assert bookkeeping(tiny_store) == ([], [("4",)], V4_NAMES)
     assert raw(tiny_store, "SELECT * FROM domains ORDER BY domain_id") == domains
     Store.open(tiny_store)  # the real migration then applies
-    assert bookkeeping(tiny_store)[:2] == ([("design_mixtures",)], [("5",)])
+    assert bookkeeping(tiny_store)[:2] == ([("design_mixtures",)], [(str(LATEST),)])
 
 
 def test_m005_on_a_store_that_already_has_the_table_rolls_back(tiny_store: Path) -> None:
@@ -219,16 +224,19 @@ def test_a_v4_export_imports_and_is_migrated(tiny_store: Path, tmp_path: Path) -
     export_parquet(tiny_store, folder)
     # What schema version 4 exported: no design_mixtures.parquet, four migrations, version 4.
     (folder / "design_mixtures.parquet").unlink()
+    for table in ("selections",):  # and no m007 columns
+        pq.write_table(pq.read_table(folder / f"{table}.parquet").drop(["method", "design", "manifest"]),
+                       folder / f"{table}.parquet")  # fmt: skip
     meta = pq.read_table(folder / "meta.parquet").to_pydict()
     meta["value"] = [
         "4" if k == "schema_version" else v for k, v in zip(meta["key"], meta["value"], strict=True)
     ]
     pq.write_table(pa.table(meta), folder / "meta.parquet")
     applied = pq.read_table(folder / "migrations.parquet")
-    assert applied["name"].to_pylist()[-1] == "m005_design_mixtures"
+    assert applied["name"].to_pylist()[4] == "m005_design_mixtures"
     pq.write_table(applied.slice(0, 4), folder / "migrations.parquet")
     copy = import_parquet(folder, tmp_path / "copy.duckdb")
-    assert copy.meta()["schema_version"] == "5"
+    assert copy.meta()["schema_version"] == str(LATEST)
     assert copy.read_table("migrations")["name"].to_pylist() == [m.name for m in migrations.MIGRATIONS]
     assert copy.design_mixtures().num_rows == 0
     assert copy.mixtures().equals(store.mixtures())
@@ -240,6 +248,9 @@ def test_a_v5_export_without_its_design_mixtures_is_refused(tiny_store: Path, tm
     folder = tmp_path / "export"
     export_parquet(tiny_store, folder)
     (folder / "design_mixtures.parquet").unlink()
+    for table in ("selections",):  # and no m007 columns
+        pq.write_table(pq.read_table(folder / f"{table}.parquet").drop(["method", "design", "manifest"]),
+                       folder / f"{table}.parquet")  # fmt: skip
     with pytest.raises(StoreError, match="lacks design_mixtures.parquet"):
         import_parquet(folder, tmp_path / "copy.duckdb")
     assert not (tmp_path / "copy.duckdb").exists()

@@ -145,6 +145,7 @@ def _downgrade_to_v2(path: Path) -> None:
         path,
         "ALTER TABLE points DROP COLUMN response",
         "DROP TABLE design_mixtures",
+        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
         "DELETE FROM migrations WHERE name NOT IN ('m001_initial', 'm002_mixtures')",
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",

@@ -56,6 +56,7 @@ def downgrade_to_v1(path: Path) -> None:
         "DROP TABLE design_mixtures",
         "DROP TABLE mixtures",
         "ALTER TABLE points DROP COLUMN response",
+        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
         "DELETE FROM migrations WHERE name <> 'm001_initial'",
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
@@ -156,6 +157,8 @@ def test_a_v1_export_imports_and_is_migrated(tiny_store: Path, tmp_path: Path) -
     (folder / "design_mixtures.parquet").unlink()
     points = pq.read_table(folder / "points.parquet")
     pq.write_table(points.drop_columns(["response"]), folder / "points.parquet")
+    selections = pq.read_table(folder / "selections.parquet")  # and no m007 columns
+    pq.write_table(selections.drop_columns(["method", "design", "manifest"]), folder / "selections.parquet")
     meta = pq.read_table(folder / "meta.parquet").to_pydict()
     meta["value"] = [
         "1" if k == "schema_version" else v for k, v in zip(meta["key"], meta["value"], strict=True)

@@ -47,7 +47,9 @@ def _columns(path: Path) -> list[str]:
 def test_a_new_store_has_a_nullable_response_column(tmp_path: Path) -> None:
     store = Store.create(tmp_path / "new.duckdb")
     assert _columns(store.path) == ["point_id", "leaf_id", "rank_in_leaf", "text", "source", "response"]
-    assert store.meta()["schema_version"] == str(migrations.SCHEMA_VERSION) == "5"
+    assert (
+        store.meta()["schema_version"] == str(migrations.SCHEMA_VERSION) == str(migrations.latest_version())
+    )
 
 
 def test_the_tree_keeps_prompt_and_response_apart(tmp_store: Path) -> None:
@@ -85,13 +87,18 @@ def test_a_response_that_is_not_text_is_refused(tmp_store: Path) -> None:
 # -- migration m004_point_responses ------------------------------------------------------------------------------
 
 
+UNDO_M007 = ("method", "design", "manifest")  # the columns m007_selection_method adds to selections
+
+
 def _downgrade_to_v3(path: Path) -> str:
     """Turn a current store into what schema version 3 wrote; return the version-3 content hash it records."""
     con = duckdb.connect(str(path))
     try:
         con.execute("ALTER TABLE points DROP COLUMN response")
         con.execute("DROP TABLE design_mixtures")
-        con.execute("DELETE FROM migrations WHERE name IN ('m004_point_responses', 'm005_design_mixtures')")
+        for column in UNDO_M007:
+            con.execute(f"ALTER TABLE selections DROP COLUMN {column}")
+        con.execute("DELETE FROM migrations WHERE name > 'm003_content_hash'")
         con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         return content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
     finally:
@@ -119,7 +126,7 @@ def test_a_v3_store_gains_the_column_and_keeps_its_selections_current(tmp_store:
     hashes = {record["name"]: record["store_hash"] for record in migrated.list_selections()}
     assert hashes == {"current": new, "older": "abc"}
     assert migrated.content_hash() == migrated.content_hash(recompute=True) == new
-    assert migrated.read_table("migrations")["name"].to_pylist()[-2:] == [
+    assert migrated.read_table("migrations")["name"].to_pylist()[3:5] == [
         "m004_point_responses",
         "m005_design_mixtures",
     ]

@@ -39,3 +39,10 @@ def symmetric_range(values: np.ndarray) -> float:
     if half <= 0:
         half = float(finite.max())
     return half if half > 0 else 1e-6
+
+
+# The design selection (harp.design_selection), the third selection the map can mark: green, dotted, the widest
+# ring, so that it stays apart from HARP-C's solid black and HARP-E's dashed orange rings.
+DESIGN_COLOR = "#1b7837"
+DESIGN_NAME = "design"
+DESIGN_DASH: list[int] = [1, 3]

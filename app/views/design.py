@@ -3,7 +3,8 @@
 For one design (a config and a level of the tree), every region's effect on the mean score over the domains,
 centred on the pool (above 0: better than an average chunk of it), with its bootstrap standard error and the rules
 that keep it; the leave-one-out R2 says whether the fit found anything. A selection by either rule (prune the
-regions, draw the budget uniformly from the rest) can be downloaded as the CSV `harp design select` writes.
+regions, draw the budget uniformly from the rest) can be downloaded as the CSV and manifest `harp design select`
+writes, and saved into the store; the Explore page's map and overlap panel show the selection chosen here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, figures, text
+from app import data, design_pick, figures, saving, text
 from app.data import StoreProblem
-from harp.design import design_select, kept_regions
-from harp.export import selection_csv
+from harp.design import kept_regions
+from harp.design_selection import DesignSettings
+from harp.export import manifest_text, selection_csv
 
 if TYPE_CHECKING:
     from streamlit.delta_generator import DeltaGenerator
@@ -54,10 +56,24 @@ if not configs:
 
 labels = [f"{key} ({LEVEL_NAMES.get(level, level)})" for key, level in configs]
 columns: Sequence[DeltaGenerator] = st.columns([3, 1])
-chosen = columns[0].selectbox("Design (config and level)", labels, key="design_config")
+# The widgets start from the settings last chosen here (Streamlit forgets a page's widgets when it is left).
+last = st.session_state.get(design_pick.SETTINGS_KEY) or {}
+last_design = (last.get("config_key"), last.get("level"))
+chosen = columns[0].selectbox(
+    "Design (config and level)",
+    labels,
+    index=configs.index(last_design) if last_design in configs else 0,
+    key="design_config",
+)
 config_key, level = configs[labels.index(chosen)]
 seed = int(
-    columns[1].number_input("Bootstrap seed", min_value=0, value=0, step=1, key="design_bootstrap_seed")
+    columns[1].number_input(
+        "Bootstrap seed",
+        min_value=0,
+        value=int(last.get("bootstrap_seed", 0)),
+        step=1,
+        key="design_bootstrap_seed",
+    )
 )
 try:
     fit, sources = data.design_fit(path, token, config_key, level, seed)
@@ -126,7 +142,7 @@ st.plotly_chart(figure, key="design_bars", config={"displaylogo": False})
 
 st.markdown("**A selection from this fit**")
 columns = st.columns(3)
-rule = columns[0].radio("Rule", ["C", "E"], horizontal=True, key="design_rule", help=RULE_HELP["C"] + "; E "
+rule = columns[0].radio("Rule", ["C", "E"], index=int(last.get("rule") == "E"), horizontal=True, key="design_rule", help=RULE_HELP["C"] + "; E "
                         + RULE_HELP["E"])  # fmt: skip
 kept_points = int(sizes[list(keeps[rule])].sum()) if keeps[rule] else 0
 budget = int(
@@ -136,14 +152,21 @@ budget = int(
         max_value=max(1, bundle.total_points),
         step=100,
         key="design_budget",
-        value=min(1000, max(1, bundle.total_points)),
+        value=min(int(last.get("budget") or 1000), max(1, bundle.total_points)),
     )  # fmt: skip
 )
-draw_seed = int(columns[2].number_input("Draw seed", min_value=0, value=0, step=1, key="design_draw_seed"))
+draw_seed = int(
+    columns[2].number_input(
+        "Draw seed", min_value=0, value=int(last.get("seed", 0)), step=1, key="design_draw_seed"
+    )
+)
 if not keeps[rule]:
     st.info(f"Rule {rule} keeps no region of this fit, so it selects nothing.", icon=":material/info:")
     st.stop()
-selection = design_select(fit, bundle.members, region_of_leaf, rule=rule, budget=budget, seed=draw_seed)
+settings = DesignSettings(rule, level, config_key, seed, budget, draw_seed)
+design_pick.remember(settings)  # the Explore page's map and overlap panel show this selection
+picked = design_pick.pick(bundle, settings, fit)
+selection = picked.selection
 st.caption(
     f"Rule {rule} {RULE_HELP[rule]}: {len(keeps[rule])} regions, {kept_points:,} points, of which "
     f"{selection.points.size:,} are drawn uniformly (seed {draw_seed}). The same from the command line:"
@@ -153,10 +176,31 @@ st.code(
     f"--bootstrap-seed {seed} --rule {rule} --budget {budget} --seed {draw_seed} --out FILE.csv",
     language="bash",
 )
-st.download_button(
+stem = f"design-{rule}-{selection.points.size}"
+columns = st.columns(2)
+columns[0].download_button(
     "Download the selection (CSV)",
     data=selection_csv(selection),
-    file_name=f"design-{rule}-{selection.points.size}.csv",
+    file_name=f"{stem}.csv",
     mime="text/csv",
     key="design_download",
+    icon=":material/download:",
 )
+columns[1].download_button(
+    "Download manifest (JSON)",
+    data=manifest_text(picked.manifest),
+    file_name=f"{stem}.manifest.json",
+    mime="application/json",
+    key="design_download_manifest",
+    on_click="ignore",
+    icon=":material/description:",
+)
+
+with st.form("design_save_form", clear_on_submit=False):
+    st.markdown("**Save this selection into the store**")
+    name = st.text_input("Name", key="design_save_name", max_chars=200)
+    overwrite = st.checkbox(saving.REPLACE_LABEL, key="design_save_overwrite")
+    submitted = st.form_submit_button("Save this selection", icon=":material/save:")
+if submitted:
+    name = str(name or "").strip()
+    saving.save_with_messages(name, lambda: design_pick.save(path, name, picked, overwrite=bool(overwrite)))

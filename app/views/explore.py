@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, leaf_map, leaf_view, panels, region_panel, search_panel, text
+from app import (
+    controls,
+    data,
+    design_pick,
+    figures,
+    leaf_map,
+    leaf_view,
+    panels,
+    region_panel,
+    search_panel,
+    text,
+)
 from app.data import StoreBundle, StoreProblem
+from app.figures.design_marks import design_mark_trace
 from app.state import OBJECTIVE, ViewState
 
 
@@ -107,6 +119,29 @@ def _map_colors(
     return leaf_map.base_file(payload, "colors"), payload
 
 
+def _design_on_map(bundle: StoreBundle) -> design_pick.DesignPick | None:
+    """The design selection to mark on the map, when the store has design mixtures and the box is ticked."""
+    if not data.design_configs(bundle.path, bundle.token):
+        return None
+    shown = st.checkbox(
+        "Show the design selection on the map",
+        key="show_design",
+        help="The Designed mixtures page's selection (its last settings there; rule C, 1,000 points otherwise), "
+        "marked by green dotted rings beside HARP-C's and HARP-E's.",
+    )
+    if not shown:
+        return None
+    chosen, problem = design_pick.explore_pick(bundle)
+    if problem:
+        st.warning(text.markdown_text(problem, 400), icon=":material/grid_view:")
+    elif chosen is not None:
+        st.caption(
+            f"Green dotted rings: the {text.markdown_text(chosen.label)}, {chosen.selection.points.size:,} points "
+            f"from {chosen.selection.leaves.size:,} leaves (change it on the **Designed mixtures** page)."
+        )
+    return chosen
+
+
 def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
     labels = st.session_state.get("ctl_labels", "none")
     # The browser fetches the base once per store and labels and the colors once per colored quantity (files);
@@ -124,6 +159,10 @@ def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
         opened=opened,
         sizes=sizes,
     )
+    design = _design_on_map(bundle)
+    if design is not None:
+        marks.append(design_mark_trace(_map_data(bundle, None), design_pick.leaves_of(design),
+                                       design.settings.rule, sizes))  # fmt: skip
     leaf_map.leaf_map(
         base_name, colors_name, marks, height=MAP_HEIGHT, key="leaf_map", on_change=_on_map_select
     )
@@ -168,7 +207,7 @@ def explorer() -> None:
             panels.gain_panel(bundle, view, selections)
     with tabs[5]:
         if tabs[5].open:
-            panels.overlap_panel(bundle, selections)
+            panels.overlap_panel(bundle, selections, design_pick.explore_pick(bundle))
     with tabs[6]:
         if tabs[6].open:
             panels.export_panel(bundle, view, selections)

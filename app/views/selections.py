@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ import streamlit as st
 from app import controls, data, text
 from app.data import StoreProblem
 from app.state import ViewState, normalise_envelope
-from harp.export import selection_csv
+from harp.export import saved_selection_files
 
 try:
     path = data.store_path()
@@ -31,7 +30,10 @@ if not saved:
     st.stop()
 
 table = pd.DataFrame(saved)
-for column in ("weights", "pinned", "excluded"):
+# How each was made first after its name: HARP-C, HARP-E, or a design rule (its settings in `design`).
+table = table[[c for c in ("selection_id", "name", "method") if c in table] + [c for c in table if c not in
+              ("selection_id", "name", "method", "manifest")]]  # fmt: skip
+for column in ("weights", "pinned", "excluded", "design"):
     if column in table:
         table[column] = [json.dumps(v) if v is not None else "" for v in table[column]]
 st.dataframe(table, hide_index=True, key="saved_table")
@@ -92,21 +94,31 @@ def _load_into_explore(record: dict) -> None:
 points = np.asarray(record.get("points", []), dtype=np.int64)
 point_leaves = np.asarray(record.get("point_leaves", []), dtype=np.int64)
 budget_text = "no cap" if record.get("budget") is None else f"{int(record['budget']):,} points"
+method = str(record.get("method") or f"HARP-{record.get('envelope')}")
+design = record.get("design")
 st.markdown(
-    f"**{text.markdown_text(name)}**: HARP-{text.markdown_text(record.get('envelope'))}, budget {budget_text}, "
+    f"**{text.markdown_text(name)}**: {text.markdown_text(method)}, budget {budget_text}, "
     f"{points.size:,} points saved"
 )
-columns = st.columns(2)
-if columns[0].button("Load into Explore", key="saved_load", on_click=_load_into_explore, args=(record,)):
+columns = st.columns(3)
+if design:
+    st.caption(
+        f"A design selection: rule {text.markdown_text(design['rule'])} over the {text.markdown_text(design['level'])}"
+        f" regions of design {text.code_span(design['config_key'])} (bootstrap seed {int(design['bootstrap_seed'])}"
+        f", draw seed {int(design['seed'])}). The **Designed mixtures** page makes it again from these settings."
+    )
+elif columns[0].button("Load into Explore", key="saved_load", on_click=_load_into_explore, args=(record,)):
     if st.session_state.pop("reload_error", None) is None:
         st.switch_page("views/explore.py")
 if st.session_state.get("reload_error"):
     st.error(st.session_state.pop("reload_error"))
 
 
+csv_text, saved_manifest = saved_selection_files(record)
+
+
 def _saved_csv() -> str:
-    # harp.export's CSV format; it reads only ``points`` and ``point_leaves``.
-    return selection_csv(SimpleNamespace(points=points, point_leaves=point_leaves))  # type: ignore[arg-type]
+    return csv_text
 
 
 columns[1].download_button(
@@ -117,3 +129,12 @@ columns[1].download_button(
     key="saved_download",
     on_click="ignore",
 )
+if saved_manifest is not None:
+    columns[2].download_button(
+        "Download its manifest (JSON)",
+        data=saved_manifest,
+        file_name=f"saved-selection-{record.get('selection_id', 'x')}.manifest.json",
+        mime="application/json",
+        key="saved_download_manifest",
+        on_click="ignore",
+    )

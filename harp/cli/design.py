@@ -5,7 +5,6 @@ A thin shell over :mod:`harp.design`. Torch and the model load inside ``harp des
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import Any
@@ -192,6 +191,9 @@ def fit_command(
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="CSV to write (rank,point_id,leaf_id) with FILE.manifest.json beside it.")  # fmt: skip
+@click.option("--save-as", default=None, help="Also save the selection in the store under this new name.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait while another process holds the store.")  # fmt: skip
 def select_command(
     store_path: Path,
     level: str,
@@ -201,46 +203,57 @@ def select_command(
     budget: int | None,
     seed: int,
     out: Path,
+    save_as: str | None,
+    lock_timeout: float,
 ) -> None:
     """Keep the regions the design fit says help, and draw the budget uniformly from their points.
 
     Writes the CSV as `harp select` does and a manifest with the rule, the fit and the store's content hash.
+    With --save-as, the selection is also saved in the store (method design-C or design-E, with its settings
+    and this manifest; `harp select`'s name rules); a refused save (name taken, store locked) writes nothing.
 
     \b
     Example:
-      harp design select --store pool.duckdb --rule C --budget 1000 --seed 0 --out chosen.csv
+      harp design select --store pool.duckdb --rule C --budget 1000 --seed 0 --out chosen.csv --save-as design-c
     """
-    from harp import __version__
-    from harp.design import design_select, kept_regions, region_of_leaves
-    from harp.export import MANIFEST_FORMAT, write_selection
-    from harp.measure import leaf_members
+    from harp.cli.saving import check_save_name, locked_error, save_in_store, saved_name_taken
+    from harp.design_selection import select_by_design
+    from harp.export import check_outputs, manifest_path_for, manifest_text, selection_csv
+    from harp.store import Store, StoreLockedError, discard_staged, publish_staged, stage_text
 
     rule = rule.upper()
     with errors(LIBRARY_ERRORS, record_warnings=False, words=False):
-        store, fit = _fit(store_path, level, config_key, bootstrap_seed)
-        region_of_leaf = region_of_leaves(store, level)
-        members = leaf_members(store, store.count("points"))
-        selection = design_select(fit, members, region_of_leaf, rule=rule, budget=budget, seed=seed)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "envelope": f"design-{rule}",
-            "budget": budget,
-            "design": {
-                "level": level,
-                "rule": rule,
-                "seed": seed,
-                "bootstrap_seed": bootstrap_seed,
-                "fit": fit.to_dict(),
-            },
-            "store_hash": store.content_hash(),
-            "store_path": str(store_path.resolve()),
-            "harp_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "counts": {
-                "points": int(selection.points.size),
-                "leaves": int(selection.leaves.size),
-                "kept_regions": int(kept_regions(fit, rule).size),
-            },  # fmt: skip
-        }
-        csv_path, manifest_path = write_selection(out, selection, manifest, inputs={"--store": store_path})
-    click.echo(json.dumps({"csv": str(csv_path), "manifest": str(manifest_path), **manifest["counts"]}))
+        check_save_name(save_as)
+        manifest_out = manifest_path_for(out)
+        check_outputs(out, manifest_out, {"--store": store_path}, option="out")
+        try:
+            store = Store.open(store_path, read_only=True, lock_timeout=lock_timeout)
+        except StoreLockedError:
+            raise locked_error(store_path, lock_timeout, "--store", "it cannot be read") from None
+        if save_as is not None:
+            saved = [record["name"] for record in store.list_selections()]
+            if save_as in saved:
+                raise saved_name_taken(store_path, save_as, saved)
+        made = select_by_design(
+            store, rule=rule, level=level, config_key=config_key, bootstrap_seed=bootstrap_seed, budget=budget,
+            seed=seed, store_path=store_path.resolve(),
+        )  # fmt: skip
+        manifest = made.manifest
+        staged: list[tuple[Path, Path]] = []
+        try:
+            staged.append((stage_text(out, selection_csv(made.selection), "export"), out))
+            staged.append((stage_text(manifest_out, manifest_text(manifest), "export"), manifest_out))
+            if save_as is not None:
+                name = save_as
+                save_in_store(store_path, lock_timeout, name, lambda opened: opened.save_design_selection(
+                    name, settings=made.settings.to_dict(), selection=made.selection, manifest=manifest,
+                    store_hash=manifest["store_hash"],
+                ))  # fmt: skip
+            for temporary, target in staged:
+                publish_staged(temporary, target)
+        finally:
+            for temporary, _ in staged:
+                discard_staged(temporary)
+    if save_as is not None:
+        progress_logger()(f"saved as {save_as!r} in {store_path}")
+    click.echo(json.dumps({"csv": str(out), "manifest": str(manifest_out), **manifest["counts"]}))

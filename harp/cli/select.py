@@ -20,6 +20,7 @@ import click
 import numpy as np
 
 from harp.cli.common import Context, handles_errors
+from harp.cli.saving import check_save_name, locked_error, save_in_store, saved_name_taken
 from harp.domain_weights import read_weights_file, weights_for_domains
 from harp.objective import default_weights
 
@@ -50,27 +51,6 @@ def _check_outputs(csv_path: Path, manifest_path: Path, inputs: dict[str, Path |
     from harp.export import check_outputs
 
     check_outputs(csv_path, manifest_path, inputs, option="--out")
-
-
-def _check_save_name(name: str | None) -> str | None:
-    if name is not None and not name.strip():
-        raise ValueError(f"--save-as: the name must not be empty, got {name!r}")
-    return name
-
-
-def _saved_name_taken(store: Path, name: str, saved: list[str]) -> ValueError:
-    listed = ", ".join(repr(n) for n in saved[-5:])
-    return ValueError(
-        f"--save-as: a selection named {name!r} already exists in {store} (saved: {listed}); "
-        "choose another name; nothing was written"
-    )
-
-
-def _locked(store: Path, lock_timeout: float, option: str, doing: str) -> ValueError:
-    return ValueError(
-        f"{option}: {store} is locked by another process (waited {lock_timeout:g} s), so {doing}: wait for it to "
-        "finish, or raise --lock-timeout; nothing was written"
-    )
 
 
 def _in_option(option: str, check: Callable[..., Any], *args: Any) -> Any:
@@ -145,7 +125,7 @@ def select_command(
     # Everything that can be checked without the store's big tables, before reading them.
     _in_option("--envelope", check_envelope, envelope)
     _in_option("--budget", check_budget, budget)
-    _check_save_name(save_as)
+    check_save_name(save_as)
     manifest_out = manifest_path_for(out)
     _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
     weights_data = None if weights_file is None else read_weights_file(weights_file, "--weights")
@@ -155,7 +135,7 @@ def select_command(
         n_leaves = opened.count("leaves")
         saved = [record["name"] for record in opened.list_selections()] if save_as is not None else []
     except StoreLockedError:
-        raise _locked(store, lock_timeout, "--store", "it cannot be read") from None
+        raise locked_error(store, lock_timeout, "--store", "it cannot be read") from None
     domain_names = [str(name) for name in domains["name"].to_pylist()]
     active = np.asarray(domains["active"].to_pylist(), dtype=bool)
     base_weights = np.ones(len(domain_names)) if all_domains else default_weights(active)
@@ -166,13 +146,13 @@ def select_command(
     if both.size:
         raise ValueError(f"--pin and --exclude both name leaf {int(both[0])}")
     if save_as is not None and save_as in saved:
-        raise _saved_name_taken(store, save_as, saved)
+        raise saved_name_taken(store, save_as, saved)
 
     warming = _warm_up_meanwhile(envelope)
     try:
         inputs = opened.selection_inputs()
     except StoreLockedError:
-        raise _locked(store, lock_timeout, "--store", "it cannot be read") from None
+        raise locked_error(store, lock_timeout, "--store", "it cannot be read") from None
     base_weights = np.ones(inputs.n_domains) if all_domains else default_weights(inputs.active)
     weights = weights_for_domains(weights_data, weights_file, inputs.domain_names, base_weights, "--weights")
     warming.join()
@@ -214,17 +194,17 @@ def select_command(
         # Again, now that the work is done: a file may have appeared at --out meanwhile.
         _check_outputs(out, manifest_out, {"--store": store, "--weights": weights_file})
         if save_as is not None:
-            _save_selection(
-                store,
-                lock_timeout,
-                save_as,
-                envelope=envelope,
-                weights=weights,
-                budget=budget,
-                pinned=list(pins),
-                excluded=list(excludes),
-                selection=result,
-                store_hash=inputs.content_hash,  # what it was computed from, whatever was written since
+            settings: dict[str, Any] = {
+                "envelope": envelope,
+                "weights": weights,
+                "budget": budget,
+                "pinned": list(pins),
+                "excluded": list(excludes),
+                "selection": result,
+                "store_hash": inputs.content_hash,  # what it was computed from, whatever was written since
+            }
+            save_in_store(
+                store, lock_timeout, save_as, lambda opened: opened.save_selection(save_as, **settings)
             )
         for temporary, target in staged:
             publish_staged(temporary, target)
@@ -258,21 +238,3 @@ def _warm_up_meanwhile(envelope: str) -> threading.Thread:
     thread = threading.Thread(target=load, name="harp-warm-up", daemon=True)
     thread.start()
     return thread
-
-
-def _save_selection(store: Path, lock_timeout: float, name: str, **settings: Any) -> None:
-    """``Store.save_selection`` under ``--save-as``, its refusals worded for the command line."""
-    from harp.store import Store, StoreLockedError
-
-    try:
-        opened = Store.open(store, lock_timeout=lock_timeout)
-        saved = [record["name"] for record in opened.list_selections()]
-        if name in saved:
-            raise _saved_name_taken(store, name, saved)
-        opened.save_selection(name, **settings)
-    except StoreLockedError:
-        raise _locked(store, lock_timeout, "--save-as", "the selection cannot be saved") from None
-    except ValueError as error:
-        if str(error).startswith("name: "):  # a name taken between our check and the save
-            raise _saved_name_taken(store, name, [name]) from None
-        raise

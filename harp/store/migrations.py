@@ -183,6 +183,27 @@ def m005_design_mixtures(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# m006_point_positions (another change) adds a table of its own; m007 touches only ``selections``, so it applies
+# after it whatever it holds.
+
+
+@_migration
+def m007_selection_method(con: duckdb.DuckDBPyConnection) -> None:
+    """How a saved selection was made (the migration after ``m006_point_positions``): ``method`` is ``HARP-C``, ``HARP-E``,
+    ``design-C`` or ``design-E``; ``design`` a design selection's settings as a JSON object (``rule``, ``level``,
+    ``config_key`` and ``bootstrap_seed`` of the fit, ``budget``, ``seed`` of the draw), NULL for HARP-C/E;
+    ``manifest`` the manifest that ``harp design select`` writes for it, as JSON (NULL for HARP-C/E), so that an
+    export of the saved selection is the same file.
+
+    Selections saved before have ``HARP-`` and their envelope as their method. The ``selections`` table is not
+    in the content hash, so nothing is rehashed.
+    """
+    con.execute("ALTER TABLE selections ADD COLUMN method VARCHAR")
+    con.execute("ALTER TABLE selections ADD COLUMN design VARCHAR")
+    con.execute("ALTER TABLE selections ADD COLUMN manifest VARCHAR")
+    con.execute("UPDATE selections SET method = 'HARP-' || upper(envelope) WHERE envelope IS NOT NULL")
+
+
 #: The schema version this harp-explorer writes (the number of migrations it knows).
 SCHEMA_VERSION: int = len(MIGRATIONS)
 

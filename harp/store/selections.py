@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -73,8 +74,103 @@ class Selections(StoreBase):
             raise ValueError(
                 f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
             )
-        if store_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", str(store_hash)):
-            raise ValueError(f"store_hash must be a content hash (64 hex digits), got {store_hash!r}")
+        _check_hash(store_hash, required=False)
+        return self._insert_selection(
+            name,
+            overwrite,
+            points,
+            point_leaves,
+            {
+                "envelope": envelope_name,
+                "method": "HARP-" + envelope_name,
+                "weights": weights_json,
+                "budget": budget_value,
+                "pinned": pinned_json,
+                "excluded": excluded_json,
+                "store_hash": store_hash,
+            },
+        )
+
+    def save_design_selection(
+        self,
+        name: str,
+        *,
+        settings: Mapping[str, Any],
+        selection: Any,
+        manifest: Mapping[str, Any],
+        store_hash: str,
+        overwrite: bool = False,
+    ) -> int:
+        """Save a design selection (:mod:`harp.design_selection`) with its settings and its manifest.
+
+        Parameters
+        ----------
+        name : str
+            Unique name; an existing name is refused unless ``overwrite``.
+        settings : dict
+            ``rule`` ("C" or "E"), ``level`` ("large" or "parent"), ``config_key`` and ``bootstrap_seed`` of the
+            fit, ``budget`` (None: every kept point) and ``seed`` of the draw (``DesignSettings.to_dict()``).
+        selection : harp.Selection
+            Its ``points`` and ``point_leaves`` are stored, in order.
+        manifest : dict
+            The manifest ``harp design select`` writes for it (``design_manifest``), kept as given so an export
+            of the saved selection is that file; it must name the same rule, budget, store hash and point count.
+        store_hash : str
+            The content hash of the store the fit was read from.
+
+        Returns
+        -------
+        int
+            The selection id.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument: an empty name, settings with a missing, unknown or bad entry, a manifest that
+            does not describe this selection, a malformed hash, or a name taken without ``overwrite``.
+        """
+        from harp._validation import check_design_settings
+
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        checked = check_design_settings(dict(settings) if isinstance(settings, Mapping) else settings)
+        points = integer_array(getattr(selection, "points", None), "selection.points")
+        point_leaves = integer_array(getattr(selection, "point_leaves", None), "selection.point_leaves")
+        if points.size != point_leaves.size:
+            raise ValueError(
+                f"selection.points has {points.size} entries but selection.point_leaves has {point_leaves.size}"
+            )
+        _check_hash(store_hash, required=True)
+        manifest_json = _design_manifest_json(manifest, checked, store_hash, int(points.size))
+        return self._insert_selection(
+            name,
+            overwrite,
+            points,
+            point_leaves,
+            {
+                "envelope": None,
+                "method": f"design-{checked['rule']}",
+                "design": json.dumps(checked),
+                "manifest": manifest_json,
+                "weights": None,
+                "budget": checked["budget"],
+                "pinned": "[]",
+                "excluded": "[]",
+                "store_hash": store_hash,
+            },
+        )
+
+    def _insert_selection(
+        self,
+        name: str,
+        overwrite: bool,
+        points: np.ndarray,
+        point_leaves: np.ndarray,
+        columns: dict[str, Any],
+    ) -> int:
+        """Write one selection row (``columns``: its settings, checked) and its points, replacing ``name`` only
+        when ``overwrite``."""
+        store_hash = columns.pop("store_hash")
         with self.write(rehash=()) as con:
             existing = first_row(con, "SELECT selection_id FROM selections WHERE name = ?", [name])
             if existing is not None:
@@ -87,21 +183,18 @@ class Selections(StoreBase):
                 con.execute("DELETE FROM selections WHERE selection_id = ?", [existing[0]])
             row = first_row(con, "SELECT coalesce(max(selection_id), -1) + 1 FROM selections")
             selection_id = int(row[0]) if row else 0
+            values = {
+                "selection_id": selection_id,
+                "name": name,
+                "created_at": utc_now(),
+                **columns,
+                "store_hash": stored_hash(con) if store_hash is None else str(store_hash),
+                "n_points": int(points.size),
+            }
+            # The column names are this module's own, never the caller's text.
             con.execute(
-                "INSERT INTO selections (selection_id, name, created_at, envelope, weights, budget, pinned, excluded, "
-                "store_hash, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    selection_id,
-                    name,
-                    utc_now(),
-                    envelope_name,
-                    weights_json,
-                    budget_value,
-                    pinned_json,
-                    excluded_json,
-                    stored_hash(con) if store_hash is None else str(store_hash),
-                    int(points.size),
-                ],
+                f"INSERT INTO selections ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                list(values.values()),
             )
             insert(
                 con,
@@ -118,7 +211,11 @@ class Selections(StoreBase):
         return selection_id
 
     def list_selections(self) -> list[dict[str, Any]]:
-        """Saved selections (settings, no points), oldest first."""
+        """Saved selections (settings, no points), oldest first.
+
+        Each has ``method`` (``HARP-C``, ``HARP-E``, ``design-C`` or ``design-E``); a design selection also its
+        ``design`` settings and its ``manifest`` (dicts), None for the others.
+        """
         with self.read() as con:
             table = arrow_table(con, "SELECT * FROM selections ORDER BY selection_id")
         return [_decode_selection(record) for record in table.to_pylist()]
@@ -151,7 +248,40 @@ class Selections(StoreBase):
         return record
 
 
+def _check_hash(store_hash: Any, *, required: bool) -> None:
+    if store_hash is None and not required:
+        return
+    if not isinstance(store_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", store_hash):
+        raise ValueError(f"store_hash must be a content hash (64 hex digits), got {store_hash!r}")
+
+
+def _design_manifest_json(manifest: Any, settings: dict[str, Any], store_hash: str, n_points: int) -> str:
+    """The manifest as JSON, once it is seen to describe this design selection."""
+    if not isinstance(manifest, Mapping) or manifest.get("format") != "harp-selection/1":
+        raise ValueError(
+            f"manifest must be a harp-selection/1 manifest (design_manifest), got {manifest!r:.200}"
+        )
+    design: Mapping[str, Any] = manifest["design"] if isinstance(manifest.get("design"), Mapping) else {}
+    expected = {
+        "envelope": (manifest.get("envelope"), f"design-{settings['rule']}"),
+        "budget": (manifest.get("budget"), settings["budget"]),
+        "store_hash": (manifest.get("store_hash"), store_hash),
+        "counts.points": ((manifest.get("counts") or {}).get("points"), n_points),
+        **{
+            f"design.{key}": (design.get(key), settings[key])
+            for key in ("rule", "level", "config_key", "seed", "bootstrap_seed")
+        },
+    }
+    for key, (given, wanted) in expected.items():
+        if given != wanted:
+            raise ValueError(f"manifest.{key} is {given!r} but the selection's is {wanted!r}")
+    try:
+        return json.dumps(dict(manifest))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"manifest must be JSON-serialisable: {error}") from None
+
+
 def _decode_selection(record: dict[str, Any]) -> dict[str, Any]:
-    for field in ("weights", "pinned", "excluded"):
+    for field in ("weights", "pinned", "excluded", "design", "manifest"):
         record[field] = json.loads(record[field]) if record[field] is not None else None
     return record
