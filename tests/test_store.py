@@ -53,7 +53,7 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
     assert store.path == path
     assert store.table_names() == ALL_TABLES
     meta = store.meta()
-    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == "5"
+    assert meta["schema_version"] == str(migrations.SCHEMA_VERSION) == str(migrations.latest_version())
     assert meta["harp_version"] == harp.__version__
     assert "created_at" in meta
     assert store.read_table("migrations")["name"].to_pylist() == [
@@ -62,6 +62,8 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
         "m003_content_hash",
         "m004_point_responses",
         "m005_design_mixtures",
+        "m006_point_positions",
+        *[m.name for m in migrations.MIGRATIONS[6:]],
     ]
     assert store.summary()["n_points"] == 0
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"

@@ -47,6 +47,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "selection_points": ("selection_id", "rank"),
     "mixtures": ("mixture_id", "domain_id"),
     "design_mixtures": ("design_id", "domain_id"),
+    "point_positions": ("leaf_id", "point_id"),
 }
 
 
@@ -180,6 +181,23 @@ def m005_design_mixtures(con: duckdb.DuckDBPyConnection) -> None:
                level VARCHAR NOT NULL, regions VARCHAR NOT NULL, budget BIGINT NOT NULL, seed BIGINT NOT NULL,
                shares VARCHAR NOT NULL, n_points BIGINT NOT NULL, phi DOUBLE NOT NULL, variance DOUBLE,
                PRIMARY KEY (design_id, domain_id))"""
+    )
+
+
+@_migration
+def m006_point_positions(con: duckdb.DuckDBPyConnection) -> None:
+    """Each example's position on the map, around its leaf's (schema version 6).
+
+    One row per point: ``x`` and ``y`` in the coordinates of ``layout``, ``leaf_id`` the point's leaf (so the
+    points of a few leaves are read without a scan: rows are kept in leaf order and DuckDB's zone maps skip the
+    rest), ``layout_key`` the key of the layout they were computed around (``meta.layout_key`` when they were
+    written). Derived display data like the layout: not part of the content hash, replaced or deleted with the
+    layout. No primary-key index: it would make a write of 10^7 rows about seven times slower, and the write
+    checks that every point appears once.
+    """
+    con.execute(
+        """CREATE TABLE point_positions (leaf_id INTEGER NOT NULL, point_id BIGINT NOT NULL, x DOUBLE NOT NULL,
+               y DOUBLE NOT NULL, layout_key VARCHAR NOT NULL)"""
     )
 
 
