@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import controls, data, figures, leaf_map, leaf_view, panels, region_panel, search_panel, text
+from app import (
+    controls,
+    data,
+    example_layer,
+    figures,
+    leaf_map,
+    leaf_view,
+    panels,
+    region_panel,
+    search_panel,
+    text,
+)
 from app.data import StoreBundle, StoreProblem
 from app.state import OBJECTIVE, ViewState
 
@@ -124,8 +135,15 @@ def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
         opened=opened,
         sizes=sizes,
     )
+    examples = example_layer.examples_layer(bundle, opened)
     leaf_map.leaf_map(
-        base_name, colors_name, marks, height=MAP_HEIGHT, key="leaf_map", on_change=_on_map_select
+        base_name,
+        colors_name,
+        marks,
+        height=MAP_HEIGHT,
+        key="leaf_map",
+        on_change=_on_map_select,
+        examples=examples,
     )
     st.caption(
         "Click a leaf to open it below; use the lasso or box tool (top right of the map) to open several. "
