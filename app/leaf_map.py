@@ -11,6 +11,8 @@ again (seconds at 10,000 leaves). Here the figure is split in three:
   :func:`app.figures.map_colors`, about a twentieth of the base) are another file, per colored quantity; the
   browser puts the two together (as :func:`app.figures.assemble_map` does) and draws the leaves when either
   changes, so a change of the colored domain or of the objective's weights fetches only the colors;
+- the **examples** of open leaves (when the user shows them: :func:`app.figures.example_trace`) are a third
+  file, fetched when the open leaves change, drawn by plotly as a small-marker trace with its own hover;
 - the **marks** (selection rings, open-leaf crosses: :func:`app.figures.mark_traces`) go with every rerun as
   component arguments, and the browser draws them on a canvas over the map without touching the leaves.
 
@@ -60,12 +62,13 @@ def serving_dir() -> Path:
     return folder
 
 
-KINDS = ("base", "colors")
+KINDS = ("base", "colors", "examples")
 
 
 def base_file(payload: bytes, kind: str = "base") -> str:
     """The served file name for a map file's JSON: ``base-<hash>.json`` for a :func:`app.figures.map_base`,
-    ``colors-<hash>.json`` for a :func:`app.figures.map_colors`."""
+    ``colors-<hash>.json`` for a :func:`app.figures.map_colors`, ``examples-<hash>.json`` for the examples of
+    open leaves (:func:`app.figures.example_trace`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return f"{kind}-{hashlib.sha256(payload).hexdigest()[:24]}.json"
@@ -115,9 +118,11 @@ def leaf_map(
     height: int,
     key: str,
     on_change: Callable[[], None] | None = None,
+    examples: str | None = None,
 ) -> Any:
     """Show the map: the base served as ``base`` colored by the file ``colors`` (see :func:`publish`), with
-    ``marks`` drawn over it.
+    ``marks`` drawn over it, and the examples of open leaves from the file ``examples`` when given (a layer
+    of small markers over the leaves, with its own hover).
 
     Returns the component's value (the last leaves clicked or lassoed, see :func:`leaf_ids_from_value`).
     """
@@ -129,6 +134,7 @@ def leaf_map(
         base=base,
         colors=colors,
         marks=list(marks),
+        examples=examples,
         key=key,
         default=None,
         on_change=on_change,

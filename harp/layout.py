@@ -5,6 +5,11 @@ UMAP (umap-learn, the ``[app]`` extra, imported only when used) keeps neighbouri
 ``min_umap_leaves`` leaves, where a neighbour graph says little, the first two principal components are used
 instead. Both are deterministic for a seed.
 
+Each example can be drawn around its leaf (:func:`point_positions`): its offset from the leaf centroid,
+projected on the leaf's top two principal directions and scaled so the leaf's farthest point lies at 0.4 of the
+distance to the nearest other leaf on the map; leaves keep apart and a leaf's shape (long or round, which points
+are typical) shows. :func:`ensure_layout` writes them with the layout when it is given the features.
+
 The cache key names everything that produced a layout: the layout version, the method, every hyperparameter and
 a fingerprint of the centroids (shape and a SHA-256 of their float32 bytes). :func:`ensure_layout` recomputes
 only when the key in the store differs, so a new tree, new features or a changed hyperparameter all give a new
@@ -25,12 +30,24 @@ from harp._validation import is_integer
 if TYPE_CHECKING:
     from harp.store import Store
 
-__all__ = ["LAYOUT_VERSION", "Layout", "compute_layout", "ensure_layout", "layout_key", "leaf_centroids"]
+__all__ = [
+    "LAYOUT_VERSION",
+    "Layout",
+    "compute_layout",
+    "ensure_layout",
+    "layout_key",
+    "leaf_centroids",
+    "point_positions",
+]
 
 #: Bumped whenever the same inputs would give a different layout.
 LAYOUT_VERSION = "harp-layout-v1"
 
 Method = Literal["auto", "umap", "pca"]
+
+_SKETCH = 8  # dimensions of the random sketch each leaf's principal directions are found in
+_SPREAD = 0.4  # a leaf's points reach this fraction of the distance to its nearest leaf on the map
+_BLOCK = 1 << 17  # rows per block: bounded memory at any pool size
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,7 @@ def ensure_layout(
     metric: str = "cosine",
     seed: int = 0,
     min_umap_leaves: int = 16,
+    X_feat: Any = None,
 ) -> tuple[Layout, bool]:
     """The store's layout when its key matches these arguments; otherwise compute it and write it.
 
@@ -270,28 +288,199 @@ def ensure_layout(
         Recompute and write even when the stored key matches.
     method, n_neighbors, min_dist, metric, seed, min_umap_leaves
         As in :func:`compute_layout`.
+    X_feat : array-like of shape (n_rows, n_features), optional
+        The features (point id = row): the points' positions around their leaves (:func:`point_positions`)
+        are written with the layout, and computed for a reused layout that has none yet.
 
     Returns
     -------
     layout : Layout
     computed : bool
-        False when the stored layout was reused.
+        False when the stored layout (and, with ``X_feat``, its point positions) was reused.
     """
     points = _check_points(leaf_centroids)
     settings = _resolve(points.shape[0], method, n_neighbors, min_dist, metric, seed, min_umap_leaves)
     key = _key(points, settings)
+    layout: Layout | None = None
     if not force and store.layout_key() == key:
         stored = store.layout()
         if stored is not None and stored[0].size == points.shape[0]:
-            return Layout(x=stored[0], y=stored[1], key=key, method=settings["method"]), False
-    layout = compute_layout(
-        points,
-        method=method,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        seed=seed,
-        min_umap_leaves=min_umap_leaves,
-    )
-    store.write_layout(layout.x, layout.y, layout.key)
+            layout = Layout(x=stored[0], y=stored[1], key=key, method=settings["method"])
+            if X_feat is None or store.has_point_positions():
+                return layout, False
+    if layout is None:
+        layout = compute_layout(
+            points,
+            method=method,
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            metric=metric,
+            seed=seed,
+            min_umap_leaves=min_umap_leaves,
+        )
+    positions = None
+    if X_feat is not None:
+        with store.read() as con:  # two columns, not the texts
+            members = con.execute("SELECT point_id, leaf_id FROM points").fetchnumpy()
+        point_id = np.asarray(members["point_id"], dtype=np.int64)
+        leaf_id = np.asarray(members["leaf_id"], dtype=np.int64)
+        x, y = point_positions(X_feat, point_id, leaf_id, layout.x, layout.y, seed=seed)
+        positions = (point_id, x, y)
+    store.write_layout(layout.x, layout.y, layout.key, point_positions=positions)
     return layout, True
+
+
+def _nearest_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Distance from each leaf on the map to its nearest other leaf (inf for a lone leaf)."""
+    n = x.size
+    if n < 2:
+        return np.full(n, np.inf)
+    coordinates = np.column_stack([x, y])
+    try:
+        from scipy.spatial import cKDTree  # installed with umap-learn; a k-d tree is O(L log L)
+    except ImportError:
+        nearest = np.empty(n)
+        for start in range(0, n, 1024):  # without scipy, blocks of a brute-force search
+            block = coordinates[start : start + 1024]
+            squared = ((block[:, None, :] - coordinates[None, :, :]) ** 2).sum(axis=2)
+            squared[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = np.inf
+            nearest[start : start + block.shape[0]] = np.sqrt(squared.min(axis=1))
+        return nearest
+    distance, _ = cKDTree(coordinates).query(coordinates, k=2)
+    return np.asarray(distance[:, 1], dtype=np.float64)
+
+
+def _sketch_matrix(n_features: int, seed: int) -> np.ndarray:
+    """Orthonormal columns spanning a random ``_SKETCH``-dimensional subspace (all of it when smaller)."""
+    if n_features <= _SKETCH:
+        return np.eye(n_features, dtype=np.float64)
+    gaussian = np.random.default_rng(seed).standard_normal((n_features, _SKETCH))
+    q, _ = np.linalg.qr(gaussian)
+    return q
+
+
+def point_positions(
+    X_feat: Any,
+    point_ids: Any,
+    leaf_ids: Any,
+    leaf_x: Any,
+    leaf_y: Any,
+    *,
+    spread: float = _SPREAD,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map positions of the points around their leaves' positions: a local 2-D projection of each leaf.
+
+    Point i of leaf g goes to ``(leaf_x[g], leaf_y[g]) + r_g * (u_i1, u_i2) / max_j |u_j|``, where ``u_i`` is
+    the offset of its features from the leaf centroid projected on the leaf's top two principal directions,
+    the max runs over the leaf's points and ``r_g`` is ``spread`` times the distance from leaf g to its nearest
+    other leaf on the map. So no point leaves its leaf's disc and discs of different leaves do not overlap (for
+    ``spread`` < 0.5). The principal directions are those of the features sketched on 8 random orthonormal
+    directions (seeded; all features when there are 8 or fewer), which keeps the cost at one pass over
+    ``X_feat``; each direction's sign is fixed (largest loading positive), so the result is deterministic. A
+    one-point leaf sits on its leaf, a two-point leaf on a line through it.
+
+    Parameters
+    ----------
+    X_feat : array-like of shape (n_rows, n_features)
+        Features; point id = row.
+    point_ids, leaf_ids : array-like of int, shape (n_points,)
+        Each point's row in ``X_feat`` and its leaf (0..n_leaves-1).
+    leaf_x, leaf_y : array-like of shape (n_leaves,)
+        The leaves' map positions (:func:`compute_layout`).
+    spread : float, default 0.4
+        In (0, 0.5]: how far towards its nearest leaf a leaf's points reach.
+    seed : int, default 0
+        Seed of the sketch.
+
+    Returns
+    -------
+    x, y : ndarray of shape (n_points,), float64
+        In the order of ``point_ids``.
+    """
+    if not isinstance(spread, int | float) or not 0 < spread <= 0.5:
+        raise ValueError(f"spread must be a number in (0, 0.5], got {spread!r}")
+    if not is_integer(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    X = np.asarray(X_feat)
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise ValueError(f"X_feat must be 2-D (points x features), got shape {X.shape}")
+    rows = np.asarray(point_ids, dtype=np.int64).ravel()
+    leaves = np.asarray(leaf_ids, dtype=np.int64).ravel()
+    centre_x = np.asarray(leaf_x, dtype=np.float64).ravel()
+    centre_y = np.asarray(leaf_y, dtype=np.float64).ravel()
+    n_leaves = centre_x.size
+    if centre_y.size != n_leaves:
+        raise ValueError(f"leaf_x has {n_leaves} leaves but leaf_y has {centre_y.size}")
+    if leaves.size != rows.size:
+        raise ValueError(f"point_ids has {rows.size} entries but leaf_ids has {leaves.size}")
+    if rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
+        raise ValueError(
+            f"X_feat has {X.shape[0]} rows but the store has point id {int(rows.max())}: point ids must be "
+            "row numbers of X_feat (as `harp hierarchy` and `harp load` write them)"
+        )
+    if leaves.size and (leaves.min() < 0 or leaves.max() >= n_leaves):
+        raise ValueError(f"leaf_ids must lie in 0..{n_leaves - 1}, got {int(leaves.max())}")
+
+    # Points in leaf order (stable), so a leaf's points are one run of rows: sums over runs are np.add.reduceat.
+    order = np.argsort(leaves, kind="stable")
+    sorted_leaves = leaves[order]
+    basis = _sketch_matrix(X.shape[1], int(seed)).astype(np.float32)
+    k = basis.shape[1]
+    sketch = np.empty((rows.size, k), dtype=np.float32)
+    for start in range(0, rows.size, _BLOCK):  # one BLAS call a block; X is never copied whole
+        block = np.asarray(X[rows[order[start : start + _BLOCK]]], dtype=np.float32)
+        if not np.isfinite(block).all():
+            bad = int(rows[order[start + int(np.argwhere(~np.isfinite(block))[0][0])]])
+            raise ValueError(f"X_feat must be finite, found a NaN or inf in row {bad}")
+        sketch[start : start + _BLOCK] = block @ basis
+
+    # Each leaf's centroid and covariance in the sketch, then its top two eigenvectors (batched).
+    sizes = np.bincount(leaves, minlength=n_leaves).astype(np.float64)
+    safe = np.maximum(sizes, 1.0)
+    means = np.zeros((n_leaves, k))
+    _run_add(means, sorted_leaves, sketch)
+    means /= safe[:, None]
+    centred = sketch - means[sorted_leaves].astype(np.float32)
+    covariance = np.zeros((n_leaves, k * k))
+    step = max(1, _BLOCK // k)  # a block's outer products: k times its rows
+    for start in range(0, rows.size, step):
+        part = centred[start : start + step]
+        products = (part[:, :, None] * part[:, None, :]).reshape(part.shape[0], k * k)
+        _run_add(covariance, sorted_leaves[start : start + step], products)
+    _, vectors = np.linalg.eigh(covariance.reshape(n_leaves, k, k) / safe[:, None, None])
+    directions = vectors[:, :, ::-1][:, :, :2]  # (n_leaves, k, 2): the two largest eigenvalues' vectors
+    largest = np.take_along_axis(directions, np.abs(directions).argmax(axis=1)[:, None, :], axis=1)
+    directions = (directions * np.where(largest >= 0, 1.0, -1.0)).astype(np.float32)
+
+    offset = np.empty((rows.size, 2))
+    for start in range(0, rows.size, _BLOCK):
+        stop = start + _BLOCK
+        offset[start:stop] = np.einsum(
+            "ik,ikc->ic", centred[start:stop], directions[sorted_leaves[start:stop]]
+        )
+    # A flat direction (two points, identical points) stays flat instead of blowing rounding up to the radius.
+    norm = np.sqrt((offset**2).sum(axis=1))
+    offset[np.abs(offset) <= 1e-5 * np.maximum(norm, 1e-30)[:, None]] = 0.0
+    offset[norm < 1e-6] = 0.0
+    reach = np.zeros(n_leaves)
+    if rows.size:
+        runs = np.flatnonzero(np.r_[True, sorted_leaves[1:] != sorted_leaves[:-1]])
+        reach[sorted_leaves[runs]] = np.maximum.reduceat(np.sqrt((offset**2).sum(axis=1)), runs)
+    nearest = _nearest_distance(centre_x, centre_y)
+    extent = max(float(np.ptp(centre_x)) if n_leaves else 0.0, float(np.ptp(centre_y)) if n_leaves else 0.0)
+    nearest = np.where(np.isfinite(nearest) & (nearest > 0), nearest, extent if extent > 0 else 1.0)
+    scale = np.where(reach > 0, spread * nearest / np.where(reach > 0, reach, 1.0), 0.0)
+    x = np.empty(rows.size)
+    y = np.empty(rows.size)
+    x[order] = centre_x[sorted_leaves] + offset[:, 0] * scale[sorted_leaves]
+    y[order] = centre_y[sorted_leaves] + offset[:, 1] * scale[sorted_leaves]
+    return x, y
+
+
+def _run_add(target: np.ndarray, sorted_labels: np.ndarray, values: np.ndarray) -> None:
+    """``target[sorted_labels[i]] += values[i]`` for every i, labels sorted: one ``np.add.reduceat`` over runs."""
+    if sorted_labels.size == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    target[sorted_labels[starts]] += np.add.reduceat(values, starts, axis=0, dtype=np.float64)

@@ -63,6 +63,8 @@ def test_create_then_open_gives_empty_store_at_latest_version(tmp_path: Path) ->
         "m003_content_hash",
         "m004_point_responses",
         "m005_design_mixtures",
+        "m006_point_positions",
+        *[m.name for m in migrations.MIGRATIONS[6:]],
     ]
     assert names[-1] == "m007_selection_method"
     assert store.summary()["n_points"] == 0

@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
+from store_versions import drop_newer_tables
 
 from harp.select import select
 from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
@@ -144,9 +145,8 @@ def _downgrade_to_v2(path: Path) -> None:
     raw(
         path,
         "ALTER TABLE points DROP COLUMN response",
-        "DROP TABLE design_mixtures",
+        *drop_newer_tables(2),
         *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
-        "DELETE FROM migrations WHERE name NOT IN ('m001_initial', 'm002_mixtures')",
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
     )

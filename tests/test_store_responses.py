@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from store_versions import drop_newer_tables
 from test_store_hash import save_small_selection
 
 from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
@@ -95,10 +96,10 @@ def _downgrade_to_v3(path: Path) -> str:
     con = duckdb.connect(str(path))
     try:
         con.execute("ALTER TABLE points DROP COLUMN response")
-        con.execute("DROP TABLE design_mixtures")
+        for statement in drop_newer_tables(3):
+            con.execute(statement)
         for column in UNDO_M007:
             con.execute(f"ALTER TABLE selections DROP COLUMN {column}")
-        con.execute("DELETE FROM migrations WHERE name > 'm003_content_hash'")
         con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         return content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
     finally:

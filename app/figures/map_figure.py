@@ -449,3 +449,28 @@ def mark_traces(
         }
     )
     return out
+
+
+EXAMPLE_COLOR = "rgba(40, 40, 40, 0.75)"
+
+
+def example_trace(
+    leaf_id: np.ndarray, point_id: np.ndarray, x: np.ndarray, y: np.ndarray, hover: Sequence[str]
+) -> dict[str, Any]:
+    """The examples of open leaves as one small-marker scattergl trace over the leaves (plotly JSON).
+
+    ``hover`` is hover-ready (escaped with ``app.text.hover_text``); leaf and point ids travel in ``customdata``
+    (leaf first, so a click on an example opens its leaf, as a click on the leaf does).
+    """
+    return {
+        "type": "scattergl",
+        "mode": "markers",
+        "name": "examples of open leaves",
+        "x": typed_array(x),
+        "y": typed_array(y),
+        "customdata": [[int(g), int(p)] for g, p in zip(leaf_id.tolist(), point_id.tolist(), strict=True)],
+        "text": list(hover),
+        "hovertemplate": "%{text}<extra></extra>",
+        "marker": {"size": 4, "color": EXAMPLE_COLOR, "line": {"width": 0}},
+        "showlegend": False,
+    }

@@ -36,6 +36,8 @@
   });
   let baseName = null; // the base on screen
   let colorsName = null; // the colors on screen
+  let examplesName = null; // the examples of open leaves on screen ("" for none)
+  let examples = null; // their decoded plotly trace
   let base = null; // the decoded base: {leaves: {x, y, size, parent, points, text}, kinds, data, layoutJson}
   let colors = null; // the decoded colors: {effect, sd, measured, hovertemplate, coloraxis}
   let marks = []; // decoded marks: {name, color, width, symbol, x, y, size, visible}
@@ -102,6 +104,11 @@
     };
   }
 
+  // The examples of open leaves (app.figures.example_trace): a small-marker trace drawn over the leaves.
+  function decodeExamples(raw) {
+    return Object.assign({}, raw, { x: decode(raw.x), y: decode(raw.y) });
+  }
+
   function decodeColors(raw) {
     return Object.assign({}, raw, { effect: decode(raw.effect), sd: decode(raw.sd), measured: decode(raw.measured) });
   }
@@ -139,7 +146,8 @@
       });
     });
     const layout = Object.assign(JSON.parse(base.layoutJson), { coloraxis: colors.coloraxis });
-    return { data: traces.concat(base.data), layout: layout };
+    const data = traces.concat(base.data);
+    return { data: examples ? data.concat([examples]) : data, layout: layout };
   }
 
   function shown(mark) {
@@ -290,22 +298,29 @@
   async function render(args) {
     const started = performance.now();
     marks = (args.marks || []).map(decodeMark);
-    if (args.base !== baseName || args.colors !== colorsName) {
+    const wantedExamples = args.examples || "";
+    if (args.base !== baseName || args.colors !== colorsName || wantedExamples !== examplesName) {
       const first = baseName === null;
       if (first && args.height) post("streamlit:setFrameHeight", { height: args.height });
-      const [rawBase, rawColors] = await Promise.all([
+      const [rawBase, rawColors, rawExamples] = await Promise.all([
         args.base !== baseName ? fetchJson(args.base) : null,
         args.colors !== colorsName ? fetchJson(args.colors) : null,
+        wantedExamples && wantedExamples !== examplesName ? fetchJson(wantedExamples) : null,
         plotlyLoaded,
       ]);
       if (rawBase) base = decodeBase(rawBase);
       if (rawColors) colors = decodeColors(rawColors);
+      if (!wantedExamples) examples = null;
+      else if (rawExamples) examples = decodeExamples(rawExamples);
       outside = base.outside;
       const figure = assemble();
       await Plotly.react(plot, figure.data, figure.layout, CONFIG);
       if (first) listen();
       baseName = args.base;
       colorsName = args.colors;
+      examplesName = wantedExamples;
+      // How many examples of open leaves are drawn, for the browser tests.
+      document.body.dataset.examples = String(examples ? examples.x.length : 0);
       // Which base and colors are drawn, for the tests and the benchmark.
       document.body.dataset.base = baseName;
       document.body.dataset.colors = colorsName;

@@ -9,6 +9,7 @@ from app import (
     controls,
     data,
     design_pick,
+    example_layer,
     figures,
     leaf_map,
     leaf_view,
@@ -163,8 +164,15 @@ def _leaf_map(bundle: StoreBundle, view: ViewState, selections: dict) -> None:
     if design is not None:
         marks.append(design_mark_trace(_map_data(bundle, None), design_pick.leaves_of(design),
                                        design.settings.rule, sizes))  # fmt: skip
+    examples = example_layer.examples_layer(bundle, opened)
     leaf_map.leaf_map(
-        base_name, colors_name, marks, height=MAP_HEIGHT, key="leaf_map", on_change=_on_map_select
+        base_name,
+        colors_name,
+        marks,
+        height=MAP_HEIGHT,
+        key="leaf_map",
+        on_change=_on_map_select,
+        examples=examples,
     )
     st.caption(
         "Click a leaf to open it below; use the lasso or box tool (top right of the map) to open several. "

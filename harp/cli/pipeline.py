@@ -138,7 +138,13 @@ def hierarchy_command(
         if layout:
             tick = time.perf_counter()
             try:
-                result, _ = ensure_layout(opened, tree.leaf_centroids, method=layout_method, seed=seed)  # type: ignore[arg-type]
+                result, _ = ensure_layout(
+                    opened,
+                    tree.leaf_centroids,
+                    method=layout_method,  # type: ignore[arg-type]
+                    seed=seed,
+                    X_feat=X,
+                )
             except ImportError as error:  # the tree is written; the map can be made where umap-learn is
                 log(f"warning: no layout ({error}); run `harp layout` there")
             else:
@@ -186,7 +192,8 @@ def layout_command(
     seed: int,
     force: bool,
 ) -> None:
-    """Compute the 2-D map of the leaves (UMAP of the leaf centroids) and cache it in the store.
+    """Compute the 2-D map of the leaves (UMAP of the leaf centroids) and cache it in the store, with the
+    position of every example around its leaf (the app's "Show the examples of open leaves").
 
     The layout is recomputed only when its key (version, method, every hyperparameter, a fingerprint of the
     centroids) differs from the stored one. Prints a JSON summary.
@@ -204,9 +211,8 @@ def layout_command(
         n_leaves = opened.read_table("leaves").num_rows
         if n_leaves == 0:
             raise ValueError(f"{store} has no tree yet: run `harp hierarchy` first")
-        centroids = leaf_centroids(
-            _load_features(features), points["point_id"].to_numpy(), points["leaf_id"].to_numpy(), n_leaves
-        )
+        X = _load_features(features)
+        centroids = leaf_centroids(X, points["point_id"].to_numpy(), points["leaf_id"].to_numpy(), n_leaves)
         tick = time.perf_counter()
         result, computed = ensure_layout(
             opened,
@@ -217,16 +223,25 @@ def layout_command(
             min_dist=min_dist,
             metric=metric,
             seed=seed,
+            X_feat=X,
         )
         log(
-            f"layout: {result.method} of {n_leaves} leaves "
+            f"layout: {result.method} of {n_leaves} leaves and the positions of their {points.num_rows} points "
             + (
                 f"computed in {time.perf_counter() - tick:.1f} s"
                 if computed
                 else "unchanged (cached key matches)"
             )
         )
-        echo_json({"store": str(store), "method": result.method, "computed": computed, "key": result.key})
+        echo_json(
+            {
+                "store": str(store),
+                "method": result.method,
+                "computed": computed,
+                "key": result.key,
+                "point_positions": points.num_rows,
+            }
+        )
 
 
 @click.command("infer")

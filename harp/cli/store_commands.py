@@ -86,6 +86,11 @@ def info(store: Path, as_json: bool) -> None:
             continue  # said on the n_measured_leaves line
         if key == "n_measured_leaves":
             click.echo(f"{key:<15} {_measured_words(summary)}")
+        elif key == "has_point_positions":
+            click.echo(
+                f"{key:<15} {value}"
+                + ("" if value else " (`harp layout --store S --features X_feat.npy` computes them)")
+            )
         elif key == "counts" and isinstance(value, dict):
             click.echo("counts          " + ", ".join(f"{name} {count}" for name, count in value.items()))
         elif key == "runs" and isinstance(value, list):

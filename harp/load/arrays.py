@@ -245,7 +245,7 @@ def load_arrays(
     """
     from harp.bayes import active_domains
     from harp.hierarchy import group_means, kmeans_labels
-    from harp.layout import compute_layout
+    from harp.layout import compute_layout, point_positions
     from harp.store import Store, points_from_members
     from harp.store.files import check_target, publish, remove_quietly, temporary_beside
 
@@ -312,6 +312,13 @@ def load_arrays(
         profile = (data.phi - data.phi.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
         layout = compute_layout(profile, method=layout_method, metric="euclidean", seed=seed)  # type: ignore[arg-type]
     say(f"layout: {layout.method} of the {'leaf centroids' if leaf_means is not None else 'rows of phi'}")
+    positions = None
+    if data.X is not None:  # with features, every example's place on the map around its leaf
+        point_id = np.arange(n_points, dtype=np.int64)
+        positions = (
+            point_id,
+            *point_positions(data.X, point_id, data.point_leaf, layout.x, layout.y, seed=seed),
+        )
 
     temporary = temporary_beside(target, "load")
     try:
@@ -329,7 +336,7 @@ def load_arrays(
         )
         store.write_domains(data.names, data.base, active=active)
         store.write_effects(data.phi, data.sd, data.measured)
-        store.write_layout(layout.x, layout.y, layout.key)
+        store.write_layout(layout.x, layout.y, layout.key, point_positions=positions)
         run_id = store.add_run(
             "load",
             {

@@ -47,6 +47,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "selection_points": ("selection_id", "rank"),
     "mixtures": ("mixture_id", "domain_id"),
     "design_mixtures": ("design_id", "domain_id"),
+    "point_positions": ("leaf_id", "point_id"),
 }
 
 
@@ -183,13 +184,26 @@ def m005_design_mixtures(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-# m006_point_positions (another change) adds a table of its own; m007 touches only ``selections``, so it applies
-# after it whatever it holds.
+@_migration
+def m006_point_positions(con: duckdb.DuckDBPyConnection) -> None:
+    """Each example's position on the map, around its leaf's (schema version 6).
+
+    One row per point: ``x`` and ``y`` in the coordinates of ``layout``, ``leaf_id`` the point's leaf (so the
+    points of a few leaves are read without a scan: rows are kept in leaf order and DuckDB's zone maps skip the
+    rest), ``layout_key`` the key of the layout they were computed around (``meta.layout_key`` when they were
+    written). Derived display data like the layout: not part of the content hash, replaced or deleted with the
+    layout. No primary-key index: it would make a write of 10^7 rows about seven times slower, and the write
+    checks that every point appears once.
+    """
+    con.execute(
+        """CREATE TABLE point_positions (leaf_id INTEGER NOT NULL, point_id BIGINT NOT NULL, x DOUBLE NOT NULL,
+               y DOUBLE NOT NULL, layout_key VARCHAR NOT NULL)"""
+    )
 
 
 @_migration
 def m007_selection_method(con: duckdb.DuckDBPyConnection) -> None:
-    """How a saved selection was made (the migration after ``m006_point_positions``): ``method`` is ``HARP-C``, ``HARP-E``,
+    """How a saved selection was made (schema version 7): ``method`` is ``HARP-C``, ``HARP-E``,
     ``design-C`` or ``design-E``; ``design`` a design selection's settings as a JSON object (``rule``, ``level``,
     ``config_key`` and ``bootstrap_seed`` of the fit, ``budget``, ``seed`` of the draw), NULL for HARP-C/E;
     ``manifest`` the manifest that ``harp design select`` writes for it, as JSON (NULL for HARP-C/E), so that an

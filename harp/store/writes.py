@@ -207,6 +207,7 @@ class StageWrites(StoreBase):
                 "large_nodes",
                 "effects",
                 "layout",
+                "point_positions",
                 "measurements",
                 "mixtures",
                 "design_mixtures",
@@ -404,8 +405,15 @@ class StageWrites(StoreBase):
                     [json.dumps(dict(source), sort_keys=True, default=str)],
                 )
 
-    def write_layout(self, x: Any, y: Any, key: str) -> None:
-        """Replace the 2-D layout of the leaves.
+    def write_layout(
+        self,
+        x: Any,
+        y: Any,
+        key: str,
+        *,
+        point_positions: tuple[Any, Any, Any] | None = None,
+    ) -> None:
+        """Replace the 2-D layout of the leaves, and with it the positions of their points, in one transaction.
 
         Parameters
         ----------
@@ -414,6 +422,10 @@ class StageWrites(StoreBase):
         key : str
             What produced the layout (method, version, every hyperparameter), kept in ``meta.layout_key`` so a
             cached layout is recomputed when any of them changes.
+        point_positions : (point_id, x, y), optional
+            Three arrays of shape (n_points,): every point of the store once, and its position on the map
+            around its leaf's (see :func:`harp.layout.point_positions`), written to ``point_positions`` under
+            ``key``. Without them the store keeps no point positions (old ones described another layout).
         """
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string naming how the layout was made, got {key!r}")
@@ -429,3 +441,38 @@ class StageWrites(StoreBase):
             )
             con.execute("DELETE FROM meta WHERE key = 'layout_key'")
             con.execute("INSERT INTO meta (key, value) VALUES ('layout_key', ?)", [key])
+            con.execute("DELETE FROM point_positions")
+            if point_positions is not None:
+                _insert_point_positions(con, point_positions, key)
+
+
+def _insert_point_positions(con: Any, positions: tuple[Any, Any, Any], key: str) -> None:
+    """Insert every point's map position in leaf and rank order (so zone maps find a leaf's rows)."""
+    if not isinstance(positions, tuple | list) or len(positions) != 3:
+        raise ValueError("point_positions must be three arrays (point_id, x, y)")
+    point_id = integer_array(positions[0], "point_positions point_id")
+    n_points = count_rows(con, "points")
+    if point_id.size != n_points:
+        raise ValueError(
+            f"point_positions has {point_id.size} points but the store has {n_points}: give every point once"
+        )
+    x_array = float_array(positions[1], "point_positions x", (n_points,))
+    y_array = float_array(positions[2], "point_positions y", (n_points,))
+    if np.unique(point_id).size != n_points:
+        raise ValueError("point_positions lists a point id twice: give every point once")
+    con.register(
+        "new_point_positions", pa.table({"point_id": point_id.astype(np.int64), "x": x_array, "y": y_array})
+    )
+    try:
+        con.execute(
+            "INSERT INTO point_positions SELECT p.leaf_id, q.point_id, q.x, q.y, ? FROM new_point_positions q "
+            "JOIN points p ON p.point_id = q.point_id ORDER BY p.leaf_id, p.rank_in_leaf",
+            [key],
+        )
+    finally:
+        con.unregister("new_point_positions")
+    written = count_rows(con, "point_positions")
+    if written != n_points:
+        raise ValueError(
+            f"point_positions names {n_points - written} point ids the store does not hold: give the store's points"
+        )
