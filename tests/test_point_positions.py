@@ -111,7 +111,12 @@ def test_m006_adds_the_table_without_touching_the_content_hash(tiny_store: Path)
     assert columns == {"leaf_id": "INTEGER", "point_id": "BIGINT", "x": "DOUBLE", "y": "DOUBLE",
                        "layout_key": "VARCHAR"}  # fmt: skip
     before = Store.open(tiny_store).content_hash()
-    raw(tiny_store, *drop_newer_tables(5), "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    raw(
+        tiny_store,
+        *drop_newer_tables(5),
+        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+    )
     store = Store.open(tiny_store)  # migrates
     assert store.meta()["schema_version"] == str(migrations.latest_version())
     assert not store.has_point_positions() and store.point_positions([0, 1]).num_rows == 0
@@ -125,7 +130,12 @@ def _broken_m006(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_a_failing_m006_rolls_back(tiny_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    raw(tiny_store, *drop_newer_tables(5), "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    raw(
+        tiny_store,
+        *drop_newer_tables(5),
+        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+    )
     domains = raw(tiny_store, "SELECT * FROM domains ORDER BY domain_id")
     steps = [*migrations.MIGRATIONS[:5], migrations.Migration("m006_point_positions", _broken_m006)]
     monkeypatch.setattr(migrations, "MIGRATIONS", steps)
