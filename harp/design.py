@@ -59,10 +59,12 @@ __all__ = [
     "fit_design",
     "fit_stored_design",
     "kept_regions",
+    "loo_mse",
     "region_of_leaves",
     "region_of_points",
-    "region_sources",
     "region_shares",
+    "region_sources",
+    "ridge_coefficients",
     "run_design",
 ]
 
@@ -233,14 +235,27 @@ def draw_design(
     return mixtures
 
 
-def _ridge(x_budget: np.ndarray, shares: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+def ridge_coefficients(x_budget: np.ndarray, shares: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """The ridge fit of ``y`` on the budget columns (unpenalised) and the region shares (penalty ``penalty``).
+
+    Parameters
+    ----------
+    x_budget : ndarray of shape (n_mixtures, n_budget_columns)
+    shares : ndarray of shape (n_mixtures, n_regions)
+    y : ndarray of shape (n_mixtures,)
+    penalty : float
+
+    Returns
+    -------
+    ndarray of shape (n_budget_columns + n_regions,)
+    """
     x = np.hstack([x_budget, shares])
     diagonal = np.r_[np.zeros(x_budget.shape[1]), np.full(shares.shape[1], penalty)]
     return np.linalg.solve(x.T @ x + np.diag(diagonal), x.T @ y)
 
 
-def _loo_mse(x_budget: np.ndarray, shares: np.ndarray, y: np.ndarray, penalty: float) -> float:
-    """Exact leave-one-out error of the ridge fit (the hat matrix's diagonal)."""
+def loo_mse(x_budget: np.ndarray, shares: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """Exact leave-one-out mean squared error of :func:`ridge_coefficients` (from the hat matrix's diagonal)."""
     x = np.hstack([x_budget, shares])
     diagonal = np.r_[np.zeros(x_budget.shape[1]), np.full(shares.shape[1], penalty)]
     hat = x @ np.linalg.solve(x.T @ x + np.diag(diagonal), x.T)
@@ -293,9 +308,9 @@ def fit_design(
     x_budget = (budgets[:, None] == np.asarray(levels)[None, :]).astype(np.float64)
     if y.size < len(levels) + 2:
         raise ValueError(f"{y.size} finetunes are too few to fit a design with {len(levels)} budgets")
-    errors = {float(p): _loo_mse(x_budget, shares, y, float(p)) for p in penalties}
+    errors = {float(p): loo_mse(x_budget, shares, y, float(p)) for p in penalties}
     penalty = min(errors, key=lambda p: errors[p])
-    coef = _ridge(x_budget, shares, y, penalty)
+    coef = ridge_coefficients(x_budget, shares, y, penalty)
     effects = coef[len(levels) :]
     rng = np.random.default_rng([seed, 1])
     draws = []
@@ -303,7 +318,7 @@ def fit_design(
         pick = rng.integers(0, y.size, size=y.size)
         if np.linalg.matrix_rank(x_budget[pick]) < len(levels):
             continue  # a resample without some budget cannot fit its intercept
-        draw = _ridge(x_budget[pick], shares[pick], y[pick], penalty)[len(levels) :]
+        draw = ridge_coefficients(x_budget[pick], shares[pick], y[pick], penalty)[len(levels) :]
         draws.append(draw - pool_share @ draw)
     spread = np.std(draws, axis=0, ddof=1) if len(draws) > 1 else np.full(effects.size, np.inf)
     variance = float(np.var(y))

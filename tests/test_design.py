@@ -7,13 +7,13 @@ import pytest
 
 from harp.design import (
     DesignFit,
-    _loo_mse,
-    _ridge,
     design_select,
     draw_design,
     fit_design,
     kept_regions,
+    loo_mse,
     region_shares,
+    ridge_coefficients,
 )
 
 
@@ -106,9 +106,9 @@ def test_leave_one_out_error_equals_refitting_without_each_finetune() -> None:
     errors = []
     for i in range(budgets.size):
         keep = np.arange(budgets.size) != i
-        coef = _ridge(x_budget[keep], shares[keep], gains[keep], penalty)
+        coef = ridge_coefficients(x_budget[keep], shares[keep], gains[keep], penalty)
         errors.append(gains[i] - np.r_[x_budget[i], shares[i]] @ coef)
-    assert _loo_mse(x_budget, shares, gains, penalty) == pytest.approx(np.mean(np.square(errors)), rel=1e-8)
+    assert loo_mse(x_budget, shares, gains, penalty) == pytest.approx(np.mean(np.square(errors)), rel=1e-8)
 
 
 def test_fit_arguments_of_the_wrong_shape_are_refused() -> None:
