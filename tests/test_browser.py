@@ -619,7 +619,11 @@ def test_search_the_pool_and_open_a_hits_leaf(shared) -> None:
     page.get_by_text("open in the leaf panel and crossed on the map").first.wait_for(timeout=60_000)
     wait_idle(page)
     codes = page.locator('[data-testid="stCode"]')
-    assert any(HOSTILE_LINK in codes.nth(i).inner_text() for i in range(codes.count()))
+    deadline = time.monotonic() + 60
+    # The hit is shown in full below the table once the leaf panel's rerun has drawn it.
+    while not any(HOSTILE_LINK in codes.nth(i).inner_text() for i in range(codes.count())):
+        assert time.monotonic() < deadline, "the chosen hit's text is not shown in full"
+        page.wait_for_timeout(100)
     assert page.locator('[data-testid="stMain"] a[href^="javascript"]').count() == 0
     assert page.evaluate("() => window.__pwned === undefined")
     assert page.locator('[data-testid="stException"]').count() == 0
