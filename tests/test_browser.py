@@ -108,6 +108,13 @@ def test_envelope_budget_and_csv_download(tmp_path: Path) -> None:
         page.get_by_role("radio", name="HARP-E").click()
         _wait_metric(page, "HARP-E points", f"{len(e_full.points):,}")
         wait_idle(page)  # a box typed into while the envelope's rerun is still running can lose the text
+        # The legend draws each mark as the map does: HARP-E's ring orange and dashed (the design selection's is
+        # green and dotted, app.figures.palette), the open leaf's a cross.
+        legend = map_frame(page).locator("#legend")
+        ring = legend.locator("span", has_text="selected (HARP-E)").locator("svg circle")
+        ring.wait_for(timeout=60_000)
+        assert (ring.get_attribute("stroke"), ring.get_attribute("stroke-dasharray")) == ("#e66100", "4 3")
+        assert legend.locator("span", has_text="open in leaf panel").locator("svg path").count() == 1
 
         box = page.get_by_label("Budget, exact", exact=True)
         box.fill(str(budget))

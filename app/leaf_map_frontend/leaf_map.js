@@ -252,15 +252,32 @@
     return count;
   }
 
+  // The mark as the map draws it, in small: a cross, or a ring in the mark's color, line width and dash (so that
+  // HARP-E's dashed ring and the design selection's dotted one differ in the legend as on the map).
+  function legendSymbol(mark) {
+    const SVG = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("class", "symbol");
+    svg.dataset.dash = mark.dash.join(",");
+    const stroke = { stroke: mark.color, "stroke-width": String(Math.min(mark.width, 2.5)), fill: "none" };
+    const shape = document.createElementNS(SVG, mark.symbol.startsWith("x") ? "path" : "circle");
+    const attributes = mark.symbol.startsWith("x")
+      ? { d: "M3 3L13 13M3 13L13 3" }
+      : { cx: "8", cy: "8", r: "6", "stroke-dasharray": mark.dash.length ? mark.dash.join(" ") : "none" };
+    for (const [name, value] of Object.entries(Object.assign(stroke, attributes))) shape.setAttribute(name, value);
+    svg.append(shape);
+    return svg;
+  }
+
   function drawLegend() {
     legend.replaceChildren();
     for (const mark of marks) {
       if (!mark.visible) continue;
       const item = document.createElement("span");
-      const symbol = document.createElement("b");
-      symbol.textContent = mark.symbol.startsWith("x") ? "\u2715" : mark.dash.length ? "\u25cc" : "\u25cb";
-      symbol.style.color = mark.color;
-      item.append(symbol, document.createTextNode(mark.name));
+      item.append(legendSymbol(mark), document.createTextNode(mark.name));
       item.title = "Show or hide on the map";
       if (hidden.has(mark.name)) item.className = "hidden";
       item.addEventListener("click", () => {
