@@ -1,4 +1,4 @@
-"""Panels shared by the pages: selection counts, the leaf panel, HARP-C vs HARP-E overlap, export and save.
+"""Panels shared by the pages: selection counts, the leaf panel, the selections' overlap, export and save.
 
 Each takes the store bundle, the view and the computed selections, and draws with Streamlit. Widget keys carry a
 ``where`` prefix so the same panel can sit on two pages without key clashes.
@@ -343,7 +343,7 @@ def gain_panel(bundle: StoreBundle, view: ViewState, selections: Mapping[str, An
 
 
 # --------------------------------------------------------------------------------------------------------------
-# HARP-C vs HARP-E
+# Compare selections: HARP-C vs HARP-E, and the design selection against each
 
 
 def overlap_panel(

@@ -666,7 +666,7 @@ def test_the_shipped_demo_opens_on_every_page(monkeypatch, demo_store) -> None:
     shows(at, "C", default)
     shows(at, "E", expected(inputs, "E"))
     at.text_input(key="explore_open").set_value(str(int(default.leaves[0])))
-    for tab in ("Leaf panel", "Predicted scores", "Running gain", "HARP-C vs HARP-E", "Export and save"):
+    for tab in ("Leaf panel", "Predicted scores", "Running gain", "Compare selections", "Export and save"):
         at.session_state["explore_tab"] = tab
         clean(at, tab)
     at.selectbox(key="ctl_color").set_value("math_add")

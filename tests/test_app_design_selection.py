@@ -117,7 +117,7 @@ def test_explore_marks_the_design_selection_and_counts_its_overlap(monkeypatch, 
     leaves = np.frombuffer(base64.b64decode(mark["customdata"]["bdata"]), dtype="<i4")
     assert sorted(leaves.tolist()) == sorted(want.leaves.tolist())
 
-    at.session_state["explore_tab"] = "HARP-C vs HARP-E"
+    at.session_state["explore_tab"] = "Compare selections"
     clean(at, "overlap")
     tables = {d.proto.id: d.value for d in at.dataframe}
     (overlap,) = [t for t in tables.values() if "design" in t.columns]

@@ -55,7 +55,7 @@ TABS = (
     "Search examples",
     "Predicted scores",
     "Running gain",
-    "HARP-C vs HARP-E",
+    "Compare selections",
     "Export and save",
 )
 
