@@ -41,6 +41,7 @@ from harp._validation import (
     check_weights,
     is_integer,
 )
+from harp.objective import weighted_effect
 from harp.select import predicted_scores
 
 __all__ = [
@@ -171,7 +172,7 @@ def utility_gain(effects: Any, weights: Any = None) -> np.ndarray:
     """
     matrix = check_matrix(effects, "effects")
     weight_array = check_weights(weights, matrix.shape[1])
-    return _gain(matrix, weight_array)
+    return weighted_effect(matrix, weight_array)
 
 
 def predicted_utility_gain(phi: Any, base: Any, leaves: Any, *, envelope: str, weights: Any = None) -> float:
@@ -182,12 +183,7 @@ def predicted_utility_gain(phi: Any, base: Any, leaves: Any, *, envelope: str, w
     """
     predicted = predict_mixture(phi, base, leaves, envelope=envelope)
     weight_array = check_weights(weights, predicted.shape[0])
-    return float(_gain(predicted[None, :], weight_array)[0])
-
-
-def _gain(effects: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``G`` of each row; assumes valid input (weights >= 0, not all zero)."""
-    return effects @ weights / weights.sum()
+    return float(weighted_effect(predicted[None, :], weight_array)[0])
 
 
 def _sign(values: np.ndarray) -> np.ndarray:
@@ -268,11 +264,11 @@ def mixture_report(measured: Any, predicted: Mapping[str, Any], weights: Any = N
         predictions[label] = array
 
     weighted = weight_array > 0
-    measured_gain = _gain(measured_array, weight_array)
+    measured_gain = weighted_effect(measured_array, weight_array)
     measured_sign = _sign(measured_array)
     envelopes: dict[str, dict[str, Any]] = {}
     for label, array in predictions.items():
-        gain = _gain(array, weight_array)
+        gain = weighted_effect(array, weight_array)
         agreement = (_sign(array) == measured_sign).mean(axis=0)
         envelopes[label] = {
             "predicted_gain": gain.tolist(),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from harp._validation import check_selection, is_integer
-from harp.objective import weighted_effect
+from harp.objective import utility, weighted_effect
 from harp.select import Selection
 
 __all__ = ["prune_select", "utility_effects"]
@@ -130,6 +130,6 @@ def prune_select(
         points=points,
         point_leaves=point_leaves,
         predicted=predicted,
-        utility=float(np.dot(weights, predicted) / weights.sum()),
-        base_utility=float(np.dot(weights, base) / weights.sum()),
+        utility=utility(predicted, weights),
+        base_utility=utility(base, weights),
     )

@@ -48,6 +48,7 @@ from harp.measure import (
     paired_effects,
     resolve_config_key,
 )
+from harp.objective import utility
 
 if TYPE_CHECKING:
     from harp.store import Store
@@ -342,9 +343,8 @@ def validate_mixtures(
                 measured.append(leaves.tolist())
                 say(
                     f"mixture of {leaves.size} leaves ({n_points} examples) measured ({len(measured)}/"
-                    f"{len(tasks)}): gain {float(weights @ effect / weights.sum()):+.4f}, predicted C "
-                    f"{float(weights @ predicted_c / weights.sum()):+.4f}, E "
-                    f"{float(weights @ predicted_e / weights.sum()):+.4f}"
+                    f"{len(tasks)}): gain {utility(effect, weights):+.4f}, predicted C "
+                    f"{utility(predicted_c, weights):+.4f}, E {utility(predicted_e, weights):+.4f}"
                 )
         status = "done"
     except KeyboardInterrupt:

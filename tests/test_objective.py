@@ -1,12 +1,13 @@
-"""The objective's shared rules: the default weights and a leaf's weighted effect."""
+"""The objective's shared rules: the default weights, a leaf's weighted effect and a score vector's utility."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harp.objective import default_weights, weighted_effect
-from harp.prune import utility_effects
+from harp import select
+from harp.objective import default_weights, utility, weighted_effect
+from harp.prune import prune_select, utility_effects
 
 PHI = np.array([[0.1, 0.0], [0.2, 0.2], [-0.3, -0.1], [0.5, -0.2]])
 
@@ -41,3 +42,22 @@ def test_weighted_effect_does_not_depend_on_the_weights_scale() -> None:
 def test_prune_utility_effects_are_the_weighted_effect() -> None:
     weights = np.array([0.5, 2.0])
     np.testing.assert_array_equal(utility_effects(PHI, weights), weighted_effect(PHI, weights))
+
+
+def test_utility_by_hand() -> None:
+    # (1 * 0.4 + 3 * 0.8) / 4
+    assert utility(np.array([0.4, 0.8]), np.array([1.0, 3.0])) == pytest.approx(0.7)
+    assert isinstance(utility(np.array([0.4, 0.8]), np.array([1.0, 3.0])), float)
+
+
+@pytest.mark.parametrize("envelope", ["C", "E"])
+def test_selection_and_prune_report_the_utility_of_their_predicted_scores(envelope) -> None:
+    base = np.array([0.3, 0.6])
+    weights = np.array([0.5, 2.0])
+    for result in (
+        select(PHI, base, envelope=envelope, weights=weights),
+        prune_select(PHI, base, weights=weights, seed=0),
+    ):
+        assert result.utility == utility(result.predicted, weights)
+        assert result.base_utility == utility(base, weights)
+        assert result.utility != result.base_utility  # the selection moved the scores

@@ -21,6 +21,7 @@ from harp._validation import (
     check_selection,
     check_weights,
 )
+from harp.objective import utility
 from harp.select.harp_c import greedy_c, sort_by_domain
 from harp.select.harp_e import greedy_e
 
@@ -242,8 +243,8 @@ def _assemble(
         points=points,
         point_leaves=point_leaves,
         predicted=predicted,
-        utility=float(np.dot(weights, predicted) / weights.sum()),
-        base_utility=float(np.dot(weights, base) / weights.sum()),
+        utility=utility(predicted, weights),
+        base_utility=utility(base, weights),
     )
 
 
