@@ -11,6 +11,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from harp._lazy import lazy_names as _lazy_names
+
 if TYPE_CHECKING:
     from harp.export import selection_csv, selection_manifest, write_selection
     from harp.pipeline import HarpResult, harp
@@ -46,19 +48,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'harp' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names("harp", _HOMES, globals())
 
 
 class _Package(types.ModuleType):

@@ -33,6 +33,7 @@ def imported_names(init: Path) -> set[str]:
         and node.level == 0
         and node.module.startswith(("harp", "app"))
         for alias in node.names
+        if not (alias.asname or alias.name).startswith("_")  # a private alias is the package's own helper
     }
 
 
@@ -62,3 +63,11 @@ def test_the_version_has_one_source() -> None:
     assert "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "harp.__version__"}
     assert isinstance(harp.__version__, str) and harp.__version__
+
+
+@pytest.mark.parametrize("package", ["harp", "harp.store"])
+def test_an_unknown_name_is_an_attribute_error_naming_the_package(package) -> None:
+    module = importlib.import_module(package)
+    with pytest.raises(AttributeError, match=rf"module '{package}' has no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018
+    assert "Store" in dir(module)

@@ -30,7 +30,9 @@ checks, :mod:`~harp.store.hashing` the content hash and :mod:`~harp.store.interc
 import.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harp._lazy import lazy_names as _lazy_names
 
 # The exceptions come without DuckDB: the command line imports StoreError at its top, and `harp --help` must not
 # pay for DuckDB. Everything else is imported on first use (PEP 562).
@@ -67,19 +69,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'harp.store' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names("harp.store", _HOMES, globals())
 
 
 __all__ = [
