@@ -15,6 +15,7 @@ import numpy as np
 from harp.cli.common import LIBRARY_ERRORS, LIBRARY_OR_IMPORT_ERRORS, errors, progress_logger
 from harp.cli.options import (
     RUN_LOCK_TIMEOUT_S,
+    finetune_inputs,
     measure_config_from,
     parse_devices,
     positive_ints,
@@ -61,13 +62,11 @@ def design_group() -> None:
 
 @design_group.command("measure")
 @_store_option
-@click.option("--model", required=True, help="Base model: a local directory or a name in the local HF cache.")
-@click.option("--pool", "pool_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Training pool (the store's points, in order).")  # fmt: skip
-@click.option("--eval", "eval_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Proxy eval set.")  # fmt: skip
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="MeasureConfig JSON (learning rate, batch size, LoRA rank, ...); base-anchored protocol.")  # fmt: skip
+@finetune_inputs(
+    pool_help="Training pool (the store's points, in order).",
+    eval_help="Proxy eval set.",
+    config_help="MeasureConfig JSON (learning rate, batch size, LoRA rank, ...); base-anchored protocol.",
+)
 @click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout on the LoRA input (overrides --config). 0 keeps adapters batched together independent.")  # fmt: skip
 @_level_option

@@ -18,6 +18,8 @@ import numpy as np
 from harp.cli.common import LIBRARY_OR_IMPORT_ERRORS, errors, is_quiet, log, progress_logger
 from harp.cli.options import (
     RUN_LOCK_TIMEOUT_S,
+    executor_options,
+    finetune_inputs,
     measure_config_from,
     parse_devices,
     positive_ints,
@@ -128,20 +130,10 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     required=True,
     help="The store holding the tree (its point ids are row numbers of --pool).",
 )
-@click.option("--model", required=True, help="Base model: a local directory or a name in the local HF cache.")
-@click.option(
-    "--pool",
-    "pool_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Training pool (.jsonl or .parquet).",
-)
-@click.option(
-    "--eval",
-    "eval_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Proxy eval set (.jsonl or .parquet).",
+@finetune_inputs(
+    pool_help="Training pool (.jsonl or .parquet).",
+    eval_help="Proxy eval set (.jsonl or .parquet).",
+    config_help="A JSON file of MeasureConfig fields; the options below override it.",
 )
 @click.option(
     "--leaves",
@@ -160,13 +152,6 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="X_feat.npy, to choose representatives with --budget.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A JSON file of MeasureConfig fields; the options below override it.",
 )
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps per adapter [20].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Examples per step [8].")
@@ -206,32 +191,7 @@ def _representatives(store: Any, features_path: Path, budget: int) -> np.ndarray
     help="Examples in the background sample (continuation, in-mixture) [1000].",
 )
 @click.option("--background-seed", type=int, default=None, help="Seed of the background sample [0].")
-@click.option(
-    "--executor",
-    type=click.Choice(["inprocess", "process", "ray"]),
-    default="inprocess",
-    show_default=True,
-    help="In this process, one worker process per device, or Ray actors.",
-)
-@click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu,cpu.")
-@click.option(
-    "--workers-per-device",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Adapters trained at once on each device.",
-)
-@click.option(
-    "--adapters-per-batch",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Leaves each worker trains side by side in one forward/backward pass (K LoRA adapters on one model); "
-    "results keep the same config key.",
-)
-@click.option(
-    "--address", default=None, help="Ray cluster address (--executor ray); default: a local instance."
-)
+@executor_options("Leaves")
 @click.option(
     "--max-examples-per-leaf",
     type=click.IntRange(min=1),
@@ -340,27 +300,11 @@ def _sizes(text: str | None) -> list[int] | None:
     required=True,
     help="The store whose measured leaves are mixed (measured with the same model, pool, eval and config).",
 )
-@click.option("--model", required=True, help="Base model, as for `harp measure`.")
-@click.option(
-    "--pool",
-    "pool_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Training pool.",
-)
-@click.option(
-    "--eval",
-    "eval_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Proxy eval set.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The MeasureConfig JSON the leaves were measured with (the options below override it).",
+@finetune_inputs(
+    model_help="Base model, as for `harp measure`.",
+    pool_help="Training pool.",
+    eval_help="Proxy eval set.",
+    config_help="The MeasureConfig JSON the leaves were measured with (the options below override it).",
 )
 @click.option(
     "--protocol",

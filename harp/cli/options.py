@@ -1,23 +1,30 @@
 """Options and option values shared by the commands that finetune (``measure``, ``validate``, ``design measure``).
 
-Parsers of comma-separated values, the MeasureConfig of a JSON file plus options, and the executor options.
+Parsers of comma-separated values, the MeasureConfig of a JSON file plus options, and the option groups: the
+finetuning inputs (model, pool, eval set, config) and the executor options.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 __all__ = [
+    "MODEL_HELP",
     "RUN_LOCK_TIMEOUT_S",
+    "executor_options",
+    "finetune_inputs",
     "measure_config_from",
     "parse_devices",
     "positive_ints",
     "set_executor_options",
 ]
+
+MODEL_HELP = "Base model: a local directory or a name in the local HF cache."
 
 # A measure or validate run writes once a leaf (or mixture), minutes apart, and must outlast another process's whole
 # write of the effects: `harp infer`, from the command line or the app's Runs page, holds the file about 5 s at
@@ -63,18 +70,50 @@ def positive_ints(text: str, option: str, what: str, example: str) -> list[int]:
     return values
 
 
-def set_executor_options(command: Any) -> Any:
-    """The options of a command that finetunes sets of examples (unions, regions, designed mixtures): where and
-    how many side by side. Shared by `harp validate` and `harp design measure`."""
+def executor_options(trained: str = "Sets of examples") -> Callable[[Any], Any]:
+    """The options of a command that finetunes: where and how many side by side (``--executor``, ``--devices``,
+    ``--workers-per-device``, ``--adapters-per-batch``, ``--address``). ``trained`` names what one adapter
+    learns from in the help of ``--adapters-per-batch`` (leaves for `harp measure`)."""
     options = [
         click.option("--executor", type=click.Choice(["inprocess", "process", "ray"]), default="inprocess",
-                     show_default=True, help="As for `harp measure`."),
-        click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu."),
-        click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True),
+                     show_default=True, help="In this process, one worker process per device, or Ray actors."),
+        click.option("--devices", default=None, help="Comma-separated devices, e.g. 0,1 or cpu,cpu."),
+        click.option("--workers-per-device", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Adapters trained at once on each device."),
         click.option("--adapters-per-batch", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Sets trained side by side in one forward/backward pass."),
-        click.option("--address", default=None, help="Ray cluster address (--executor ray)."),
+                     help=f"{trained} each worker trains side by side in one forward/backward pass (K LoRA "
+                     "adapters on one model); results keep the same config key."),
+        click.option("--address", default=None,
+                     help="Ray cluster address (--executor ray); default: a local instance."),
     ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _apply(options)
+
+
+def finetune_inputs(
+    *, pool_help: str, eval_help: str, config_help: str, model_help: str = MODEL_HELP
+) -> Callable[[Any], Any]:
+    """The inputs of a command that finetunes: ``--model``, ``--pool``, ``--eval`` and ``--config``, each with
+    the command's own help."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    options = [
+        click.option("--model", required=True, help=model_help),
+        click.option("--pool", "pool_path", type=path, required=True, help=pool_help),
+        click.option("--eval", "eval_path", type=path, required=True, help=eval_help),
+        click.option("--config", "config_path", type=path, default=None, help=config_help),
+    ]
+    return _apply(options)
+
+
+def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """One decorator of several click options, which ``--help`` lists in the order given."""
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+# `harp validate` and `harp design measure` train sets of examples; `harp measure` says leaves.
+set_executor_options = executor_options()
