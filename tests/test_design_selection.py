@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from store_versions import downgrade_sql
 from test_design_run import _store, _stored_design
 
 from harp.cli import main
@@ -60,13 +61,8 @@ def _save_harp_c(store: Store, name: str) -> None:
 
 def _undo_m007(path: Path) -> None:
     """What the store was before m007: no selection method, m007 not recorded, one version less."""
-    version = migrations.latest_version() - 1
-    raw(
-        path,
-        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in M007_COLUMNS),
-        "DELETE FROM migrations WHERE name = 'm007_selection_method'",
-        f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'",
-    )
+    before_m007 = [migration.name for migration in migrations.MIGRATIONS].index("m007_selection_method")
+    raw(path, *downgrade_sql(before_m007))
 
 
 # -- the migration ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from store_versions import drop_newer_tables
+from store_versions import downgrade_sql
 
 from harp.cli import main as cli_main
 from harp.layout import compute_layout, ensure_layout, point_positions
@@ -113,9 +113,7 @@ def test_m006_adds_the_table_without_touching_the_content_hash(tiny_store: Path)
     before = Store.open(tiny_store).content_hash()
     raw(
         tiny_store,
-        *drop_newer_tables(5),
-        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
-        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+        *downgrade_sql(5),
     )
     store = Store.open(tiny_store)  # migrates
     assert store.meta()["schema_version"] == str(migrations.latest_version())
@@ -132,9 +130,7 @@ def _broken_m006(con: duckdb.DuckDBPyConnection) -> None:
 def test_a_failing_m006_rolls_back(tiny_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw(
         tiny_store,
-        *drop_newer_tables(5),
-        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
-        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+        *downgrade_sql(5),
     )
     domains = raw(tiny_store, "SELECT * FROM domains ORDER BY domain_id")
     steps = [*migrations.MIGRATIONS[:5], migrations.Migration("m006_point_positions", _broken_m006)]

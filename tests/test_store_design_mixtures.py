@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from store_versions import drop_newer_tables, tables_at
+from store_versions import downgrade_sql, tables_at
 
 import harp
 from harp.cli import main as cli_main
@@ -84,11 +84,7 @@ def downgrade_to_v4(path: Path) -> None:
     (m007), four migrations."""
     raw(
         path,
-        *drop_newer_tables(4),
-        "ALTER TABLE selections DROP COLUMN method",
-        "ALTER TABLE selections DROP COLUMN design",
-        "ALTER TABLE selections DROP COLUMN manifest",
-        "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+        *downgrade_sql(4),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
-from store_versions import drop_newer_tables
+from store_versions import downgrade_sql
 
 from harp.select import select
 from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
@@ -144,11 +144,8 @@ def test_import_computes_the_hash_from_what_it_imports(tmp_store: Path, tmp_path
 def _downgrade_to_v2(path: Path) -> None:
     raw(
         path,
-        "ALTER TABLE points DROP COLUMN response",
-        *drop_newer_tables(2),
-        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
+        *downgrade_sql(2),
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
-        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from store_versions import drop_newer_tables, tables_at
+from store_versions import downgrade_sql, tables_at
 
 import harp
 from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
@@ -54,11 +54,8 @@ def downgrade_to_v1(path: Path) -> None:
     """Turn a current store into what schema version 1 wrote: no mixtures table, one migration recorded."""
     raw(
         path,
-        *drop_newer_tables(1),
-        "ALTER TABLE points DROP COLUMN response",
-        *(f"ALTER TABLE selections DROP COLUMN {column}" for column in ("method", "design", "manifest")),
+        *downgrade_sql(1),
         "DELETE FROM meta WHERE key = 'content_hash' OR starts_with(key, 'table_hash:')",
-        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
 
 

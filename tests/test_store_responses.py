@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from store_versions import drop_newer_tables
+from store_versions import downgrade_sql
 from test_store_hash import save_small_selection
 
 from harp.store import Store, StoreError, export_parquet, import_parquet, migrations, points_from_members
@@ -88,19 +88,12 @@ def test_a_response_that_is_not_text_is_refused(tmp_store: Path) -> None:
 # -- migration m004_point_responses ------------------------------------------------------------------------------
 
 
-UNDO_M007 = ("method", "design", "manifest")  # the columns m007_selection_method adds to selections
-
-
 def _downgrade_to_v3(path: Path) -> str:
     """Turn a current store into what schema version 3 wrote; return the version-3 content hash it records."""
     con = duckdb.connect(str(path))
     try:
-        con.execute("ALTER TABLE points DROP COLUMN response")
-        for statement in drop_newer_tables(3):
+        for statement in downgrade_sql(3):
             con.execute(statement)
-        for column in UNDO_M007:
-            con.execute(f"ALTER TABLE selections DROP COLUMN {column}")
-        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         return content_hash.record_digests(con, {"points": content_hash.table_digest(con, "points")})
     finally:
         con.close()
