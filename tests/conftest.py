@@ -105,6 +105,25 @@ def tiny_store(tmp_path: Path, _tiny_template: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped demo store (``data/demo`` imported), once for the session: tests only read it; a test that
+    writes takes ``demo_copy``."""
+    from harp.store import import_parquet
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    import_parquet(Path(__file__).resolve().parents[1] / "data" / "demo", path)
+    return path
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path, demo_store: Path) -> Path:
+    """A private copy of the demo store, for a test that writes into it."""
+    path = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_store, path)
+    return path
+
+
 @pytest.fixture
 def tiny_values() -> dict[str, Any]:
     """The hand-written contents of ``tiny_store``."""

@@ -609,15 +609,6 @@ DEMO_DOMAINS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harp.store import import_parquet
-
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    import_parquet(ROOT / "data" / "demo", path)
-    return path
-
-
 def test_the_demo_shows_why_a_harmful_leaf_hurts(monkeypatch, demo_store) -> None:
     """Every demo example has its prompt, response and source apart; a leaf of the planted wrong-arithmetic
     region shows the wrong answer as the response of the example read in full."""

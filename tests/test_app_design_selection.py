@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_app import ROOT, clean, make_app, map_sent, run, texts
+from test_app import clean, make_app, map_sent, run, texts
 
 from harp.cli import main
 from harp.design import design_select, fit_stored_design, region_of_leaves
 from harp.export import saved_selection_files
 from harp.select import select
-from harp.store import Store, import_parquet
-
-
-@pytest.fixture(scope="module")
-def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    import_parquet(ROOT / "data" / "demo", path)
-    return path
-
-
-@pytest.fixture
-def demo(demo_export: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo store (it has design mixtures), for tests that save into it."""
-    path = tmp_path / "demo.duckdb"
-    shutil.copy(demo_export, path)
-    return path
+from harp.store import Store
 
 
 def _design_page(monkeypatch: pytest.MonkeyPatch, store: Path, budget: int = 500):
@@ -50,16 +34,16 @@ def _save(at, name: str, overwrite: bool = False):
     return run(at)
 
 
-def test_save_this_selection_saves_what_harp_design_select_writes(monkeypatch, demo, tmp_path) -> None:
-    at = _design_page(monkeypatch, demo)
+def test_save_this_selection_saves_what_harp_design_select_writes(monkeypatch, demo_copy, tmp_path) -> None:
+    at = _design_page(monkeypatch, demo_copy)
     _save(at, "design <b>pick</b>")
     assert "Saved as" in texts(at.success) and not at.error
-    record = Store.open(demo, read_only=True).load_selection("design <b>pick</b>")
+    record = Store.open(demo_copy, read_only=True).load_selection("design <b>pick</b>")
     assert record["method"] == "design-C"
     assert record["design"] == {"rule": "C", "level": "large", "config_key": "design-round4", "bootstrap_seed": 0,
                                 "budget": 500, "seed": 0}  # fmt: skip
     out = tmp_path / "cli.csv"
-    result = CliRunner().invoke(main, ["design", "select", "--store", str(demo), "--rule", "C", "--budget", "500",
+    result = CliRunner().invoke(main, ["design", "select", "--store", str(demo_copy), "--rule", "C", "--budget", "500",
                                        "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     csv_text, manifest_text = saved_selection_files(record)
@@ -75,12 +59,14 @@ def test_save_this_selection_saves_what_harp_design_select_writes(monkeypatch, d
     assert not at.success
     _save(at, "   ")
     assert "Give the selection a name." in texts(at.error)
-    assert [r["name"] for r in Store.open(demo, read_only=True).list_selections()] == ["design <b>pick</b>"]
+    assert [r["name"] for r in Store.open(demo_copy, read_only=True).list_selections()] == [
+        "design <b>pick</b>"
+    ]
     at.radio(key="design_rule").set_value("E")
     clean(at, "rule E")
     _save(at, "design <b>pick</b>", overwrite=True)
     assert "Saved as" in texts(at.success)
-    [record] = Store.open(demo, read_only=True).list_selections()
+    [record] = Store.open(demo_copy, read_only=True).list_selections()
     assert record["method"] == "design-E"
 
     # The Selections page lists it with its method, and offers its manifest as saved.
@@ -94,8 +80,8 @@ def test_save_this_selection_saves_what_harp_design_select_writes(monkeypatch, d
     )
 
 
-def test_explore_marks_the_design_selection_and_counts_its_overlap(monkeypatch, demo_export) -> None:
-    at = _design_page(monkeypatch, demo_export, budget=800)
+def test_explore_marks_the_design_selection_and_counts_its_overlap(monkeypatch, demo_store) -> None:
+    at = _design_page(monkeypatch, demo_store, budget=800)
     at.switch_page("views/explore.py")
     clean(at, "explore")
     _, marks = map_sent(at)
@@ -104,7 +90,7 @@ def test_explore_marks_the_design_selection_and_counts_its_overlap(monkeypatch, 
     clean(at, "show design")
     _, marks = map_sent(at)
     (mark,) = [m for m in marks if m["name"] == "selected (design-C)"]
-    store = Store.open(demo_export, read_only=True)
+    store = Store.open(demo_store, read_only=True)
     fit = fit_stored_design(store, level="large", seed=0)
     inputs = store.selection_inputs()
     want = design_select(fit, inputs.members, region_of_leaves(store, "large"), rule="C", budget=800, seed=0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import make_app, run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -20,8 +21,6 @@ from app.leaf_map import serving_dir  # noqa: E402
 from harp.layout import point_positions  # noqa: E402
 from harp.store import Store  # noqa: E402
 from harp.synth import synth_store  # noqa: E402
-
-APP = str(ROOT / "app" / "streamlit_app.py")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +47,7 @@ def positions_store(plain_store: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def start(monkeypatch: pytest.MonkeyPatch, store: Path, **query: str) -> AppTest:
-    monkeypatch.setenv("HARP_STORE", str(store))
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run(make_app(monkeypatch, store, **query))
 
 
 def component_args(at: AppTest) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import make_app, run, texts
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -17,7 +18,6 @@ from harp.search import MAX_QUERY_CHARS, search_examples  # noqa: E402
 from harp.store import Store  # noqa: E402
 from harp.synth import synth_store  # noqa: E402
 
-APP = str(ROOT / "app" / "streamlit_app.py")
 PLANTED = {(5, 0): "Needle in ONE haystack", (9, 2): "the one needle", (11, 1): "one needle (loose)"}
 
 
@@ -31,24 +31,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "UPDATE points SET text = ? WHERE leaf_id = ? AND rank_in_leaf = ?", [prompt, leaf, rank]
             )
     return path
-
-
-def make_app(monkeypatch: pytest.MonkeyPatch, store: Path, **query: str) -> AppTest:
-    monkeypatch.setenv("HARP_STORE", str(store))
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at
-
-
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def param(at: AppTest, key: str) -> str | None:

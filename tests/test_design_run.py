@@ -169,15 +169,15 @@ def test_design_commands_explain_bad_input(tmp_path: Path, eval_set: EvalSet) ->
     assert kept.exit_code != 0 and theirs.read_text() == "my own notes\n"
 
 
-def test_the_shipped_demo_holds_rounds_4_and_4b_and_gives_their_pooled_fit(tmp_path: Path) -> None:
+def test_the_shipped_demo_holds_rounds_4_and_4b_and_gives_their_pooled_fit(demo_store: Path) -> None:
     """`harp design fit` on the demo store pools round 4's design, its random finetunes and round 4b's second
     design, and reproduces the fit that chose the pooled selections (data/demo/run/round4p/fit.json, README
     "Does it help?"), bootstrap seed 5 as in that run."""
     from harp.design import fit_stored_design
-    from harp.store import import_parquet
+    from harp.store import Store
 
     repo = Path(__file__).resolve().parents[1]
-    store = import_parquet(repo / "data" / "demo", tmp_path / "demo.duckdb")
+    store = Store.open(demo_store, read_only=True)
     shipped = json.loads((repo / "data" / "demo" / "run" / "round4p" / "fit.json").read_text())
     fit = fit_stored_design(store, level="large", seed=5)
     assert fit.n_mixtures == shipped["finetunes"] == 126 and fit.penalty == shipped["penalty"]
