@@ -10,9 +10,10 @@ Streamlit.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
-__all__ = ["APP_PACKAGE", "ENTRY_SCRIPT", "app_entry", "checkout_entry", "installed_entry"]
+__all__ = ["APP_PACKAGE", "ENTRY_SCRIPT", "app_entry", "checkout_entry", "installed_entry", "server_command"]
 
 APP_PACKAGE = "harp_app"
 """The name the installed app's package goes by (``app/`` in the repository)."""
@@ -66,3 +67,24 @@ def app_entry(package: str = APP_PACKAGE) -> Path:
         An existing file, or (when neither is there) the checkout path looked for, which the caller reports.
     """
     return installed_entry(package) or checkout_entry()
+
+
+def server_command(entry: Path, host: str, port: int) -> list[str]:
+    """The command that serves the app at ``entry`` on ``host``:``port`` (``harp app``'s, and the browser tests').
+
+    Headless, no usage statistics, no file watcher, the minimal toolbar, and no full garbage collection after
+    each rerun: Streamlit's ``runner.postScriptGC`` runs ``gc.collect(2)`` when a script run ends, a pass over
+    every object the server holds, which took about a quarter of a second of each interaction with a
+    50,000-leaf store open on a two-core machine (profiled in the server while ``benchmarks/bench_app.py``
+    opened leaves). Python's own collector still runs when its thresholds are reached.
+    """
+    return [
+        sys.executable, "-m", "streamlit", "run", str(entry),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
+        "--runner.postScriptGC", "false",
+    ]  # fmt: skip

@@ -12,13 +12,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from harp.app_files import server_command
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,20 +49,8 @@ def app_server(store: str | Path, *, port: int | None = None, timeout_s: float =
     port = port or free_port()
     env = dict(os.environ, HARP_STORE=str(store))
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115 (closed below)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.address=127.0.0.1",
-        f"--server.port={port}",
-        "--server.headless=true",
-        "--server.fileWatcherType=none",
-        "--browser.gatherUsageStats=false",
-        "--global.developmentMode=false",
-        "--client.toolbarMode=minimal",
-    ]
+    # `harp app`'s command, from the checkout (developmentMode would serve the frontend from a dev server).
+    command = [*server_command(APP, "127.0.0.1", port), "--global.developmentMode", "false"]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

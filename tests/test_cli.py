@@ -311,7 +311,10 @@ def test_app_tells_the_server_its_store_and_folder_of_stores(tmp_store, tmp_path
     environment = served["environment"]
     assert environment["HARP_STORE"] == str(tmp_store.resolve())
     assert environment["HARP_STORES"] == str((other if given else tmp_store.parent).resolve())
-    assert served["command"][served["command"].index("--server.address") + 1] == "127.0.0.1"
+    command = served["command"]
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    # No full garbage collection after each rerun (a quarter of a second of every interaction at 50,000 leaves).
+    assert command[command.index("--runner.postScriptGC") + 1] == "false"
 
 
 def test_app_on_a_folder_of_stores_alone(tmp_path, monkeypatch):

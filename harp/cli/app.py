@@ -71,7 +71,7 @@ def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: 
         raise click.UsageError("give --store STORE, --stores DIR, or both")
     if not folder.is_dir():
         raise ValueError(f"--stores: {folder} is not a folder")
-    from harp.app_files import app_entry
+    from harp.app_files import app_entry, server_command
 
     entry = app_entry()
     if not entry.is_file():
@@ -83,25 +83,7 @@ def app(obj: Context, store: Path | None, stores: Path | None, host: str, port: 
     if importlib.util.find_spec("streamlit") is None:
         raise ValueError("the app needs Streamlit: pip install 'harp-explorer[app]'")
     _check_port_free(host, port)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(entry),
-        "--server.address",
-        host,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--client.toolbarMode",
-        "minimal",
-    ]
+    command = server_command(entry, host, port)
     obj.log(f"serving {store if store is not None else folder} at http://{host}:{port}")
     environment = {**os.environ, "HARP_STORES": str(folder)}
     environment.pop("HARP_STORE", None)  # an inherited one would stand in for the missing --store
