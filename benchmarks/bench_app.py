@@ -21,6 +21,7 @@ Needs Debian's chromium at /usr/bin/chromium (``make chromium``) and the [app,de
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -169,6 +170,30 @@ def _colors_key(page) -> str:
     return "colors" if _frame_data(page, "colors") is not None else "base"
 
 
+# Where each timed recolor's map redraw went, as the frame reports it (leaf_map.js: fetching and decoding the
+# files, putting the figure together, plotly.js), milliseconds; read and emptied by redraw_parts_line.
+REDRAW_PARTS: list[dict[str, float]] = []
+
+
+def _note_redraw_parts(page) -> None:
+    value = _frame_data(page, "redrawParts")
+    if value:
+        REDRAW_PARTS.append(json.loads(value))
+
+
+def redraw_parts_line() -> str:
+    """The medians of the map redraw's parts since the last call, as one indented line ('' for none)."""
+    parts = list(REDRAW_PARTS)
+    REDRAW_PARTS.clear()
+    if not parts:
+        return ""
+    names = list(parts[0])
+    medians = ", ".join(
+        f"{name} {statistics.median(p.get(name, float('nan')) for p in parts):.0f} ms" for name in names
+    )
+    return f"  the map's redraw, median of its parts: {medians}"
+
+
 def _render_s(page) -> float:
     """Seconds the map component's last render took in its frame (fetching the colors, plotly, the marks)."""
     value = _frame_data(page, "renderMs")
@@ -204,6 +229,7 @@ def _timed_recolor(page, frames: Frames, action, into: tuple[list[float], list[f
     into[0].append(end - start)
     into[1].append(frames.server_span(start, end))
     into[2].append(_render_s(page))
+    _note_redraw_parts(page)
 
 
 def weight_steps(
@@ -605,6 +631,7 @@ def main() -> None:
                 server_part=server,
                 **{"the map's redraw": drawing},
             )
+            print(redraw_parts_line())
             # Colored by the weighted objective now: a weight edit recolors the map and reruns the selection.
             row = int(inputs.active.argmax()) if inputs.active.any() else 0
             times, server, drawing = weight_steps(page, row, ["3", "5", "2"], frames)
@@ -615,6 +642,7 @@ def main() -> None:
                 server_part=server,
                 **{"the map's redraw": drawing},
             )
+            print(redraw_parts_line())
             queries = search_queries(store, 3)
             times, server = search_steps(page, queries, frames)
             report(

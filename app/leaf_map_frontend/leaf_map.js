@@ -330,8 +330,16 @@
       if (!wantedExamples) examples = null;
       else if (rawExamples) examples = decodeExamples(rawExamples);
       outside = base.outside;
+      const fetched = performance.now();
       const figure = assemble();
+      const assembled = performance.now();
       await Plotly.react(plot, figure.data, figure.layout, CONFIG);
+      // Where the last full redraw went (milliseconds: fetching and decoding the files, putting the figure
+      // together, plotly), for the benchmark.
+      document.body.dataset.redrawParts = JSON.stringify({
+        fetch: Math.round(fetched - started), assemble: Math.round(assembled - fetched),
+        plotly: Math.round(performance.now() - assembled),
+      });
       if (first) listen();
       baseName = args.base;
       colorsName = args.colors;
