@@ -270,20 +270,22 @@ def slider_end(bundle: StoreBundle, envelopes: tuple[str, ...], weights: np.ndar
     total = bundle.total_points
     if not weights.any():
         return total
+    # Both envelopes' rankings at once (data.run_selections runs the greedies side by side): this is where a
+    # weight edit first needs them, and the page's selections below reuse them from the cache.
+    try:
+        rankings = data.run_selections(
+            bundle.path,
+            bundle.token,
+            list(envelopes),
+            tuple(float(w) for w in weights),
+            None,
+            tuple(pinned),
+            tuple(excluded),
+        )
+    except ValueError:
+        return total
     end = 0
-    for envelope in envelopes:
-        try:
-            ranking = data.run_selection(
-                bundle.path,
-                bundle.token,
-                envelope,
-                tuple(float(w) for w in weights),
-                None,
-                tuple(pinned),
-                tuple(excluded),
-            )
-        except ValueError:
-            return total
+    for ranking in rankings.values():
         end = max(
             end, int(bundle.leaf_size[np.asarray(ranking.order[: int(ranking.cut)], dtype=np.int64)].sum())
         )

@@ -823,3 +823,35 @@ def test_hover_snippets_show_prompt_and_response_escaped(tmp_path: Path) -> None
     assert snippets[0].startswith("\u201cWhat is 2+2?\u201d \u2192 \u201c4\u201d<br>")
     assert "<script>" not in snippets[0] and "<b>" not in snippets[0] and "&lt;b&gt;" in snippets[0]
     assert snippets[1] == "\u201cno answer here\u201d"  # no response: the prompt alone
+
+
+def test_the_budget_slider_ends_at_the_larger_cut_and_ranks_both_envelopes_at_once(monkeypatch) -> None:
+    """The slider's end is the most points a shown envelope's cut holds. With both envelopes shown it asks for
+    both rankings in one data.run_selections call, which runs the two greedies side by side (a weight edit's
+    first need of them), never one envelope after the other."""
+    from types import SimpleNamespace
+
+    from app import controls, data
+
+    bundle = SimpleNamespace(
+        path="s.duckdb", token=(1,), total_points=100, leaf_size=np.array([10, 20, 30, 40])
+    )
+    rankings = {
+        "C": SimpleNamespace(order=np.array([3, 0, 1]), cut=1),  # 40 points
+        "E": SimpleNamespace(order=np.array([1, 2, 0]), cut=2),  # 50 points
+    }
+    calls = []
+
+    def run_selections(path, token, envelopes, weights, budget, pinned, excluded):
+        calls.append((tuple(envelopes), budget))
+        return {e: rankings[e] for e in envelopes}
+
+    def one_at_a_time(*args):
+        raise AssertionError("slider_end ranked one envelope at a time")
+
+    monkeypatch.setattr(data, "run_selections", run_selections)
+    monkeypatch.setattr(data, "run_selection", one_at_a_time)
+    assert controls.slider_end(bundle, ("C", "E"), np.array([1.0, 0.0]), (), ()) == 50
+    assert controls.slider_end(bundle, ("C",), np.array([1.0, 0.0]), (), ()) == 40
+    assert calls == [(("C", "E"), None), (("C",), None)]
+    assert controls.slider_end(bundle, ("C", "E"), np.zeros(2), (), ()) == 100  # nothing weighs: no cap
