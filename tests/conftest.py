@@ -89,20 +89,23 @@ def _tiny_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _own_copy(template: Path, folder: Path) -> Path:
+    """A copy of a session's template store in the test's own folder, under the template's name."""
+    path = folder / template.name
+    shutil.copyfile(template, path)
+    return path
+
+
 @pytest.fixture
 def tmp_store(tmp_path: Path, _synth_template: Path) -> Path:
     """Path of a small synthetic store (40 leaves, 5 domains, seed 7) of the test's own."""
-    path = tmp_path / "synth.duckdb"
-    shutil.copyfile(_synth_template, path)
-    return path
+    return _own_copy(_synth_template, tmp_path)
 
 
 @pytest.fixture
 def tiny_store(tmp_path: Path, _tiny_template: Path) -> Path:
     """Path of the hand-built 4-leaf store described by ``tiny_values``, of the test's own."""
-    path = tmp_path / "tiny.duckdb"
-    shutil.copyfile(_tiny_template, path)
-    return path
+    return _own_copy(_tiny_template, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -119,9 +122,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def demo_copy(tmp_path: Path, demo_store: Path) -> Path:
     """A private copy of the demo store, for a test that writes into it."""
-    path = tmp_path / "demo.duckdb"
-    shutil.copyfile(demo_store, path)
-    return path
+    return _own_copy(demo_store, tmp_path)
 
 
 @pytest.fixture
