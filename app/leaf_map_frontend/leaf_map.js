@@ -59,7 +59,11 @@
   // plotly's typed-array JSON ({dtype, bdata}), a plain list, or a scalar.
   function decode(value) {
     if (value && typeof value === "object" && !Array.isArray(value) && value.bdata !== undefined) {
-      const bytes = Uint8Array.from(atob(value.bdata), (c) => c.charCodeAt(0));
+      // A plain loop, not Uint8Array.from(text, mapper): the mapper's call per byte took 17 times as long in
+      // headless Chromium (214 ms against 12 ms for 800 kB, about 120 ms of each recolor at 50,000 leaves).
+      const text = atob(value.bdata);
+      const bytes = new Uint8Array(text.length);
+      for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
       return new (TYPES[value.dtype] || Float64Array)(bytes.buffer);
     }
     return value;
